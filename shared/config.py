@@ -1,0 +1,123 @@
+"""Settings built from the environment.
+
+Nothing here runs at import time: `Settings.from_env()` is called by the app factory,
+the Celery app and the CLI when they start, so a missing setting stops start-up with a
+message that names it instead of failing on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class ConfigError(Exception):
+    """A required setting is missing or malformed; the message names it."""
+
+
+def _normalise_db_url(url: str) -> str:
+    # Operators paste libpq URLs; SQLAlchemy needs the psycopg 3 driver named explicitly.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    celery_broker_url: str
+    stripe_secret_key: str
+    stripe_webhook_secret: str
+    admin_api_token: str
+    stripe_api_base: str | None = None
+    booking_hold_seconds: int = 900
+    hold_sweep_seconds: int = 60
+    inbox_sweep_seconds: int = 60
+    # An inbox event still unprocessed after this long is re-enqueued by the sweeper.
+    inbox_redelivery_seconds: int = 120
+    port: int = 8000
+    platform_fee_bps: int = 0
+    auth_jwt_secret: str | None = None
+    smtp_url: str | None = None
+    mail_from: str = "inkflow <no-reply@inkflow.local>"
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    log_level: str = "INFO"
+    stripe_timeout_seconds: float = 10.0
+    stripe_max_retries: int = 2
+    lock_ttl_seconds: float = 10.0
+    max_open_holds_per_client: int = 0  # 0 = no limit
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ConfigError(f"missing required setting {name}")
+            return value
+
+        def optional(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def integer(name: str, default: int, minimum: int = 0) -> int:
+            raw = optional(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"setting {name} must be an integer, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"setting {name} must be >= {minimum}, got {value}")
+            return value
+
+        def number(name: str, default: float) -> float:
+            raw = optional(name)
+            if raw is None:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"setting {name} must be a number, got {raw!r}") from None
+
+        redis_url = required("REDIS_URL")
+        fee_bps = integer("PLATFORM_FEE_BPS", 0)
+        if fee_bps > 10_000:
+            raise ConfigError("setting PLATFORM_FEE_BPS must be <= 10000 (100%)")
+        cors = optional("CORS_ORIGINS")
+        return cls(
+            database_url=_normalise_db_url(required("DATABASE_URL")),
+            redis_url=redis_url,
+            celery_broker_url=optional("CELERY_BROKER_URL") or redis_url,
+            stripe_secret_key=required("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret=required("STRIPE_WEBHOOK_SECRET"),
+            admin_api_token=required("ADMIN_API_TOKEN"),
+            stripe_api_base=optional("STRIPE_API_BASE"),
+            booking_hold_seconds=integer("BOOKING_HOLD_SECONDS", 900, minimum=1),
+            hold_sweep_seconds=integer("HOLD_SWEEP_SECONDS", 60, minimum=1),
+            inbox_sweep_seconds=integer("INBOX_SWEEP_SECONDS", 60, minimum=1),
+            inbox_redelivery_seconds=integer("INBOX_REDELIVERY_SECONDS", 120, minimum=1),
+            port=integer("PORT", 8000, minimum=1),
+            platform_fee_bps=fee_bps,
+            auth_jwt_secret=optional("AUTH_JWT_SECRET"),
+            smtp_url=optional("SMTP_URL"),
+            mail_from=optional("MAIL_FROM") or "inkflow <no-reply@inkflow.local>",
+            cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),
+            log_level=(optional("LOG_LEVEL") or "INFO").upper(),
+            stripe_timeout_seconds=number("STRIPE_TIMEOUT_SECONDS", 10.0),
+            stripe_max_retries=integer("STRIPE_MAX_RETRIES", 2),
+            lock_ttl_seconds=number("BOOKING_LOCK_TTL_SECONDS", 10.0),
+            max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
+        )
+
+
+def load_dotenv_for_development() -> None:
+    """Read `.env` in development without overriding the real environment."""
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)

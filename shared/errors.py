@@ -1,0 +1,78 @@
+"""Domain errors: one code per contract error, and the user-facing messages in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    SLOT_UNAVAILABLE = "SLOT_UNAVAILABLE"
+    SLOT_TAKEN = "SLOT_TAKEN"
+    STRIPE_NOT_CONFIGURED = "STRIPE_NOT_CONFIGURED"
+    PAYMENT_PROVIDER_ERROR = "PAYMENT_PROVIDER_ERROR"
+    RATE_LIMITED = "RATE_LIMITED"
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.VALIDATION_ERROR: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.SLOT_UNAVAILABLE: 409,
+    ErrorCode.SLOT_TAKEN: 409,
+    ErrorCode.STRIPE_NOT_CONFIGURED: 422,
+    ErrorCode.PAYMENT_PROVIDER_ERROR: 502,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INVALID_SIGNATURE: 400,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.VALIDATION_ERROR: "The request is not valid.",
+    ErrorCode.UNAUTHORIZED: "A valid token is required.",
+    ErrorCode.FORBIDDEN: "This token may not do that.",
+    ErrorCode.NOT_FOUND: "Not found.",
+    ErrorCode.SLOT_UNAVAILABLE: "This slot cannot be booked.",
+    ErrorCode.SLOT_TAKEN: "Someone else just took this slot.",
+    ErrorCode.STRIPE_NOT_CONFIGURED: "This artist cannot take payments yet.",
+    ErrorCode.PAYMENT_PROVIDER_ERROR: "The payment provider failed; the slot was released.",
+    ErrorCode.RATE_LIMITED: "Too many requests.",
+    ErrorCode.INVALID_SIGNATURE: "The webhook signature is missing, wrong or too old.",
+    ErrorCode.INTERNAL_ERROR: "Something went wrong on our side.",
+}
+
+
+class DomainError(Exception):
+    """An expected failure with a contract error code; never retried by workers."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message or MESSAGES[code]
+        self.details = details
+        super().__init__(f"{code}: {self.message}")
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": str(self.code), "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def not_found(kind: str, ident: object) -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, f"{kind} not found.", {kind.lower(): str(ident)})

@@ -1,0 +1,317 @@
+"""Database rows. PostgreSQL is the source of truth; constraints here are the last line
+of defence (the exclusion constraint on bookings is what makes double-booking impossible)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    column,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID, ExcludeConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+Money = Numeric(14, 3)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class BookingStatus(StrEnum):
+    PENDING_PAYMENT = "PENDING_PAYMENT"
+    CONFIRMED = "CONFIRMED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+LIVE_STATUSES = (BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED)
+
+
+class EventStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    PROCESSED = "PROCESSED"
+    IGNORED = "IGNORED"
+    FAILED = "FAILED"
+
+
+class TransactionKind(StrEnum):
+    PAYMENT = "PAYMENT"
+    REFUND = "REFUND"
+
+
+class TransactionStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class NotificationKind(StrEnum):
+    BOOKING_CONFIRMED = "BOOKING_CONFIRMED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    HOLD_EXPIRED = "HOLD_EXPIRED"
+    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+def _in(values: type[StrEnum]) -> str:
+    return ", ".join(f"'{v.value}'" for v in values)
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Artist(Base):
+    __tablename__ = "artists"
+    __table_args__ = (
+        CheckConstraint("buffer_min >= 0", name="buffer_min_non_negative"),
+        CheckConstraint("min_notice_min >= 0", name="min_notice_non_negative"),
+        CheckConstraint("max_advance_days >= 0", name="max_advance_non_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    charges_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    buffer_min: Mapped[int] = mapped_column(Integer, default=0)
+    min_notice_min: Mapped[int] = mapped_column(Integer, default=0)
+    max_advance_days: Mapped[int] = mapped_column(Integer, default=365)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (
+        CheckConstraint("duration_min > 0", name="duration_positive"),
+        CheckConstraint("price >= 0", name="price_non_negative"),
+        CheckConstraint(
+            "deposit_amount >= 0 AND deposit_amount <= price", name="deposit_within_price"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    artist_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("artists.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    duration_min: Mapped[int] = mapped_column(Integer)
+    price: Mapped[Decimal] = mapped_column(Money)
+    deposit_amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class WorkingHours(Base):
+    """A wall-clock interval in the artist's zone; minutes since local midnight so that
+    24:00 (end of day) is representable."""
+
+    __tablename__ = "working_hours"
+    __table_args__ = (
+        CheckConstraint("day_of_week BETWEEN 0 AND 6", name="day_of_week_range"),
+        CheckConstraint(
+            "start_minute >= 0 AND end_minute <= 1440 AND start_minute < end_minute",
+            name="minutes_order",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    artist_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("artists.id", ondelete="CASCADE"), index=True
+    )
+    day_of_week: Mapped[int] = mapped_column(SmallInteger)
+    start_minute: Mapped[int] = mapped_column(SmallInteger)
+    end_minute: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Leave(Base):
+    __tablename__ = "leaves"
+    __table_args__ = (
+        CheckConstraint("end_time > start_time", name="end_after_start"),
+        Index("ix_leaves_artist_id_start_time", "artist_id", "start_time"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    artist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("artists.id", ondelete="CASCADE"))
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _created_at()
+
+
+BOOKINGS_NO_OVERLAP = "ex_bookings_no_overlap"
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint("end_time > start_time", name="end_after_start"),
+        CheckConstraint(f"status IN ({_in(BookingStatus)})", name="status_known"),
+        CheckConstraint("deposit_amount >= 0", name="deposit_non_negative"),
+        # Two live bookings of one artist can never overlap: the database is the fence
+        # that the Redis lock is not (a lock can expire under a paused holder).
+        ExcludeConstraint(
+            (column("artist_id"), "="),
+            (
+                func.tstzrange(column("start_time"), column("end_time"), text("'[)'")),
+                "&&",
+            ),
+            using="gist",
+            where=text("status IN ('PENDING_PAYMENT', 'CONFIRMED')"),
+            name=BOOKINGS_NO_OVERLAP,
+        ),
+        Index("ix_bookings_artist_id_start_time", "artist_id", "start_time"),
+        Index(
+            "ix_bookings_pending_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'PENDING_PAYMENT'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"), index=True)
+    artist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("artists.id"))
+    service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20))
+    deposit_amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """`Idempotency-Key` of booking creation: the first response, replayed for 24 h."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="SET NULL")
+    )
+    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class StripeEvent(Base):
+    """The webhook inbox: every verified event, stored before Stripe gets its 200."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(EventStatus)})", name="status_known"),
+        Index(
+            "ix_stripe_events_unprocessed",
+            "received_at",
+            postgresql_where=text("status IN ('RECEIVED', 'FAILED')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), default=EventStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    stripe_created: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StripeTransaction(Base):
+    """The money ledger. One row per Stripe object and kind for successes; one per event
+    for failed attempts (a client may fail several times before paying)."""
+
+    __tablename__ = "stripe_transactions"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(TransactionKind)})", name="kind_known"),
+        CheckConstraint(f"status IN ({_in(TransactionStatus)})", name="status_known"),
+        Index(
+            "uq_stripe_transactions_object_kind_succeeded",
+            "stripe_object_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("status = 'SUCCEEDED'"),
+        ),
+        UniqueConstraint("stripe_event_id", "kind", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bookings.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_object_id: Mapped[str] = mapped_column(String(255))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_event_id: Mapped[str | None] = mapped_column(String(255))
+    failure_code: Mapped[str | None] = mapped_column(String(100))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Notification(Base):
+    """The outbox: written in the same transaction as the state change it reports."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(NotificationKind)})", name="kind_known"),
+        CheckConstraint(f"status IN ({_in(NotificationStatus)})", name="status_known"),
+        UniqueConstraint("booking_id", "kind", "recipient"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(20), default="email")
+    recipient: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20), default=NotificationStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
