@@ -1,0 +1,56 @@
+# inkflow — `make run` runs the whole system, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck format migrate seed bench up down config clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install pinned dependencies
+
+run: $(STAMP) ## run API + worker + beat (embedded PostgreSQL/Valkey/Stripe emulator when unset)
+	$(PY) -m services.stack
+
+test: $(STAMP) ## run unit, integration and end-to-end tests (needs PostgreSQL and Redis, see README)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff formatting and fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: $(STAMP) ## apply migrations to DATABASE_URL
+	$(VENV)/bin/alembic upgrade head
+
+seed: $(STAMP) ## create the demo artist/service/client in DATABASE_URL and print their ids
+	$(PY) -m shared.cli seed
+
+bench: $(STAMP) ## load and latency figures (several minutes; prints a table)
+	$(PY) -m tests.bench
+
+up: ## docker compose: the same system in containers
+	docker compose up --build
+
+down:
+	docker compose down
+
+config: ## validate docker-compose.yml
+	docker compose config --quiet && echo "docker-compose.yml is valid"
+
+clean: ## remove the virtualenv and local data (var/)
+	rm -rf $(VENV) var

@@ -1,0 +1,32 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_cors import CORS
+
+from services.api.errors import register_error_handlers
+from services.api.routes import admin, availability, health
+from services.api.state import ApiState, init_state
+from shared.config import Settings, load_dotenv_for_development
+from shared.logging_setup import configure_logging
+from shared.runtime import build_resources
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    if settings is None:
+        load_dotenv_for_development()
+        settings = Settings.from_env()
+    configure_logging(settings.log_level)
+
+    app = Flask("inkflow")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Bodies are small JSON documents; refuse anything large before parsing it.
+    app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
+    init_state(app, ApiState(resources=build_resources(settings)))
+    if settings.cors_origins:
+        CORS(app, origins=list(settings.cors_origins))
+    register_error_handlers(app)
+    for blueprint in (health.bp, availability.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    return app

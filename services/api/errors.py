@@ -1,0 +1,44 @@
+"""Every error leaves as the contract's JSON: no HTML page, no traceback, no SQL."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import DomainError, ErrorCode
+
+log = logging.getLogger("inkflow.api")
+
+_HTTP_CODES = {
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def error_response(error: DomainError) -> tuple[Response, int]:
+    return jsonify(error.to_json()), error.http_status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError) -> tuple[Response, int]:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        code = _HTTP_CODES.get(status)
+        if code is None:
+            # 405, 413, 415 ...: the request itself is wrong; keep werkzeug's status.
+            code = ErrorCode.VALIDATION_ERROR if status < 500 else ErrorCode.INTERNAL_ERROR
+        body = DomainError(code, error.description if status < 500 else None).to_json()
+        return jsonify(body), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return error_response(DomainError(ErrorCode.INTERNAL_ERROR))

@@ -1,0 +1,60 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+
+from services.api.state import state
+from shared.runtime import make_redis
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+def _check_database() -> None:
+    with state().resources.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _check_redis(client: redis.Redis) -> None:
+    client.ping()
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    resources = state().resources
+    settings = resources.settings
+    checks: dict[str, Any] = {}
+    probes = {
+        "database": _check_database,
+        "redis": lambda: _check_redis(resources.redis),
+    }
+    for name, probe in probes.items():
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # readiness reports any failure, it never raises
+            checks[name] = f"unreachable: {type(exc).__name__}"
+    if settings.celery_broker_url == settings.redis_url:
+        checks["broker"] = checks["redis"]
+    else:
+        broker = make_redis(settings.celery_broker_url)
+        try:
+            _check_redis(broker)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        finally:
+            broker.close()
+    failed = sorted(name for name, result in checks.items() if result != "ok")
+    if failed:
+        return jsonify({"status": "unavailable", "failed": failed, "checks": checks}), 503
+    return jsonify({"status": "ok", "checks": checks}), 200

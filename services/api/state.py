@@ -1,0 +1,35 @@
+"""The per-process state the handlers use, attached to the Flask app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from sqlalchemy.orm import Session
+
+from shared.db import transaction
+from shared.runtime import Resources
+
+EXTENSION_KEY = "inkflow"
+
+
+@dataclass(slots=True)
+class ApiState:
+    resources: Resources
+
+
+def init_state(app: Flask, state: ApiState) -> None:
+    app.extensions[EXTENSION_KEY] = state
+
+
+def state() -> ApiState:
+    found: ApiState = current_app.extensions[EXTENSION_KEY]
+    return found
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    with transaction(state().resources.sessions) as session:
+        yield session

@@ -1,0 +1,45 @@
+"""Long-lived resources of one process (API worker or Celery worker), built from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory
+
+
+@dataclass(slots=True)
+class Resources:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+
+    def close(self) -> None:
+        self.redis.close()
+        self.engine.dispose()
+
+
+def make_redis(url: str) -> redis.Redis:
+    # Short timeouts: Redis only speeds booking up (locks); when it is down the database
+    # constraint still guards, so waiting long on it would only add latency.
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=0.5,
+        socket_timeout=1.0,
+        health_check_interval=30,
+    )
+
+
+def build_resources(settings: Settings, *, pool_size: int = 5) -> Resources:
+    engine = make_engine(settings.database_url, pool_size=pool_size)
+    return Resources(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        redis=make_redis(settings.redis_url),
+    )

@@ -1,0 +1,147 @@
+"""Loads what the booking rules need (one query per kind of data) and calls them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from shared import availability as rules
+from shared.catalog import get_or_404, invalid
+from shared.errors import DomainError, ErrorCode
+from shared.models import Artist, Booking, BookingStatus, Leave, Service, WorkingHours
+
+MAX_RANGE = timedelta(days=62)
+MIN_STEP_MIN, MAX_STEP_MIN = 5, 1440
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    tz: ZoneInfo
+    hours: list[rules.WorkingHours]
+    leaves: list[rules.Interval]
+    bookings: list[rules.Interval]
+    policy: rules.BookingPolicy
+
+
+def policy_of(artist: Artist) -> rules.BookingPolicy:
+    return rules.BookingPolicy(
+        buffer_min=artist.buffer_min,
+        min_notice_min=artist.min_notice_min,
+        max_advance_days=artist.max_advance_days,
+    )
+
+
+def _clock(minute: int) -> time:
+    # 24:00 is stored as 1440 and handed to the rules as midnight (end of day).
+    return time(0, 0) if minute == 1440 else time(minute // 60, minute % 60)
+
+
+def load_schedule(
+    session: Session,
+    artist: Artist,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    exclude_booking: uuid.UUID | None = None,
+) -> Schedule:
+    """Everything that can make a slot in [start, end) unavailable, in three queries."""
+    policy = policy_of(artist)
+    window = rules.busy_window(start, end, policy)
+    hours = session.execute(
+        select(WorkingHours.day_of_week, WorkingHours.start_minute, WorkingHours.end_minute).where(
+            WorkingHours.artist_id == artist.id
+        )
+    ).all()
+    leaves = session.execute(
+        select(Leave.start_time, Leave.end_time).where(
+            Leave.artist_id == artist.id,
+            Leave.start_time < window.end,
+            Leave.end_time > window.start,
+        )
+    ).all()
+    booking_query = select(Booking.start_time, Booking.end_time).where(
+        Booking.artist_id == artist.id,
+        Booking.start_time < window.end,
+        Booking.end_time > window.start,
+        or_(
+            Booking.status == BookingStatus.CONFIRMED,
+            # An unpaid hold stops blocking the slot the moment it expires, before the
+            # sweeper gets to it.
+            (Booking.status == BookingStatus.PENDING_PAYMENT) & (Booking.expires_at > now),
+        ),
+    )
+    if exclude_booking is not None:
+        booking_query = booking_query.where(Booking.id != exclude_booking)
+    bookings = session.execute(booking_query).all()
+    return Schedule(
+        tz=ZoneInfo(artist.timezone),
+        hours=[rules.WorkingHours(d, _clock(s), _clock(e)) for d, s, e in hours],
+        leaves=[rules.Interval(s, e) for s, e in leaves],
+        bookings=[rules.Interval(s, e) for s, e in bookings],
+        policy=policy,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityQuery:
+    artist_id: str
+    start: datetime
+    end: datetime
+    duration_min: int | None
+    service_id: str | None
+    step_min: int = 30
+
+
+def _check_query(query: AvailabilityQuery) -> None:
+    if query.end <= query.start:
+        raise invalid("endDate", "must be after startDate")
+    if query.end - query.start > MAX_RANGE:
+        raise invalid("endDate", "the range may cover at most 62 days")
+    if not MIN_STEP_MIN <= query.step_min <= MAX_STEP_MIN:
+        raise invalid("slotIntervalMin", "must be between 5 and 1440")
+    if query.service_id is None:
+        if query.duration_min is None:
+            raise DomainError(
+                ErrorCode.VALIDATION_ERROR,
+                "Give serviceDurationMin or serviceId.",
+                {"fields": {"serviceDurationMin": "required without serviceId"}},
+            )
+        if not MIN_STEP_MIN <= query.duration_min <= MAX_STEP_MIN:
+            raise invalid("serviceDurationMin", "must be between 5 and 1440")
+
+
+def availability(
+    session: Session, query: AvailabilityQuery, *, now: datetime
+) -> tuple[list[rules.Slot], str]:
+    _check_query(query)
+    artist = get_or_404(session, Artist, query.artist_id)
+    duration_min = query.duration_min
+    if query.service_id is not None:
+        service = get_or_404(session, Service, query.service_id)
+        if service.artist_id != artist.id:
+            raise DomainError(
+                ErrorCode.NOT_FOUND, "Service not found for this artist.",
+                {"service": query.service_id},
+            )
+        duration_min = service.duration_min
+    assert duration_min is not None
+    schedule = load_schedule(session, artist, query.start, query.end, now=now)
+    slots = rules.list_slots(
+        tz=schedule.tz,
+        hours=schedule.hours,
+        leaves=schedule.leaves,
+        bookings=schedule.bookings,
+        policy=schedule.policy,
+        duration=timedelta(minutes=duration_min),
+        step=timedelta(minutes=query.step_min),
+        range_start=query.start,
+        range_end=query.end,
+        now=now,
+    )
+    return slots, artist.timezone

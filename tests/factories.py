@@ -1,0 +1,69 @@
+"""Catalogue rows for tests, created through the same service functions as the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import catalog
+from shared.db import transaction
+
+
+@dataclass(frozen=True)
+class World:
+    artist_id: str
+    service_id: str
+    client_id: str
+    stripe_account_id: str | None
+
+
+def make_world(
+    sessions: sessionmaker[Session],
+    *,
+    timezone: str = "Europe/Paris",
+    hours: list[tuple[int, int, int]] | None = None,
+    duration_min: int = 60,
+    deposit: str = "50.00",
+    price: str = "150.00",
+    currency: str = "eur",
+    stripe_account_id: str | None = "acct_1TestArtist",
+    charges_enabled: bool = True,
+    **artist: Any,
+) -> World:
+    """An artist working every day 10:00–18:00 local (unless `hours`), a service, a client."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    with transaction(sessions) as session:
+        a = catalog.create_artist(
+            session,
+            catalog.ArtistInput(
+                name=f"Artist {tag}",
+                email=f"artist-{tag}@example.com",
+                timezone=timezone,
+                stripe_account_id=f"{stripe_account_id}{tag}" if stripe_account_id else None,
+                charges_enabled=charges_enabled,
+                **artist,
+            ),
+        )
+        catalog.replace_working_hours(
+            session,
+            str(a.id),
+            [
+                catalog.HoursInput(d, s, e)
+                for d, s, e in (hours or [(d, 600, 1080) for d in range(7)])
+            ],
+        )
+        s = catalog.create_service(
+            session,
+            str(a.id),
+            name="Session",
+            duration_min=duration_min,
+            price=price,
+            deposit_amount=deposit,
+            currency=currency,
+        )
+        c = catalog.create_client(session, email=f"client-{tag}@example.com", name="Client")
+        return World(str(a.id), str(s.id), str(c.id), a.stripe_account_id)
