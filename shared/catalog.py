@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -145,8 +146,11 @@ def replace_working_hours(
         if item.end_minute <= item.start_minute:
             raise invalid(f"[{index}].endTime", "must be after startTime")
     by_day = sorted(hours, key=lambda h: (h.day_of_week, h.start_minute))
-    for previous, current in zip(by_day, by_day[1:], strict=False):
-        if previous.day_of_week == current.day_of_week and current.start_minute < previous.end_minute:
+    for previous, current in pairwise(by_day):
+        if (
+            previous.day_of_week == current.day_of_week
+            and current.start_minute < previous.end_minute
+        ):
             raise invalid("workingHours", f"intervals overlap on dayOfWeek {current.day_of_week}")
     # Lock the artist row so two concurrent replacements cannot interleave.
     session.execute(select(Artist.id).where(Artist.id == artist.id).with_for_update())

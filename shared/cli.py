@@ -1,4 +1,9 @@
-"""Operator commands: `python -m shared.cli seed` (alias `inkflow seed`)."""
+"""Operator commands (`python -m shared.cli ...`, or `inkflow ...` in the venv):
+
+seed                          demo artist, service, hours and client; prints their ids
+events list [--status S]      inbox events not yet applied (RECEIVED, FAILED)
+events replay ID... | --all-unprocessed   re-apply events now
+"""
 
 from __future__ import annotations
 
@@ -33,11 +38,95 @@ def cmd_seed(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from shared.models import EventStatus, StripeEvent
+
+    statuses = args.status or [EventStatus.RECEIVED, EventStatus.FAILED]
+    engine = make_engine(_database_url(), pool_size=1)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            rows = session.scalars(
+                select(StripeEvent)
+                .where(StripeEvent.status.in_(statuses))
+                .order_by(StripeEvent.received_at)
+                .limit(args.limit)
+            ).all()
+            for row in rows:
+                print(
+                    json.dumps(
+                        {
+                            "id": row.id,
+                            "type": row.type,
+                            "status": row.status,
+                            "attempts": row.attempts,
+                            "receivedAt": row.received_at.isoformat(),
+                            "lastError": row.last_error,
+                        }
+                    )
+                )
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_events_replay(args: argparse.Namespace) -> int:
+    """Re-apply chosen events in this process (dj-stripe's djstripe_process_events)."""
+    from sqlalchemy import select
+
+    from shared.config import Settings
+    from shared.models import EventStatus, StripeEvent
+    from shared.payments import StripeGateway
+    from shared.queue import CeleryQueue
+    from shared.runtime import build_resources
+    from shared.stripe_events import apply_event
+
+    settings = Settings.from_env()
+    resources = build_resources(settings, pool_size=1)
+    queue = CeleryQueue(settings)
+    failures = 0
+    try:
+        ids = list(args.event_ids)
+        if args.all_unprocessed:
+            with transaction(resources.sessions) as session:
+                ids += session.scalars(
+                    select(StripeEvent.id)
+                    .where(StripeEvent.status.in_([EventStatus.RECEIVED, EventStatus.FAILED]))
+                    .order_by(StripeEvent.received_at)
+                ).all()
+        for event_id in ids:
+            try:
+                outcome = apply_event(resources, StripeGateway(settings), queue, event_id)
+            except Exception as exc:
+                failures += 1
+                outcome = f"failed: {type(exc).__name__}: {exc}"
+            print(json.dumps({"id": event_id, "outcome": outcome}))
+    finally:
+        queue.close()
+        resources.close()
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inkflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     seed = commands.add_parser("seed", help="create the demo artist, service, hours and client")
     seed.set_defaults(func=cmd_seed)
+    events = commands.add_parser("events", help="the Stripe webhook inbox")
+    event_commands = events.add_subparsers(dest="events_command", required=True)
+    listing = event_commands.add_parser("list", help="unprocessed and failed events")
+    listing.add_argument(
+        "--status", action="append", choices=["RECEIVED", "FAILED", "PROCESSED", "IGNORED"]
+    )
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(func=cmd_events_list)
+    replay = event_commands.add_parser("replay", help="re-apply events now, in this process")
+    replay.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
+    replay.add_argument(
+        "--all-unprocessed", action="store_true", help="every RECEIVED or FAILED event"
+    )
+    replay.set_defaults(func=cmd_events_replay)
     return parser
 
 

@@ -49,6 +49,7 @@ class Settings:
     stripe_max_retries: int = 2
     lock_ttl_seconds: float = 10.0
     max_open_holds_per_client: int = 0  # 0 = no limit
+    celery_queue: str = "inkflow"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +114,7 @@ class Settings:
             stripe_max_retries=integer("STRIPE_MAX_RETRIES", 2),
             lock_ttl_seconds=number("BOOKING_LOCK_TTL_SECONDS", 10.0),
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
+            celery_queue=optional("CELERY_QUEUE") or "inkflow",
         )
 
 

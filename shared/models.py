@@ -109,6 +109,9 @@ class Artist(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     charges_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # `created` of the newest account.updated event applied: older ones arriving late
+    # must not overwrite chargesEnabled.
+    stripe_account_synced_at: Mapped[int | None] = mapped_column(BigInteger)
     buffer_min: Mapped[int] = mapped_column(Integer, default=0)
     min_notice_min: Mapped[int] = mapped_column(Integer, default=0)
     max_advance_days: Mapped[int] = mapped_column(Integer, default=365)
@@ -259,7 +262,9 @@ class StripeEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     stripe_created: Mapped[int | None] = mapped_column(BigInteger)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

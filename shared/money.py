@@ -8,9 +8,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 # ISO 4217 currencies whose minor unit is not 1/100 (stripe.com/docs/currencies).
-ZERO_DECIMAL = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
-)
+ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 
 
@@ -36,7 +34,7 @@ def parse_amount(value: str, currency: str) -> Decimal:
     try:
         amount = Decimal(value)
     except (InvalidOperation, TypeError):
-        raise MoneyError("must be a decimal string such as \"50.00\"") from None
+        raise MoneyError('must be a decimal string such as "50.00"') from None
     if not amount.is_finite():
         raise MoneyError("must be a finite decimal")
     if amount < 0:

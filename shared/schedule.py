@@ -126,7 +126,8 @@ def availability(
         service = get_or_404(session, Service, query.service_id)
         if service.artist_id != artist.id:
             raise DomainError(
-                ErrorCode.NOT_FOUND, "Service not found for this artist.",
+                ErrorCode.NOT_FOUND,
+                "Service not found for this artist.",
                 {"service": query.service_id},
             )
         duration_min = service.duration_min

@@ -62,8 +62,8 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     if "database_url" not in request.fixturenames and "app" not in request.fixturenames:
         yield
         return
-    yield
     engine = request.getfixturevalue("engine")
+    yield
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -129,8 +129,11 @@ def start_gunicorn(env: dict[str, str], port: int, log_dir: Path, workers: int =
     proc = Process(
         "gunicorn",
         [
-            sys.executable, "-m", "gunicorn",
-            "--config", "python:services.api.gunicorn_conf",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:services.api.gunicorn_conf",
             "services.api.wsgi:app",
         ],
         env,

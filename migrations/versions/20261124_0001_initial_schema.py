@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("timezone", sa.String(length=64), nullable=False),
         sa.Column("stripe_account_id", sa.String(length=255), nullable=True),
         sa.Column("charges_enabled", sa.Boolean(), nullable=False),
+        sa.Column("stripe_account_synced_at", sa.BigInteger(), nullable=True),
         sa.Column("buffer_min", sa.Integer(), nullable=False),
         sa.Column("min_notice_min", sa.Integer(), nullable=False),
         sa.Column("max_advance_days", sa.Integer(), nullable=False),

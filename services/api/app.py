@@ -6,10 +6,14 @@ from flask import Flask
 from flask_cors import CORS
 
 from services.api.errors import register_error_handlers
-from services.api.routes import admin, availability, health
+from services.api.routes import admin, availability, bookings, health, webhooks
 from services.api.state import ApiState, init_state
+from shared.booking import BookingService
 from shared.config import Settings, load_dotenv_for_development
+from shared.locks import SlotLocks
 from shared.logging_setup import configure_logging
+from shared.payments import StripeGateway
+from shared.queue import CeleryQueue
 from shared.runtime import build_resources
 
 
@@ -23,10 +27,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Bodies are small JSON documents; refuse anything large before parsing it.
     app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
-    init_state(app, ApiState(resources=build_resources(settings)))
+    resources = build_resources(settings)
+    queue = CeleryQueue(settings)
+    booking_service = BookingService(
+        resources,
+        StripeGateway(settings),
+        SlotLocks(resources.redis, ttl_seconds=settings.lock_ttl_seconds),
+        queue,
+    )
+    init_state(app, ApiState(resources=resources, bookings=booking_service, queue=queue))
     if settings.cors_origins:
         CORS(app, origins=list(settings.cors_origins))
     register_error_handlers(app)
-    for blueprint in (health.bp, availability.bp, admin.bp):
+    for blueprint in (health.bp, availability.bp, bookings.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
     return app

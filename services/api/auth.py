@@ -22,9 +22,7 @@ def _bearer() -> str | None:
 def require_admin(settings: Settings) -> None:
     token = _bearer()
     # Constant-time compare: the token is a shared secret.
-    if token is None or not hmac.compare_digest(
-        token.encode(), settings.admin_api_token.encode()
-    ):
+    if token is None or not hmac.compare_digest(token.encode(), settings.admin_api_token.encode()):
         raise DomainError(ErrorCode.UNAUTHORIZED)
 
 

@@ -41,7 +41,9 @@ def validation_error(exc: ValidationError) -> DomainError:
     for err in exc.errors(include_url=False, include_input=False):
         if err["type"] == "json_invalid":
             return DomainError(
-                ErrorCode.VALIDATION_ERROR, "The body is not valid JSON.", {"fields": {"body": "invalid JSON"}}
+                ErrorCode.VALIDATION_ERROR,
+                "The body is not valid JSON.",
+                {"fields": {"body": "invalid JSON"}},
             )
         fields.setdefault(_field_name(err["loc"]), err["msg"])
     return DomainError(ErrorCode.VALIDATION_ERROR, details={"fields": fields})

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
+from shared.booking import BookingService
 from shared.db import transaction
+from shared.queue import CeleryQueue
 from shared.runtime import Resources
 
 EXTENSION_KEY = "inkflow"
@@ -18,6 +20,8 @@ EXTENSION_KEY = "inkflow"
 @dataclass(slots=True)
 class ApiState:
     resources: Resources
+    bookings: BookingService
+    queue: CeleryQueue
 
 
 def init_state(app: Flask, state: ApiState) -> None:

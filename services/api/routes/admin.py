@@ -141,7 +141,9 @@ def put_working_hours(artist_id: str) -> Response:
 @bp.get("/artists/<artist_id>/working-hours")
 def get_working_hours(artist_id: str) -> Response:
     with unit_of_work() as session:
-        return _items([working_hours_json(r) for r in catalog.list_working_hours(session, artist_id)])
+        return _items(
+            [working_hours_json(r) for r in catalog.list_working_hours(session, artist_id)]
+        )
 
 
 @bp.post("/artists/<artist_id>/leaves")

@@ -1,0 +1,50 @@
+"""The Celery application: worker and beat. `celery -A services.worker.celery_app worker`.
+
+Settings are read when Celery first loads its configuration (`on_configure`, at worker
+or beat start-up), not at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from shared.config import Settings, load_dotenv_for_development
+from shared.logging_setup import configure_logging
+from shared.queue import celery_config
+from shared.tasks import EXPIRE_HOLDS, PURGE_IDEMPOTENCY_KEYS, SWEEP_INBOX, SWEEP_OUTBOX
+
+app = Celery("inkflow", include=["services.worker.tasks"])
+
+
+def configure(celery: Celery, settings: Settings) -> None:
+    celery.conf.update(celery_config(settings))
+    celery.conf.update(
+        # Never lose a task: acknowledge after it ran, requeue when the worker dies,
+        # take one message at a time. Every task is idempotent, since Redis may deliver
+        # twice (celery#5935, kombu#337).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        task_time_limit=300,
+        task_soft_time_limit=240,
+        beat_schedule={
+            "expire-holds": {"task": EXPIRE_HOLDS, "schedule": float(settings.hold_sweep_seconds)},
+            "sweep-inbox": {"task": SWEEP_INBOX, "schedule": float(settings.inbox_sweep_seconds)},
+            "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": 60.0},
+            "purge-idempotency-keys": {"task": PURGE_IDEMPOTENCY_KEYS, "schedule": 3600.0},
+        },
+    )
+
+
+def _load_settings(sender: Celery, **_: Any) -> None:
+    load_dotenv_for_development()
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    configure(sender, settings)
+
+
+app.on_configure.connect(_load_settings, weak=False)

@@ -1,0 +1,304 @@
+"""Booking creation: validate → Redis slot lock → rules → one constrained transaction →
+release → Stripe deposit intent → store its id.
+
+Why this order: the lock makes losers answer at once; the rules give a precise reason;
+the transaction (per-artist advisory lock, re-check including buffers, exclusion
+constraint) is the guarantee; Stripe is called after commit so no database transaction
+ever waits on the network, and its idempotency key comes from the booking id so a retry
+cannot create a second intent.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import availability as rules
+from shared.catalog import get_or_404
+from shared.db import transaction
+from shared.errors import DomainError, ErrorCode
+from shared.holds import expire_overlapping_holds
+from shared.locks import SlotLocks, SlotTaken
+from shared.models import (
+    BOOKINGS_NO_OVERLAP,
+    Artist,
+    Booking,
+    BookingStatus,
+    Client,
+    NotificationKind,
+    Service,
+)
+from shared.money import to_minor_units
+from shared.notifications import notify_booking
+from shared.payments import DepositRequest, Intent, PaymentProviderError, StripeGateway
+from shared.queue import TaskQueue
+from shared.runtime import Resources
+from shared.schedule import load_schedule
+from shared.tasks import SEND_NOTIFICATION
+from shared.views import booking_json
+
+log = logging.getLogger("inkflow.booking")
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    client_id: str
+    artist_id: str
+    service_id: str
+    start_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    booking: Booking
+    intent: Intent | None
+
+    def to_json(self) -> dict[str, object]:
+        intent = None
+        if self.intent is not None:
+            intent = {
+                "id": self.intent.id,
+                "clientSecret": self.intent.client_secret,
+                "amount": self.intent.amount,
+                "currency": self.intent.currency,
+            }
+        return {"booking": booking_json(self.booking), "paymentIntent": intent}
+
+
+def _slot_taken(message: str | None = None) -> DomainError:
+    return DomainError(ErrorCode.SLOT_TAKEN, message)
+
+
+def is_overlap_violation(exc: IntegrityError) -> bool:
+    """SQLSTATE 23P01 on the bookings exclusion constraint."""
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(exc.orig, "sqlstate", None) == "23P01" and (
+        diag is None or diag.constraint_name == BOOKINGS_NO_OVERLAP
+    )
+
+
+def _load_catalogue(session: Session, request: BookingRequest) -> tuple[Client, Artist, Service]:
+    client = get_or_404(session, Client, request.client_id)
+    artist = get_or_404(session, Artist, request.artist_id)
+    service = get_or_404(session, Service, request.service_id)
+    if service.artist_id != artist.id:
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            "Service not found for this artist.",
+            {"service": request.service_id},
+        )
+    return client, artist, service
+
+
+def _check_payments_possible(artist: Artist, service: Service) -> None:
+    if service.deposit_amount > 0 and not (artist.stripe_account_id and artist.charges_enabled):
+        raise DomainError(ErrorCode.STRIPE_NOT_CONFIGURED)
+
+
+def _check_open_holds(session: Session, client: Client, limit: int, now: datetime) -> None:
+    if limit <= 0:
+        return
+    open_holds = session.scalar(
+        select(func.count())
+        .select_from(Booking)
+        .where(
+            Booking.client_id == client.id,
+            Booking.status == BookingStatus.PENDING_PAYMENT,
+            Booking.expires_at > now,
+        )
+    )
+    if (open_holds or 0) >= limit:
+        raise DomainError(
+            ErrorCode.RATE_LIMITED,
+            "Too many unpaid bookings for this client.",
+            {"openHolds": open_holds, "limit": limit},
+        )
+
+
+def _check_rules(
+    session: Session, artist: Artist, start: datetime, duration: timedelta, now: datetime
+) -> None:
+    schedule = load_schedule(session, artist, start, start + duration, now=now)
+    reason = rules.check_slot(
+        tz=schedule.tz,
+        hours=schedule.hours,
+        leaves=schedule.leaves,
+        bookings=schedule.bookings,
+        policy=schedule.policy,
+        start=start,
+        duration=duration,
+        now=now,
+    )
+    if reason is not None:
+        raise DomainError(ErrorCode.SLOT_UNAVAILABLE, details={"reason": str(reason)})
+
+
+def lock_artist_schedule(session: Session, artist_id: uuid.UUID) -> None:
+    """Serialise writers of one artist's schedule inside PostgreSQL (until commit), so a
+    re-check also covers buffers, which the exclusion constraint (raw times) cannot."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"booking:{artist_id}"},
+    )
+
+
+def live_overlap_exists(
+    session: Session,
+    artist: Artist,
+    start: datetime,
+    end: datetime,
+    *,
+    exclude: uuid.UUID | None = None,
+) -> bool:
+    """A PENDING_PAYMENT or CONFIRMED booking within the buffer of [start, end)? Expired
+    holds must have been marked EXPIRED first (see expire_overlapping_holds)."""
+    buffer = timedelta(minutes=artist.buffer_min)
+    query = select(Booking.id).where(
+        Booking.artist_id == artist.id,
+        Booking.start_time < end + buffer,
+        Booking.end_time > start - buffer,
+        Booking.status.in_([BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED]),
+    )
+    if exclude is not None:
+        query = query.where(Booking.id != exclude)
+    return session.scalar(query.limit(1)) is not None
+
+
+def _insert_booking(
+    session: Session,
+    *,
+    client: Client,
+    artist: Artist,
+    service: Service,
+    start: datetime,
+    now: datetime,
+    hold_seconds: int,
+) -> tuple[Booking, list[str], list[uuid.UUID]]:
+    """The constrained part. Returns the booking, the payment intents of stale holds it
+    expired, and new outbox rows."""
+    end = start + timedelta(minutes=service.duration_min)
+    lock_artist_schedule(session, artist.id)
+    buffer = timedelta(minutes=artist.buffer_min)
+    stale_intents, outbox = expire_overlapping_holds(
+        session, artist.id, start - buffer, end + buffer, now
+    )
+    if live_overlap_exists(session, artist, start, end):
+        raise _slot_taken()
+    free = service.deposit_amount == 0
+    booking = Booking(
+        id=uuid.uuid4(),
+        client_id=client.id,
+        artist_id=artist.id,
+        service_id=service.id,
+        start_time=start,
+        end_time=end,
+        status=BookingStatus.CONFIRMED if free else BookingStatus.PENDING_PAYMENT,
+        deposit_amount=service.deposit_amount,
+        currency=service.currency,
+        expires_at=None if free else now + timedelta(seconds=hold_seconds),
+        confirmed_at=now if free else None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(booking)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if is_overlap_violation(exc):
+            raise _slot_taken() from None
+        raise
+    if free:
+        outbox += notify_booking(session, booking, NotificationKind.BOOKING_CONFIRMED)
+    return booking, stale_intents, outbox
+
+
+class BookingService:
+    def __init__(
+        self,
+        resources: Resources,
+        gateway: StripeGateway,
+        locks: SlotLocks,
+        queue: TaskQueue,
+    ) -> None:
+        self._resources = resources
+        self._gateway = gateway
+        self._locks = locks
+        self._queue = queue
+
+    def create(self, request: BookingRequest, *, now: datetime) -> Created:
+        settings = self._resources.settings
+        start = request.start_time
+        with transaction(self._resources.sessions) as session:
+            client, artist, service = _load_catalogue(session, request)
+            _check_payments_possible(artist, service)
+            _check_open_holds(session, client, settings.max_open_holds_per_client, now)
+        try:
+            with (
+                self._locks.hold(artist.id, start),
+                transaction(self._resources.sessions) as session,
+            ):
+                _check_rules(session, artist, start, timedelta(minutes=service.duration_min), now)
+                booking, stale_intents, outbox = _insert_booking(
+                    session,
+                    client=client,
+                    artist=artist,
+                    service=service,
+                    start=start,
+                    now=now,
+                    hold_seconds=settings.booking_hold_seconds,
+                )
+        except SlotTaken:
+            raise _slot_taken() from None
+        self._after_commit(stale_intents, outbox)
+        if booking.status == BookingStatus.CONFIRMED:
+            return Created(booking, None)
+        return Created(booking, self._attach_intent(booking, artist))
+
+    def _attach_intent(self, booking: Booking, artist: Artist) -> Intent:
+        assert artist.stripe_account_id is not None
+        deposit = DepositRequest(
+            booking_id=booking.id,
+            artist_id=booking.artist_id,
+            client_id=booking.client_id,
+            service_id=booking.service_id,
+            amount_minor=to_minor_units(booking.deposit_amount, booking.currency),
+            currency=booking.currency,
+            destination=artist.stripe_account_id,
+        )
+        try:
+            intent = self._gateway.create_deposit_intent(deposit)
+        except PaymentProviderError:
+            self._cancel(booking.id)
+            raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from None
+        with transaction(self._resources.sessions) as session:
+            session.execute(
+                update(Booking).where(Booking.id == booking.id).values(payment_intent_id=intent.id)
+            )
+        booking.payment_intent_id = intent.id
+        return intent
+
+    def _cancel(self, booking_id: uuid.UUID) -> None:
+        with transaction(self._resources.sessions) as session:
+            session.execute(
+                update(Booking)
+                .where(Booking.id == booking_id, Booking.status == BookingStatus.PENDING_PAYMENT)
+                .values(status=BookingStatus.CANCELLED, cancelled_at=func.now())
+            )
+        log.warning("booking %s cancelled: the payment provider failed", booking_id)
+
+    def _after_commit(self, stale_intents: list[str], outbox: list[uuid.UUID]) -> None:
+        for note_id in outbox:
+            self._queue.enqueue(SEND_NOTIFICATION, str(note_id))
+        for intent_id in stale_intents:
+            try:
+                self._gateway.cancel_intent(intent_id)
+            except PaymentProviderError as exc:
+                # The hold is EXPIRED either way; a late payment on it is refunded or
+                # confirmed by the webhook path.
+                log.warning("could not cancel expired intent %s: %s", intent_id, exc)

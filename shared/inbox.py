@@ -1,0 +1,115 @@
+"""The webhook inbox: verify the signature on the raw body, store the event durably
+(deduplicated by its id), commit, then enqueue it by id. Stripe gets its 200 only for an
+event that is stored; a broker outage does not lose it (the sweeper re-enqueues)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import stripe
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from shared.db import transaction
+from shared.errors import DomainError, ErrorCode
+from shared.models import EventStatus, StripeEvent
+from shared.queue import TaskQueue
+from shared.runtime import Resources
+from shared.tasks import APPLY_STRIPE_EVENT
+
+log = logging.getLogger("inkflow.inbox")
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvent:
+    id: str
+    type: str
+    created: int | None
+    payload: dict[str, Any]
+
+
+def verify(raw_body: bytes, signature: str | None, secret: str) -> VerifiedEvent:
+    if not signature:
+        raise DomainError(ErrorCode.INVALID_SIGNATURE, "The Stripe-Signature header is missing.")
+    try:
+        stripe.WebhookSignature.verify_header(
+            raw_body.decode("utf-8"), signature, secret, SIGNATURE_TOLERANCE_SECONDS
+        )
+    except (stripe.SignatureVerificationError, UnicodeDecodeError):
+        raise DomainError(ErrorCode.INVALID_SIGNATURE) from None
+    try:
+        payload = json.loads(raw_body)
+        event_id, event_type = payload["id"], payload["type"]
+    except (ValueError, KeyError, TypeError):
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR, "The event is not a Stripe event object."
+        ) from None
+    if not isinstance(event_id, str) or not isinstance(event_type, str):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "The event id and type must be strings.")
+    created = payload.get("created")
+    return VerifiedEvent(
+        event_id, event_type, created if isinstance(created, int) else None, payload
+    )
+
+
+def store_event(resources: Resources, event: VerifiedEvent) -> bool:
+    """True when this delivery stored the event, False for a duplicate delivery."""
+    with transaction(resources.sessions) as session:
+        inserted = session.execute(
+            insert(StripeEvent)
+            .values(
+                id=event.id,
+                type=event.type,
+                payload=event.payload,
+                status=EventStatus.RECEIVED,
+                attempts=0,
+                stripe_created=event.created,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(StripeEvent.id)
+        ).first()
+    return inserted is not None
+
+
+def receive(resources: Resources, queue: TaskQueue, raw_body: bytes, signature: str | None) -> None:
+    event = verify(raw_body, signature, resources.settings.stripe_webhook_secret)
+    if store_event(resources, event):
+        queue.enqueue(APPLY_STRIPE_EVENT, event.id)
+    # A duplicate delivery is not re-enqueued: the first one is applied or the sweeper
+    # will pick it up, and applying is idempotent anyway.
+
+
+def redeliver_stale_events(
+    resources: Resources, queue: TaskQueue, *, now: datetime, limit: int = 500
+) -> int:
+    """Re-enqueue events still unprocessed after the configured delay (the broker was
+    down, or a worker lost the task)."""
+    older_than = now - timedelta(seconds=resources.settings.inbox_redelivery_seconds)
+    with transaction(resources.sessions) as session:
+        ids = list(
+            session.scalars(
+                select(StripeEvent.id)
+                .where(
+                    StripeEvent.status.in_([EventStatus.RECEIVED, EventStatus.FAILED]),
+                    StripeEvent.received_at < older_than,
+                    StripeEvent.attempts < MAX_AUTOMATIC_ATTEMPTS,
+                )
+                .order_by(StripeEvent.received_at)
+                .limit(limit)
+            )
+        )
+    for event_id in ids:
+        queue.enqueue(APPLY_STRIPE_EVENT, event_id)
+    if ids:
+        log.info("re-enqueued %d unprocessed Stripe events", len(ids))
+    return len(ids)
+
+
+# After this many failed applications an event waits for an operator (`inkflow events`).
+MAX_AUTOMATIC_ATTEMPTS = 10

@@ -1,0 +1,146 @@
+"""The Stripe gateway: the official SDK's StripeClient, typed params, our own idempotency
+keys (derived from the booking, so a retry after a crash can never create a second
+intent), a timeout and bounded retries."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import stripe
+from stripe.params import (
+    PaymentIntentCancelParams,
+    PaymentIntentCreateParams,
+    RefundCreateParams,
+)
+
+from shared.config import Settings
+from shared.money import platform_fee
+
+log = logging.getLogger("inkflow.payments")
+
+
+class PaymentProviderError(Exception):
+    """Stripe failed, refused or did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    id: str
+    client_secret: str | None
+    amount: int
+    currency: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class DepositRequest:
+    booking_id: uuid.UUID
+    artist_id: uuid.UUID
+    client_id: uuid.UUID
+    service_id: uuid.UUID
+    amount_minor: int
+    currency: str
+    destination: str
+
+
+def deposit_idempotency_key(booking_id: uuid.UUID) -> str:
+    return f"inkflow-deposit-{booking_id}"
+
+
+def refund_idempotency_key(booking_id: uuid.UUID) -> str:
+    return f"inkflow-late-refund-{booking_id}"
+
+
+def _intent(obj: stripe.PaymentIntent) -> Intent:
+    return Intent(
+        id=obj.id,
+        client_secret=obj.client_secret,
+        amount=obj.amount,
+        currency=obj.currency,
+        status=obj.status,
+    )
+
+
+class StripeGateway:
+    def __init__(self, settings: Settings) -> None:
+        self._fee_bps = settings.platform_fee_bps
+        base = settings.stripe_api_base
+        self._client = stripe.StripeClient(
+            settings.stripe_secret_key,
+            base_addresses={"api": base} if base else None,
+            max_network_retries=settings.stripe_max_retries,
+            http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds),
+        )
+
+    def create_deposit_intent(self, deposit: DepositRequest) -> Intent:
+        params: PaymentIntentCreateParams = {
+            "amount": deposit.amount_minor,
+            "currency": deposit.currency,
+            "automatic_payment_methods": {"enabled": True},
+            "metadata": {
+                "bookingId": str(deposit.booking_id),
+                "artistId": str(deposit.artist_id),
+                "clientId": str(deposit.client_id),
+                "serviceId": str(deposit.service_id),
+            },
+            "transfer_data": {"destination": deposit.destination},
+        }
+        fee = platform_fee(deposit.amount_minor, self._fee_bps)
+        if fee > 0:
+            params["application_fee_amount"] = fee
+        try:
+            created = self._client.v1.payment_intents.create(
+                params, {"idempotency_key": deposit_idempotency_key(deposit.booking_id)}
+            )
+        except stripe.StripeError as exc:
+            log.warning("payment intent for booking %s failed: %s", deposit.booking_id, exc)
+            raise PaymentProviderError(str(exc)) from exc
+        return _intent(created)
+
+    def retrieve_intent(self, intent_id: str) -> Intent:
+        try:
+            return _intent(self._client.v1.payment_intents.retrieve(intent_id))
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc)) from exc
+
+    def cancel_intent(self, intent_id: str) -> Intent:
+        """Cancel an unpaid intent; an intent that already succeeded or was cancelled is
+        returned as it is (its webhook decides what happens)."""
+        params: PaymentIntentCancelParams = {"cancellation_reason": "abandoned"}
+        try:
+            return _intent(
+                self._client.v1.payment_intents.cancel(
+                    intent_id, params, {"idempotency_key": f"inkflow-cancel-{intent_id}"}
+                )
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "payment_intent_unexpected_state":
+                return self.retrieve_intent(intent_id)
+            raise PaymentProviderError(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc)) from exc
+
+    def refund_in_full(self, intent_id: str, booking_id: uuid.UUID) -> tuple[str, int, str]:
+        """Refund a destination charge in full, taking the transfer back from the artist.
+        Returns (refund id, amount, currency)."""
+        params: RefundCreateParams = {
+            "payment_intent": intent_id,
+            "reverse_transfer": True,
+            "refund_application_fee": True,
+            "metadata": {"bookingId": str(booking_id), "reason": "late_payment"},
+        }
+        try:
+            refund = self._client.v1.refunds.create(
+                params, {"idempotency_key": refund_idempotency_key(booking_id)}
+            )
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc)) from exc
+        return refund.id, refund.amount, refund.currency
+
+    def charges_enabled(self, account_id: str) -> bool:
+        try:
+            return bool(self._client.v1.accounts.retrieve(account_id).charges_enabled)
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc)) from exc

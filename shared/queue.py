@@ -1,0 +1,67 @@
+"""Enqueueing tasks by name, after the database commit, passing ids not objects.
+
+Both the API (producer) and the worker build their Celery app from `celery_config`, so
+they agree on serializer, queues and broker transport options without importing each
+other.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from celery import Celery
+
+from shared.config import Settings
+
+log = logging.getLogger("inkflow.queue")
+
+DEFAULT_QUEUE = "inkflow"
+# Longer than the longest task (an SMTP send with retries, a Stripe call) so that Redis
+# does not hand an unacknowledged task to a second worker while the first still runs.
+VISIBILITY_TIMEOUT_SECONDS = 600
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.celery_broker_url,
+        "task_default_queue": settings.celery_queue,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+class TaskQueue(Protocol):
+    def enqueue(self, task_name: str, *args: str) -> bool: ...
+
+
+class CeleryQueue:
+    """Sends tasks without waiting on a broker that is down: the durable state is in
+    PostgreSQL and the sweepers re-enqueue what did not get through."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._app = Celery("inkflow-producer", set_as_current=False)
+        self._app.conf.update(celery_config(settings))
+        self._queue = settings.celery_queue
+
+    def enqueue(self, task_name: str, *args: str) -> bool:
+        try:
+            self._app.send_task(task_name, args=list(args), queue=self._queue, retry=False)
+        except Exception as exc:  # kombu raises a zoo of connection errors
+            log.warning("could not enqueue %s%s: %s", task_name, args, exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        self._app.close()
