@@ -3,12 +3,14 @@ emptied between tests, a Flask app on it, and helpers to create catalogue rows."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -20,6 +22,7 @@ from shared.config import Settings
 from shared.db import make_engine, make_session_factory, transaction
 from shared.models import Base
 from tests import support
+from tests.fakes.stripe_emulator import StripeEmulator
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +38,34 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_settings(database_url: str) -> Settings:
-    return Settings.from_env(support.base_env(database_url))
+def stripe_emulator() -> Iterator[StripeEmulator]:
+    with StripeEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def celery_queue_name() -> Iterator[str]:
+    """A broker queue of our own, deleted at the end: tests never touch others' keys."""
+    name = f"inkflow-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(support.TEST_REDIS_URL)
+    client.delete(name)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_settings(
+    database_url: str, stripe_emulator: StripeEmulator, celery_queue_name: str
+) -> Settings:
+    return Settings.from_env(
+        support.base_env(
+            database_url,
+            STRIPE_API_BASE=stripe_emulator.url,
+            STRIPE_MAX_RETRIES="0",
+            STRIPE_TIMEOUT_SECONDS="2",
+            CELERY_QUEUE=celery_queue_name,
+        )
+    )
 
 
 @pytest.fixture
@@ -69,13 +98,31 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
-@pytest.fixture
-def app(settings: Settings, database_url: str) -> Iterator[Flask]:
-    app = create_app(settings)
-    app.testing = True
-    yield app
+def close_app(app: Flask) -> None:
     state: ApiState = app.extensions[EXTENSION_KEY]
+    state.queue.close()
     state.resources.close()
+
+
+@pytest.fixture
+def make_app(settings: Settings, database_url: str) -> Iterator[Callable[..., Flask]]:
+    """`make_app(booking_hold_seconds=1)`: an app on changed settings, closed afterwards."""
+    apps: list[Flask] = []
+
+    def factory(**changes: Any) -> Flask:
+        app = create_app(replace(settings, **changes))
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        close_app(app)
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 @pytest.fixture
