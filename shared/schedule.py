@@ -132,7 +132,10 @@ def availability(
             )
         duration_min = service.duration_min
     assert duration_min is not None
-    schedule = load_schedule(session, artist, query.start, query.end, now=now)
+    # A slot starting just before `end` runs past it: load busy data up to its end.
+    schedule = load_schedule(
+        session, artist, query.start, query.end + timedelta(minutes=duration_min), now=now
+    )
     slots = rules.list_slots(
         tz=schedule.tz,
         hours=schedule.hours,
