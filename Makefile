@@ -43,14 +43,16 @@ seed: $(STAMP) ## create the demo artist/service/client in DATABASE_URL and prin
 bench: $(STAMP) ## load and latency figures (several minutes; prints a table)
 	$(PY) -m tests.bench
 
-up: ## docker compose: the same system in containers
-	docker compose up --build
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up: ## docker compose: the same system in containers (needs a Docker engine)
+	$(COMPOSE) up --build
 
 down:
-	docker compose down
+	$(COMPOSE) down
 
 config: ## validate docker-compose.yml
-	docker compose config --quiet && echo "docker-compose.yml is valid"
+	$(COMPOSE) config -q && echo "docker-compose.yml is valid"
 
 clean: ## remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var
