@@ -24,6 +24,15 @@ def _normalise_db_url(url: str) -> str:
     return url
 
 
+REQUIRED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "ADMIN_API_TOKEN",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str
@@ -50,10 +59,16 @@ class Settings:
     lock_ttl_seconds: float = 10.0
     max_open_holds_per_client: int = 0  # 0 = no limit
     celery_queue: str = "inkflow"
+    # Redis broker: an unacknowledged task (its worker was killed) is handed out again
+    # after this long. Longer than the longest task, or a slow task runs twice.
+    celery_visibility_timeout: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        missing = [name for name in REQUIRED if not env.get(name, "").strip()]
+        if missing:
+            raise ConfigError(f"missing required setting(s): {', '.join(missing)}")
 
         def required(name: str) -> str:
             value = env.get(name, "").strip()
@@ -115,6 +130,7 @@ class Settings:
             lock_ttl_seconds=number("BOOKING_LOCK_TTL_SECONDS", 10.0),
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
+            celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),
         )
 
 

@@ -1,0 +1,72 @@
+"""Settings: a missing required setting names itself; nothing is read at import."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import ConfigError, Settings
+
+BASE = {
+    "DATABASE_URL": "postgresql://u@h/db",
+    "REDIS_URL": "redis://localhost:6379/0",
+    "STRIPE_SECRET_KEY": "sk_test_x",
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    "ADMIN_API_TOKEN": "token",
+}
+
+
+def test_defaults():
+    settings = Settings.from_env(BASE)
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+    assert settings.celery_broker_url == BASE["REDIS_URL"]
+    assert settings.booking_hold_seconds == 900
+    assert settings.hold_sweep_seconds == 60
+    assert settings.port == 8000
+    assert settings.platform_fee_bps == 0
+    assert settings.auth_jwt_secret is None
+    assert settings.stripe_api_base is None
+
+
+@pytest.mark.parametrize("name", sorted(BASE))
+def test_missing_required_setting_is_named(name):
+    env = {k: v for k, v in BASE.items() if k != name}
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BOOKING_HOLD_SECONDS", "soon"),
+        ("PORT", "0"),
+        ("PLATFORM_FEE_BPS", "10001"),
+        ("HOLD_SWEEP_SECONDS", "-5"),
+    ],
+)
+def test_malformed_values_are_named(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**BASE, name: value})
+
+
+def test_lists_and_overrides():
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "CORS_ORIGINS": "https://a.example, https://b.example",
+            "CELERY_BROKER_URL": "redis://broker:6379/1",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.celery_broker_url == "redis://broker:6379/1"
+    assert settings.log_level == "DEBUG"
+
+
+def test_app_start_up_names_the_missing_setting(monkeypatch):
+    from services.api.app import create_app
+
+    for name in BASE:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir("/")  # no .env here
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        create_app()
