@@ -314,3 +314,13 @@ def test_new_booking_expires_an_overlapping_stale_hold(make_app, sessions, strip
         assert old.status == BookingStatus.EXPIRED
     intent_id = first.json["paymentIntent"]["id"]
     assert stripe_emulator.payment_intent(intent_id)["status"] == "canceled"
+
+
+def test_too_many_open_holds_is_rate_limited(make_app, sessions):
+    http = make_app(max_open_holds_per_client=2).test_client()
+    world = make_world(sessions)
+    assert book(http, world, next_local(10)).status_code == 201
+    assert book(http, world, next_local(12)).status_code == 201
+    third = book(http, world, next_local(14))
+    assert third.status_code == 429
+    assert third.json["error"] == "RATE_LIMITED"
