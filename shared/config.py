@@ -105,6 +105,10 @@ class Settings:
         fee_bps = integer("PLATFORM_FEE_BPS", 0)
         if fee_bps > 10_000:
             raise ConfigError("setting PLATFORM_FEE_BPS must be <= 10000 (100%)")
+        jwt_secret = optional("AUTH_JWT_SECRET")
+        if jwt_secret is not None and len(jwt_secret.encode()) < 32:
+            # HS256 with a short key is guessable; PyJWT only warns, so refuse here.
+            raise ConfigError("setting AUTH_JWT_SECRET must be at least 32 bytes")
         cors = optional("CORS_ORIGINS")
         return cls(
             database_url=_normalise_db_url(required("DATABASE_URL")),
@@ -120,7 +124,7 @@ class Settings:
             inbox_redelivery_seconds=integer("INBOX_REDELIVERY_SECONDS", 120, minimum=1),
             port=integer("PORT", 8000, minimum=1),
             platform_fee_bps=fee_bps,
-            auth_jwt_secret=optional("AUTH_JWT_SECRET"),
+            auth_jwt_secret=jwt_secret,
             smtp_url=optional("SMTP_URL"),
             mail_from=optional("MAIL_FROM") or "inkflow <no-reply@inkflow.local>",
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 
 import jwt
 from flask import request
@@ -39,13 +40,22 @@ def client_subject(settings: Settings) -> str | None:
             settings.auth_jwt_secret,
             algorithms=["HS256"],
             options={"require": ["sub", "exp"]},
+            leeway=30,  # clock skew between the issuer and us
         )
     except jwt.PyJWTError:
         raise DomainError(ErrorCode.UNAUTHORIZED, "The token is invalid or expired.") from None
     return str(claims["sub"])
 
 
+def same_id(a: str, b: str) -> bool:
+    """UUIDs compare by value: upper- and lower-case spellings name the same client."""
+    try:
+        return uuid.UUID(a) == uuid.UUID(b)
+    except ValueError:
+        return a == b
+
+
 def require_client(settings: Settings, client_id: str) -> None:
     subject = client_subject(settings)
-    if subject is not None and subject != client_id:
+    if subject is not None and not same_id(subject, client_id):
         raise DomainError(ErrorCode.FORBIDDEN, "This token may not act for that client.")

@@ -20,7 +20,10 @@ _HTTP_CODES = {
 
 
 def error_response(error: DomainError) -> tuple[Response, int]:
-    return jsonify(error.to_json()), error.http_status
+    response = jsonify(error.to_json())
+    if error.code == ErrorCode.UNAUTHORIZED:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response, error.http_status
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -70,3 +70,9 @@ def test_app_start_up_names_the_missing_setting(monkeypatch):
     monkeypatch.chdir("/")  # no .env here
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         create_app()
+
+
+def test_short_jwt_secret_is_refused():
+    with pytest.raises(ConfigError, match="AUTH_JWT_SECRET"):
+        Settings.from_env({**BASE, "AUTH_JWT_SECRET": "short"})
+    assert Settings.from_env({**BASE, "AUTH_JWT_SECRET": "x" * 32}).auth_jwt_secret == "x" * 32

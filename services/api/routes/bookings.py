@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from services.api.auth import client_subject, require_client
+from services.api.auth import client_subject, require_client, same_id
 from services.api.schemas import CreateBookingRequest, parse_body
 from services.api.state import state, unit_of_work
 from shared import idempotency
@@ -22,6 +22,7 @@ bp = Blueprint("bookings", __name__)
 def create_booking() -> tuple[Response, int]:
     current = state()
     settings = current.resources.settings
+    client_subject(settings)  # 401 before looking at the body
     body = parse_body(CreateBookingRequest)
     require_client(settings, body.client_id)
     booking_request = BookingRequest(
@@ -64,6 +65,6 @@ def get_booking(booking_id: str) -> Response:
     subject = client_subject(settings)
     with unit_of_work() as session:
         booking = get_or_404(session, Booking, booking_id)
-        if subject is not None and subject != str(booking.client_id):
+        if subject is not None and not same_id(subject, str(booking.client_id)):
             raise DomainError(ErrorCode.FORBIDDEN, "This booking belongs to another client.")
         return jsonify({"booking": booking_json(booking)})
