@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import availability as rules
-from shared.catalog import get_or_404
+from shared.catalog import get_or_404, service_of_artist
 from shared.db import transaction
 from shared.errors import DomainError, ErrorCode
 from shared.holds import expire_overlapping_holds
@@ -86,14 +86,7 @@ def is_overlap_violation(exc: IntegrityError) -> bool:
 def _load_catalogue(session: Session, request: BookingRequest) -> tuple[Client, Artist, Service]:
     client = get_or_404(session, Client, request.client_id)
     artist = get_or_404(session, Artist, request.artist_id)
-    service = get_or_404(session, Service, request.service_id)
-    if service.artist_id != artist.id:
-        raise DomainError(
-            ErrorCode.NOT_FOUND,
-            "Service not found for this artist.",
-            {"service": request.service_id},
-        )
-    return client, artist, service
+    return client, artist, service_of_artist(session, artist, request.service_id)
 
 
 def _check_payments_possible(artist: Artist, service: Service) -> None:

@@ -44,6 +44,16 @@ def get_or_404(session: Session, model: type[Row], ident: str | uuid.UUID) -> Ro
     return row
 
 
+def service_of_artist(session: Session, artist: Artist, service_id: str) -> Service:
+    """A service that is not the artist's is NOT_FOUND, like an unknown one."""
+    service = get_or_404(session, Service, service_id)
+    if service.artist_id != artist.id:
+        raise DomainError(
+            ErrorCode.NOT_FOUND, "Service not found for this artist.", {"service": service_id}
+        )
+    return service
+
+
 def check_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)

@@ -11,9 +11,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from shared import availability as rules
-from shared.catalog import get_or_404, invalid
+from shared.catalog import get_or_404, invalid, service_of_artist
 from shared.errors import DomainError, ErrorCode
-from shared.models import Artist, Booking, BookingStatus, Leave, Service, WorkingHours
+from shared.models import Artist, Booking, BookingStatus, Leave, WorkingHours
 
 MAX_RANGE = timedelta(days=62)
 MIN_STEP_MIN, MAX_STEP_MIN = 5, 1440
@@ -123,14 +123,7 @@ def availability(
     artist = get_or_404(session, Artist, query.artist_id)
     duration_min = query.duration_min
     if query.service_id is not None:
-        service = get_or_404(session, Service, query.service_id)
-        if service.artist_id != artist.id:
-            raise DomainError(
-                ErrorCode.NOT_FOUND,
-                "Service not found for this artist.",
-                {"service": query.service_id},
-            )
-        duration_min = service.duration_min
+        duration_min = service_of_artist(session, artist, query.service_id).duration_min
     assert duration_min is not None
     # A slot starting just before `end` runs past it: load busy data up to its end.
     schedule = load_schedule(
