@@ -3,7 +3,8 @@
 The lock only reduces contention (losers answer at once instead of queueing on the
 database); it is not the guarantee. Redis issues no fencing token and a lock can expire
 under a paused holder, so the PostgreSQL exclusion constraint is the fence. Hence: when
-Redis is unreachable, booking goes on without the lock (logged), never fails.
+Redis is unreachable or refuses the command (OOM under `maxmemory`, MISCONF after a failed
+save, READONLY on a demoted replica), booking goes on without the lock (logged), never fails.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import redis
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockNotOwnedError
 
 log = logging.getLogger("inkflow.locks")
 
@@ -49,9 +50,10 @@ class SlotLocks:
         with self._mutex:
             self._down_until = time.monotonic() + self._cooldown
         log.warning(
-            "Redis unreachable (%s): booking without the slot lock, guarded by the "
-            "database constraint alone",
+            "Redis unreachable or refusing commands (%s: %s): booking without the slot "
+            "lock, guarded by the database constraint alone",
             type(exc).__name__,
+            exc,
         )
 
     @contextmanager
@@ -67,10 +69,16 @@ class SlotLocks:
             blocking=False,
             thread_local=False,
         )
+        acquired: bool | None
         try:
             acquired = lock.acquire()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            # Not only connection errors: a reachable Redis that answers an error to SET
+            # (OutOfMemoryError, MISCONF, READONLY are ResponseErrors) is just as unusable,
+            # and letting it through would turn every booking into a 500.
             self._mark_down(exc)
+            acquired = None
+        if acquired is None:
             yield False
             return
         if not acquired:
@@ -87,5 +95,7 @@ class SlotLocks:
             # The TTL ran out before we finished; the commit is done by now and the
             # constraint guarded it, so this is worth a warning, not an error.
             log.warning("slot lock %s expired before release", lock.name)
-        except (LockError, redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            # Runs after the commit: any Redis failure here must not turn a booking that
+            # exists into a 500 (the lock then simply expires after its TTL).
             log.warning("could not release slot lock %s: %s", lock.name, exc)
