@@ -41,6 +41,7 @@ __all__ = [
     "busy_window",
     "check_slot",
     "list_slots",
+    "stable_until",
     "working_intervals",
 ]
 
@@ -364,6 +365,33 @@ def check_slot(
     if not inside:
         return SlotReason.OUTSIDE_WORKING_HOURS
     return rules.busy_reason(start_utc, end_utc)
+
+
+def stable_until(
+    slots: Sequence[Slot],
+    *,
+    policy: BookingPolicy,
+    now: datetime,
+    hold_expiries: Iterable[datetime] = (),
+) -> datetime:
+    """The first instant after ``now`` at which the same inputs could give another
+    answer: a slot crossing the booking window, the minimum notice or ``now`` itself, or
+    an unpaid hold that stops blocking. Before it, a cached answer is exactly what
+    :func:`list_slots` would return (the data themselves are versioned by the caller).
+    """
+    now_utc = _utc(now, "now")
+    notice = timedelta(minutes=policy.min_notice_min)
+    advance = timedelta(days=policy.max_advance_days)
+    until = datetime.max.replace(tzinfo=UTC)
+    for expiry in hold_expiries:
+        moment = _utc(expiry, "hold expiry")
+        if now_utc < moment < until:
+            until = moment
+    for slot in slots:
+        for moment in (slot.start - advance, slot.start - notice, slot.start):
+            if now_utc < moment < until:
+                until = moment
+    return until
 
 
 def busy_window(start: datetime, end: datetime, policy: BookingPolicy) -> Interval:

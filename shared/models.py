@@ -112,6 +112,9 @@ class Artist(Base):
     # `created` of the newest account.updated event applied: older ones arriving late
     # must not overwrite chargesEnabled.
     stripe_account_synced_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Bumped by database triggers whenever anything that decides availability changes
+    # (bookings, leaves, working hours, booking policy): the availability cache key.
+    schedule_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     buffer_min: Mapped[int] = mapped_column(Integer, default=0)
     min_notice_min: Mapped[int] = mapped_column(Integer, default=0)
     max_advance_days: Mapped[int] = mapped_column(Integer, default=365)

@@ -26,6 +26,8 @@ class Schedule:
     leaves: list[rules.Interval]
     bookings: list[rules.Interval]
     policy: rules.BookingPolicy
+    # When the unpaid holds among `bookings` stop blocking.
+    hold_expiries: list[datetime]
 
 
 def policy_of(artist: Artist) -> rules.BookingPolicy:
@@ -65,7 +67,7 @@ def load_schedule(
             Leave.end_time > window.start,
         )
     ).all()
-    booking_query = select(Booking.start_time, Booking.end_time).where(
+    booking_query = select(Booking.start_time, Booking.end_time, Booking.expires_at).where(
         Booking.artist_id == artist.id,
         Booking.start_time < window.end,
         Booking.end_time > window.start,
@@ -83,8 +85,9 @@ def load_schedule(
         tz=ZoneInfo(artist.timezone),
         hours=[rules.WorkingHours(d, _clock(s), _clock(e)) for d, s, e in hours],
         leaves=[rules.Interval(s, e) for s, e in leaves],
-        bookings=[rules.Interval(s, e) for s, e in bookings],
+        bookings=[rules.Interval(s, e) for s, e, _ in bookings],
         policy=policy,
+        hold_expiries=[x for _, _, x in bookings if x is not None],
     )
 
 
@@ -116,18 +119,53 @@ def _check_query(query: AvailabilityQuery) -> None:
             raise invalid("serviceDurationMin", "must be between 5 and 1440")
 
 
-def availability(
-    session: Session, query: AvailabilityQuery, *, now: datetime
-) -> tuple[list[rules.Slot], str]:
+@dataclass(frozen=True, slots=True)
+class ResolvedQuery:
+    """A checked availability query: what its answer depends on besides `now`."""
+
+    artist: Artist
+    duration_min: int
+    start: datetime
+    end: datetime
+    step_min: int
+
+    @property
+    def cache_key(self) -> tuple[object, ...]:
+        # schedule_version changes with every booking, leave, working-hours or policy
+        # change of the artist (database triggers), so a key names one exact answer.
+        return (
+            self.artist.id,
+            self.artist.schedule_version,
+            self.start,
+            self.end,
+            self.duration_min,
+            self.step_min,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    slots: list[rules.Slot]
+    timezone: str
+    valid_until: datetime
+
+
+def resolve(session: Session, query: AvailabilityQuery) -> ResolvedQuery:
+    """Validate and load the artist (and service): one or two primary-key reads."""
     _check_query(query)
     artist = get_or_404(session, Artist, query.artist_id)
     duration_min = query.duration_min
     if query.service_id is not None:
         duration_min = service_of_artist(session, artist, query.service_id).duration_min
     assert duration_min is not None
+    return ResolvedQuery(artist, duration_min, query.start, query.end, query.step_min)
+
+
+def compute(session: Session, resolved: ResolvedQuery, *, now: datetime) -> Availability:
     # A slot starting just before `end` runs past it: load busy data up to its end.
+    duration = timedelta(minutes=resolved.duration_min)
     schedule = load_schedule(
-        session, artist, query.start, query.end + timedelta(minutes=duration_min), now=now
+        session, resolved.artist, resolved.start, resolved.end + duration, now=now
     )
     slots = rules.list_slots(
         tz=schedule.tz,
@@ -135,10 +173,17 @@ def availability(
         leaves=schedule.leaves,
         bookings=schedule.bookings,
         policy=schedule.policy,
-        duration=timedelta(minutes=duration_min),
-        step=timedelta(minutes=query.step_min),
-        range_start=query.start,
-        range_end=query.end,
+        duration=duration,
+        step=timedelta(minutes=resolved.step_min),
+        range_start=resolved.start,
+        range_end=resolved.end,
         now=now,
     )
-    return slots, artist.timezone
+    valid_until = rules.stable_until(
+        slots, policy=schedule.policy, now=now, hold_expiries=schedule.hold_expiries
+    )
+    return Availability(slots, resolved.artist.timezone, valid_until)
+
+
+def availability(session: Session, query: AvailabilityQuery, *, now: datetime) -> Availability:
+    return compute(session, resolve(session, query), now=now)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from shared.booking import BookingService
+from shared.cache import ExpiringLru
 from shared.db import transaction
 from shared.queue import CeleryQueue
 from shared.runtime import Resources
@@ -22,6 +23,7 @@ class ApiState:
     resources: Resources
     bookings: BookingService
     queue: CeleryQueue
+    availability_cache: ExpiringLru[bytes] = field(default_factory=lambda: ExpiringLru(512))
 
 
 def init_state(app: Flask, state: ApiState) -> None:

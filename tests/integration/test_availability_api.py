@@ -185,3 +185,89 @@ def test_query_count_does_not_grow_with_slots(client, sessions):
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     # artist, working hours, leaves, bookings — never one per slot (31 days x 16 slots).
     assert len(selects) <= 5, selects
+
+
+def _hours_free(client, world, start):
+    slots = ask(client, world.artist_id, start, start + timedelta(days=1), slotIntervalMin=60)
+    return {
+        datetime.fromisoformat(s["startTime"].replace("Z", "+00:00")).astimezone(PARIS).hour
+        for s in slots.json["slots"]
+        if s["available"]
+    }
+
+
+def test_cached_answers_follow_every_change(client, sessions, admin_headers):
+    world = make_world(sessions)
+    start = day()
+    assert _hours_free(client, world, start) == set(range(10, 18))
+    assert _hours_free(client, world, start) == set(range(10, 18))  # served from the cache
+
+    booked = client.post(
+        "/api/bookings/create",
+        json={
+            "clientId": world.client_id,
+            "artistId": world.artist_id,
+            "serviceId": world.service_id,
+            "startTime": start.replace(hour=11).isoformat(),
+        },
+    )
+    assert booked.status_code == 201
+    assert _hours_free(client, world, start) == set(range(10, 18)) - {11}
+
+    client.post(
+        f"/api/admin/artists/{world.artist_id}/leaves",
+        json={
+            "startTime": start.replace(hour=15).isoformat(),
+            "endTime": start.replace(hour=16).isoformat(),
+        },
+        headers=admin_headers,
+    )
+    assert _hours_free(client, world, start) == set(range(10, 18)) - {11, 15}
+
+    client.put(
+        f"/api/admin/artists/{world.artist_id}/working-hours",
+        json=[{"dayOfWeek": d, "startTime": "09:00", "endTime": "13:00"} for d in range(7)],
+        headers=admin_headers,
+    )
+    assert _hours_free(client, world, start) == {9, 10, 12}
+
+
+def test_policy_change_bumps_the_schedule_version(sessions):
+    from sqlalchemy import update
+
+    from shared.models import Artist
+
+    world = make_world(sessions)
+    artist_id = uuid.UUID(world.artist_id)
+
+    def version() -> int:
+        with sessions() as session:
+            return session.get(Artist, artist_id).schedule_version
+
+    before = version()
+    with transaction(sessions) as session:
+        session.execute(update(Artist).where(Artist.id == artist_id).values(name="Renamed"))
+    assert version() == before
+    with transaction(sessions) as session:
+        session.execute(update(Artist).where(Artist.id == artist_id).values(buffer_min=30))
+    assert version() == before + 1
+
+
+def test_cache_hit_is_one_query(client, sessions):
+    from sqlalchemy import event
+
+    world = make_world(sessions)
+    start = day()
+    ask(client, world.artist_id, start, start + timedelta(days=7))
+    statements: list[str] = []
+    app_engine = client.application.extensions["inkflow"].resources.engine
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(app_engine, "before_cursor_execute", count)
+    try:
+        ask(client, world.artist_id, start, start + timedelta(days=7))
+    finally:
+        event.remove(app_engine, "before_cursor_execute", count)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1

@@ -18,6 +18,7 @@ from shared.availability import (
     busy_window,
     check_slot,
     list_slots,
+    stable_until,
     working_intervals,
 )
 
@@ -930,3 +931,59 @@ def test_property_busy_window_query_is_sufficient(sc: Scenario) -> None:
 
     trimmed = replace(sc, leaves=loaded(sc.leaves), bookings=loaded(sc.bookings))
     assert trimmed.slots() == sc.slots()
+
+
+# --- stable_until: how long an availability answer stays exact ------------------------
+
+
+def _stable_case():
+    tz = ZoneInfo("Europe/Paris")
+    hours = [WorkingHours(d, time(10), time(18)) for d in range(7)]
+    policy = BookingPolicy(buffer_min=0, min_notice_min=120, max_advance_days=2)
+    now = datetime(2030, 6, 3, 9, 7, tzinfo=UTC)
+    start = datetime(2030, 6, 3, 0, 0, tzinfo=UTC)
+    end = start + timedelta(days=4)
+    return tz, hours, policy, now, start, end
+
+
+def test_stable_until_is_the_next_change_and_answers_do_not_change_before_it():
+    tz, hours, policy, now, start, end = _stable_case()
+    hold = Interval(datetime(2030, 6, 4, 12, tzinfo=UTC), datetime(2030, 6, 4, 13, tzinfo=UTC))
+    hold_expiry = now + timedelta(minutes=7)
+
+    def answer(at, with_hold=True):
+        return list_slots(
+            tz=tz, hours=hours, leaves=[], bookings=[hold] if with_hold else [],
+            policy=policy, duration=timedelta(hours=1), step=timedelta(minutes=30),
+            range_start=start, range_end=end, now=at,
+        )
+
+    first = answer(now)
+    until = stable_until(first, policy=policy, now=now, hold_expiries=[hold_expiry])
+    assert until == hold_expiry  # the earliest change
+    for seconds in (0, 60, 419):
+        assert answer(now + timedelta(seconds=seconds)) == first
+    assert answer(until, with_hold=False) != first  # the hold no longer blocks
+
+
+def test_stable_until_without_holds_is_the_next_time_boundary():
+    tz, hours, policy, now, start, end = _stable_case()
+    slots = list_slots(
+        tz=tz, hours=hours, leaves=[], bookings=[], policy=policy,
+        duration=timedelta(hours=1), step=timedelta(minutes=30),
+        range_start=start, range_end=end, now=now,
+    )
+    until = stable_until(slots, policy=policy, now=now)
+    assert now < until <= now + timedelta(minutes=30)
+    before = list_slots(
+        tz=tz, hours=hours, leaves=[], bookings=[], policy=policy,
+        duration=timedelta(hours=1), step=timedelta(minutes=30),
+        range_start=start, range_end=end, now=until - timedelta(microseconds=1),
+    )
+    after = list_slots(
+        tz=tz, hours=hours, leaves=[], bookings=[], policy=policy,
+        duration=timedelta(hours=1), step=timedelta(minutes=30),
+        range_start=start, range_end=end, now=until + timedelta(microseconds=1),
+    )
+    assert before == slots
+    assert after != slots

@@ -1,21 +1,44 @@
-"""POST /api/availability."""
+"""POST /api/availability.
+
+Answers are cached per gunicorn worker under the artist's schedule_version (bumped by
+the database on every change that matters) and only until the first instant at which
+`now` alone could change them, so a cached answer is the one a fresh computation would
+give. A cache hit costs one primary-key read.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+import json
+from datetime import timedelta
+
+from flask import Blueprint, Response
 
 from services.api.auth import client_subject
 from services.api.schemas import AvailabilityRequest, parse_body
 from services.api.state import state, unit_of_work
-from shared.schedule import AvailabilityQuery, availability
+from shared.schedule import Availability, AvailabilityQuery, compute, resolve
 from shared.timeutil import iso_utc, utcnow
 
 bp = Blueprint("availability", __name__)
 
+# Memory hygiene only: correctness comes from the version and `valid_until`.
+MAX_CACHE_AGE = timedelta(minutes=5)
+
+
+def render(answer: Availability) -> bytes:
+    slots = [
+        {"startTime": iso_utc(s.start), "endTime": iso_utc(s.end), "available": s.available}
+        for s in answer.slots
+    ]
+    return json.dumps(
+        {"slots": slots, "timezone": answer.timezone}, separators=(",", ":")
+    ).encode()
+
 
 @bp.post("/api/availability")
 def post_availability() -> Response:
-    client_subject(state().resources.settings)
+    current = state()
+    client_subject(current.resources.settings)
     body = parse_body(AvailabilityRequest)
     query = AvailabilityQuery(
         artist_id=body.artist_id,
@@ -25,14 +48,14 @@ def post_availability() -> Response:
         service_id=body.service_id,
         step_min=body.slot_interval_min,
     )
+    now = utcnow()
     with unit_of_work() as session:
-        slots, timezone = availability(session, query, now=utcnow())
-    return jsonify(
-        {
-            "slots": [
-                {"startTime": iso_utc(s.start), "endTime": iso_utc(s.end), "available": s.available}
-                for s in slots
-            ],
-            "timezone": timezone,
-        }
-    )
+        resolved = resolve(session, query)
+        payload = current.availability_cache.get(resolved.cache_key, now)
+        if payload is None:
+            answer = compute(session, resolved, now=now)
+            payload = render(answer)
+            current.availability_cache.put(
+                resolved.cache_key, payload, min(answer.valid_until, now + MAX_CACHE_AGE)
+            )
+    return Response(payload, mimetype="application/json")
