@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import availability as rules
-from shared.catalog import get_or_404, service_of_artist
+from shared.catalog import get_or_404, parse_id, service_of_artist
 from shared.db import transaction
 from shared.errors import DomainError, ErrorCode
 from shared.holds import expire_overlapping_holds
@@ -84,8 +84,23 @@ def is_overlap_violation(exc: IntegrityError) -> bool:
 
 
 def _load_catalogue(session: Session, request: BookingRequest) -> tuple[Client, Artist, Service]:
-    client = get_or_404(session, Client, request.client_id)
-    artist = get_or_404(session, Artist, request.artist_id)
+    """Client, artist and the artist's service in one round trip; the error path finds
+    out which one is missing."""
+    client_id = parse_id(request.client_id, "Client")
+    artist_id = parse_id(request.artist_id, "Artist")
+    service_id = parse_id(request.service_id, "Service")
+    row = session.execute(
+        select(Client, Artist, Service)
+        .select_from(Client)
+        .join(Artist, Artist.id == artist_id)
+        .join(Service, (Service.artist_id == Artist.id) & (Service.id == service_id))
+        .where(Client.id == client_id)
+    ).first()
+    if row is not None:
+        client, artist, service = row
+        return client, artist, service
+    client = get_or_404(session, Client, client_id)
+    artist = get_or_404(session, Artist, artist_id)
     return client, artist, service_of_artist(session, artist, request.service_id)
 
 
@@ -227,15 +242,16 @@ class BookingService:
     def create(self, request: BookingRequest, *, now: datetime) -> Created:
         settings = self._resources.settings
         start = request.start_time
-        with transaction(self._resources.sessions) as session:
-            client, artist, service = _load_catalogue(session, request)
-            _check_payments_possible(artist, service)
-            _check_open_holds(session, client, settings.max_open_holds_per_client, now)
         try:
+            # The lock comes first so that losers of a race cost one Redis round trip.
             with (
-                self._locks.hold(artist.id, start),
+                self._locks.hold(parse_id(request.artist_id, "Artist"), start),
                 transaction(self._resources.sessions) as session,
             ):
+                client, artist, service = _load_catalogue(session, request)
+                # Before any hold is taken: an artist who cannot be paid gets no booking.
+                _check_payments_possible(artist, service)
+                _check_open_holds(session, client, settings.max_open_holds_per_client, now)
                 _check_rules(session, artist, start, timedelta(minutes=service.duration_min), now)
                 booking, stale_intents, outbox = _insert_booking(
                     session,
