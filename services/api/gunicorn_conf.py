@@ -3,10 +3,11 @@
 import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-# Sync workers: each request is short and mostly waits on PostgreSQL, Redis or Stripe.
-# Threads let a worker overlap those waits; measured in `make bench`.
+# Processes for the CPU, threads (gthread) to overlap waits on PostgreSQL, Redis and
+# above all Stripe (hundreds of ms in production): with 4 sync workers booking creation
+# would be capped at a few requests per second per Stripe round trip. `make bench`.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = 30
 graceful_timeout = 10
