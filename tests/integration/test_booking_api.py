@@ -53,7 +53,8 @@ def test_create_booking_returns_hold_and_payment_intent(client, sessions, stripe
     assert timedelta(seconds=899) <= expires - created <= timedelta(seconds=901)
 
     [sent] = [
-        r for r in stripe_emulator.requests_to("/v1/payment_intents", "POST")
+        r
+        for r in stripe_emulator.requests_to("/v1/payment_intents", "POST")
         if r.params.get("metadata", {}).get("bookingId") == booking["id"]
     ]
     assert sent.params["amount"] == "5000"
@@ -82,7 +83,8 @@ def test_platform_fee_and_zero_decimal_currency(make_app, sessions, stripe_emula
     assert response.json["booking"]["depositAmount"] == "5000"
     assert response.json["paymentIntent"]["amount"] == 5000
     [sent] = [
-        r for r in stripe_emulator.requests_to("/v1/payment_intents", "POST")
+        r
+        for r in stripe_emulator.requests_to("/v1/payment_intents", "POST")
         if r.params.get("metadata", {}).get("bookingId") == response.json["booking"]["id"]
     ]
     assert sent.params["application_fee_amount"] == "500"
@@ -286,9 +288,7 @@ def test_expired_hold_frees_the_slot_and_is_swept(make_app, settings, sessions, 
             self.sent.append((name, *args))
             return True
 
-    result = expire_holds(
-        resources, StripeGateway(short), Recorder(), now=datetime.now(UTC)
-    )
+    result = expire_holds(resources, StripeGateway(short), Recorder(), now=datetime.now(UTC))
     assert result.expired == 1
     assert result.intents_cancelled == [intent_id]
     assert stripe_emulator.payment_intent(intent_id)["status"] == "canceled"

@@ -953,9 +953,16 @@ def test_stable_until_is_the_next_change_and_answers_do_not_change_before_it():
 
     def answer(at, with_hold=True):
         return list_slots(
-            tz=tz, hours=hours, leaves=[], bookings=[hold] if with_hold else [],
-            policy=policy, duration=timedelta(hours=1), step=timedelta(minutes=30),
-            range_start=start, range_end=end, now=at,
+            tz=tz,
+            hours=hours,
+            leaves=[],
+            bookings=[hold] if with_hold else [],
+            policy=policy,
+            duration=timedelta(hours=1),
+            step=timedelta(minutes=30),
+            range_start=start,
+            range_end=end,
+            now=at,
         )
 
     first = answer(now)
@@ -969,21 +976,42 @@ def test_stable_until_is_the_next_change_and_answers_do_not_change_before_it():
 def test_stable_until_without_holds_is_the_next_time_boundary():
     tz, hours, policy, now, start, end = _stable_case()
     slots = list_slots(
-        tz=tz, hours=hours, leaves=[], bookings=[], policy=policy,
-        duration=timedelta(hours=1), step=timedelta(minutes=30),
-        range_start=start, range_end=end, now=now,
+        tz=tz,
+        hours=hours,
+        leaves=[],
+        bookings=[],
+        policy=policy,
+        duration=timedelta(hours=1),
+        step=timedelta(minutes=30),
+        range_start=start,
+        range_end=end,
+        now=now,
     )
     until = stable_until(slots, policy=policy, now=now)
     assert now < until <= now + timedelta(minutes=30)
     before = list_slots(
-        tz=tz, hours=hours, leaves=[], bookings=[], policy=policy,
-        duration=timedelta(hours=1), step=timedelta(minutes=30),
-        range_start=start, range_end=end, now=until - timedelta(microseconds=1),
+        tz=tz,
+        hours=hours,
+        leaves=[],
+        bookings=[],
+        policy=policy,
+        duration=timedelta(hours=1),
+        step=timedelta(minutes=30),
+        range_start=start,
+        range_end=end,
+        now=until - timedelta(microseconds=1),
     )
     after = list_slots(
-        tz=tz, hours=hours, leaves=[], bookings=[], policy=policy,
-        duration=timedelta(hours=1), step=timedelta(minutes=30),
-        range_start=start, range_end=end, now=until + timedelta(microseconds=1),
+        tz=tz,
+        hours=hours,
+        leaves=[],
+        bookings=[],
+        policy=policy,
+        duration=timedelta(hours=1),
+        step=timedelta(minutes=30),
+        range_start=start,
+        range_end=end,
+        now=until + timedelta(microseconds=1),
     )
     assert before == slots
     assert after != slots

@@ -30,9 +30,7 @@ def render(answer: Availability) -> bytes:
         {"startTime": iso_utc(s.start), "endTime": iso_utc(s.end), "available": s.available}
         for s in answer.slots
     ]
-    return json.dumps(
-        {"slots": slots, "timezone": answer.timezone}, separators=(",", ":")
-    ).encode()
+    return json.dumps({"slots": slots, "timezone": answer.timezone}, separators=(",", ":")).encode()
 
 
 @bp.post("/api/availability")
