@@ -14,7 +14,7 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
  7. webhook receive   distinct signed events (verify, store, enqueue)
  8. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
 
-Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (1), BENCH_CONNECTIONS
+Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECTIONS
 (2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
 (150), BENCH_WEBHOOK_RATE (20/s), BENCH_CONTENTION (500), BENCH_DATABASE_URL,
 BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles),
@@ -258,7 +258,8 @@ class Bench:
         s = self.settings
         self.say(
             f"inkflow bench: gunicorn {s.web_concurrency} workers × {s.threads} thread(s) "
-            f"(WEB_CONCURRENCY, the README's default 4), {s.connections} connections, "
+            f"(services/api/gunicorn_conf.py, as the README recommends), "
+            f"{s.connections} connections, "
             f"{s.warmup:g} s warm-up + {s.duration:g} s per load stage"
         )
         with self.stage("check", "GET /healthz needs no database, Redis or broker"):

@@ -41,6 +41,8 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
+from services.api import gunicorn_conf
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -171,10 +173,9 @@ class BenchSettings:
     redis_url: str = field(
         default_factory=lambda: os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
     )
-    web_concurrency: int = field(
-        default_factory=lambda: int(os.environ.get("WEB_CONCURRENCY", "4"))
-    )
-    threads: int = field(default_factory=lambda: int(os.environ.get("GUNICORN_THREADS", "1")))
+    # The production configuration: services/api/gunicorn_conf.py's values (env-driven).
+    web_concurrency: int = field(default_factory=lambda: gunicorn_conf.workers)
+    threads: int = field(default_factory=lambda: gunicorn_conf.threads)
     connections: int = 0  # 0: 2 × workers × threads
     warmup: float = field(default_factory=lambda: float(os.environ.get("BENCH_WARMUP", "2")))
     duration: float = field(default_factory=lambda: float(os.environ.get("BENCH_DURATION", "8")))
