@@ -17,9 +17,6 @@ from shared.config import Settings
 log = logging.getLogger("inkflow.queue")
 
 DEFAULT_QUEUE = "inkflow"
-# Longer than the longest task (an SMTP send with retries, a Stripe call) so that Redis
-# does not hand an unacknowledged task to a second worker while the first still runs.
-VISIBILITY_TIMEOUT_SECONDS = 600
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -31,7 +28,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "task_ignore_result": True,
         "broker_transport_options": {
-            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            # CELERY_VISIBILITY_TIMEOUT: longer than the longest task (an SMTP send, a Stripe
+            # call) so that Redis does not hand an unacknowledged task to a second worker
+            # while the first still runs; a killed worker's task is handed out after it.
+            "visibility_timeout": settings.celery_visibility_timeout,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
         },
@@ -52,7 +52,15 @@ class CeleryQueue:
 
     def __init__(self, settings: Settings) -> None:
         self._app = Celery("inkflow-producer", set_as_current=False)
-        self._app.conf.update(celery_config(settings))
+        config = celery_config(settings)
+        # One connection attempt per send: kombu would otherwise retry a refused connection
+        # for `broker_connection_timeout` (2 s) even with retry=False, and a webhook or a
+        # booking would wait that long for a broker that is down.
+        config["broker_transport_options"] = {
+            **config["broker_transport_options"],
+            "max_retries": 0,
+        }
+        self._app.conf.update(config)
         self._queue = settings.celery_queue
 
     def enqueue(self, task_name: str, *args: str) -> bool:

@@ -12,16 +12,17 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.booking import is_overlap_violation, live_overlap_exists, lock_artist_schedule
 from shared.db import transaction
+from shared.holds import expire_overlapping_holds
 from shared.models import (
     Artist,
     Booking,
@@ -35,7 +36,7 @@ from shared.models import (
 )
 from shared.money import to_minor_units
 from shared.notifications import notify_booking
-from shared.payments import StripeGateway
+from shared.payments import PaymentProviderError, StripeGateway
 from shared.queue import TaskQueue
 from shared.runtime import Resources
 from shared.tasks import SEND_NOTIFICATION
@@ -52,6 +53,8 @@ class Applied:
     outbox: list[uuid.UUID] = field(default_factory=list)
     ignored: bool = False
     problem: str | None = None  # kept on the inbox row for operators
+    # Intents of stale holds this event expired: cancelled on Stripe after commit.
+    cancel_intents: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,13 @@ def _record(
     failure_message: str | None = None,
 ) -> bool:
     """One ledger row; a second delivery of the same fact inserts nothing."""
+    event_id: str | None = ctx.event.id
+    if status == TransactionStatus.SUCCEEDED and _event_has_row(ctx, kind, status):
+        # The ledger keeps one (event, kind, status) row: that is what makes a failed attempt
+        # count once. Successes are unique per Stripe object instead, and one event may carry
+        # several (a charge.refunded listing two refunds): the others are kept unlinked
+        # rather than dropped.
+        event_id = None
     inserted = ctx.session.execute(
         insert(StripeTransaction)
         .values(
@@ -112,7 +122,7 @@ def _record(
             currency=currency.lower(),
             stripe_object_id=object_id,
             payment_intent_id=intent_id,
-            stripe_event_id=ctx.event.id,
+            stripe_event_id=event_id,
             failure_code=failure_code,
             failure_message=failure_message,
         )
@@ -120,6 +130,19 @@ def _record(
         .returning(StripeTransaction.id)
     ).first()
     return inserted is not None
+
+
+def _event_has_row(ctx: Context, kind: TransactionKind, status: TransactionStatus) -> bool:
+    found = ctx.session.scalar(
+        select(StripeTransaction.id)
+        .where(
+            StripeTransaction.stripe_event_id == ctx.event.id,
+            StripeTransaction.kind == kind,
+            StripeTransaction.status == status,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _mismatch(booking: Booking, intent: dict[str, Any], artist: Artist) -> str | None:
@@ -188,6 +211,12 @@ def _late_payment(
     """Paid after the hold EXPIRED (or was CANCELLED): keep the booking if its slot is
     still free, otherwise give the money back."""
     lock_artist_schedule(ctx.session, artist.id)
+    # Holds past their expiry no longer block the slot (as for a new booking), but the
+    # exclusion constraint still counts them until they are marked EXPIRED.
+    buffer = timedelta(minutes=artist.buffer_min)
+    stale_intents, expired_outbox = expire_overlapping_holds(
+        ctx.session, artist.id, booking.start_time - buffer, booking.end_time + buffer, ctx.now
+    )
     if not live_overlap_exists(
         ctx.session, artist, booking.start_time, booking.end_time, exclude=booking.id
     ):
@@ -202,7 +231,9 @@ def _late_payment(
         else:
             return Applied(
                 "late payment confirmed",
-                notify_booking(ctx.session, booking, NotificationKind.BOOKING_CONFIRMED),
+                expired_outbox
+                + notify_booking(ctx.session, booking, NotificationKind.BOOKING_CONFIRMED),
+                cancel_intents=stale_intents,
             )
     refund_id, amount, currency = ctx.gateway.refund_in_full(intent_id, booking.id)
     _record(
@@ -217,7 +248,8 @@ def _late_payment(
     )
     return Applied(
         f"late payment refunded ({refund_id})",
-        notify_booking(ctx.session, booking, NotificationKind.PAYMENT_REFUNDED),
+        expired_outbox + notify_booking(ctx.session, booking, NotificationKind.PAYMENT_REFUNDED),
+        cancel_intents=stale_intents,
     )
 
 
@@ -237,7 +269,9 @@ def payment_failed(ctx: Context) -> Applied:
         currency=str(intent.get("currency", booking.currency)),
         object_id=intent_id,
         intent_id=intent_id,
-        failure_code=error.get("decline_code") or error.get("code"),
+        # Stripe's error code (card_declined, expired_card, ...); the decline code only
+        # when there is no code.
+        failure_code=error.get("code") or error.get("decline_code"),
         failure_message=error.get("message"),
     )
     if booking.status != BookingStatus.PENDING_PAYMENT:
@@ -262,9 +296,28 @@ def payment_canceled(ctx: Context) -> Applied:
     return Applied("cancelled")
 
 
+def _refunded_so_far(ctx: Context, charge_id: str, intent_id: str | None) -> int:
+    query = select(func.coalesce(func.sum(StripeTransaction.amount_minor), 0)).where(
+        StripeTransaction.kind == TransactionKind.REFUND,
+        StripeTransaction.status == TransactionStatus.SUCCEEDED,
+    )
+    if intent_id:
+        query = query.where(StripeTransaction.payment_intent_id == intent_id)
+    else:
+        query = query.where(StripeTransaction.stripe_object_id.startswith(f"{charge_id}:refunded:"))
+    return int(ctx.session.scalar(query) or 0)
+
+
 def charge_refunded(ctx: Context) -> Applied:
     charge = ctx.obj
+    charge_id = str(charge["id"])
     intent_id = charge.get("payment_intent")
+    # Refund events of one charge apply one after the other (the running-total case below
+    # reads what is recorded before adding to it).
+    ctx.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"charge-refunds:{charge_id}"},
+    )
     booking = (
         _booking_for_intent(ctx.session, {"id": intent_id, "metadata": charge.get("metadata")})
         if intent_id
@@ -276,14 +329,18 @@ def charge_refunded(ctx: Context) -> Applied:
         if r.get("status", "succeeded") == "succeeded"
     ]
     if not refunds:
-        # Older payloads carry only the running total.
-        refunds = [
-            {
-                "id": f"{charge['id']}:refunded:{charge.get('amount_refunded', 0)}",
-                "amount": charge.get("amount_refunded", 0),
-                "currency": charge.get("currency"),
-            }
-        ]
+        # Payloads without the refunds list carry only the running total: record what it
+        # adds to the refunds already in the ledger (in any order, never twice).
+        total = int(charge.get("amount_refunded") or 0)
+        missing = total - _refunded_so_far(ctx, charge_id, intent_id)
+        if missing > 0:
+            refunds = [
+                {
+                    "id": f"{charge_id}:refunded:{total}",
+                    "amount": missing,
+                    "currency": charge.get("currency"),
+                }
+            ]
     recorded = 0
     for refund in refunds:
         recorded += _record(
@@ -359,6 +416,12 @@ def apply_event(
         raise
     for note_id in applied.outbox:
         queue.enqueue(SEND_NOTIFICATION, str(note_id))
+    for intent_id in applied.cancel_intents:
+        try:
+            gateway.cancel_intent(intent_id)
+        except PaymentProviderError as exc:
+            # The hold is EXPIRED either way; a payment on it is the late-payment path.
+            log.warning("could not cancel intent %s of an expired hold: %s", intent_id, exc)
     log.info("stripe event %s applied: %s", event_id, applied.note)
     return applied.note
 

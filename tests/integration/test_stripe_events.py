@@ -1,0 +1,685 @@
+"""Applying Stripe events (shared.stripe_events.apply_event) in-process: real PostgreSQL,
+the Stripe emulator over HTTP with the real SDK, a queue that records what is enqueued.
+
+Every handler and branch, duplicates (also concurrent), any order of one booking's events
+(every permutation, each delivered twice), late payments (slot free / slot taken),
+mismatches, and the operator CLI (`inkflow events list/replay`)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import cli
+from shared.booking import BookingRequest, BookingService
+from shared.config import Settings
+from shared.db import transaction
+from shared.holds import expire_holds
+from shared.inbox import VerifiedEvent, store_event
+from shared.locks import SlotLocks
+from shared.models import (
+    Artist,
+    Booking,
+    BookingStatus,
+    Client,
+    EventStatus,
+    Notification,
+    StripeEvent,
+    StripeTransaction,
+)
+from shared.payments import PaymentProviderError, StripeGateway, refund_idempotency_key
+from shared.runtime import Resources, build_resources
+from shared.stripe_events import apply_event
+from shared.tasks import SEND_NOTIFICATION
+from tests import support
+from tests.factories import World, make_world
+from tests.fakes.stripe_emulator import RecordedRequest, StripeEmulator
+
+JSON = dict[str, Any]
+START = (datetime.now(UTC) + timedelta(days=3)).replace(hour=11, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class RecordingQueue:
+    """Stands in for CeleryQueue: keeps (task, args) instead of sending them."""
+
+    sent: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def enqueue(self, task_name: str, *args: str) -> bool:
+        self.sent.append((task_name, args))
+        return True
+
+    def notifications(self) -> list[str]:
+        return [args[0] for name, args in self.sent if name == SEND_NOTIFICATION]
+
+
+@dataclass
+class Env:
+    resources: Resources
+    gateway: StripeGateway
+    queue: RecordingQueue
+    emulator: StripeEmulator
+    bookings: BookingService
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self.resources.sessions
+
+    def book(
+        self, world: World, start: datetime = START, *, now: datetime | None = None
+    ) -> Booking:
+        request = BookingRequest(world.client_id, world.artist_id, world.service_id, start)
+        created = self.bookings.create(request, now=now or datetime.now(UTC))
+        return created.booking
+
+    def event(self, type_: str, obj: JSON, **kwargs: Any) -> JSON:
+        return self.emulator.event(type_, obj, **kwargs)
+
+    def store(self, payload: JSON) -> str:
+        created = payload.get("created")
+        store_event(
+            self.resources,
+            VerifiedEvent(payload["id"], payload["type"], created, payload),
+        )
+        return str(payload["id"])
+
+    def apply(self, payload: JSON) -> str:
+        """Deliver an event as the receiver would (store, deduplicated) and apply it."""
+        return apply_event(self.resources, self.gateway, self.queue, self.store(payload))
+
+    def booking(self, booking_id: uuid.UUID) -> Booking:
+        with transaction(self.sessions) as session:
+            found = session.get(Booking, booking_id)
+            assert found is not None
+            return found
+
+    def ledger(self, booking_id: uuid.UUID) -> list[StripeTransaction]:
+        with transaction(self.sessions) as session:
+            return list(
+                session.scalars(
+                    select(StripeTransaction)
+                    .where(StripeTransaction.booking_id == booking_id)
+                    .order_by(StripeTransaction.created_at)
+                )
+            )
+
+    def notes(self, booking_id: uuid.UUID) -> list[Notification]:
+        with transaction(self.sessions) as session:
+            return list(
+                session.scalars(select(Notification).where(Notification.booking_id == booking_id))
+            )
+
+    def inbox(self, event_id: str) -> StripeEvent:
+        with transaction(self.sessions) as session:
+            found = session.get(StripeEvent, event_id)
+            assert found is not None
+            return found
+
+
+@pytest.fixture
+def env(settings: Settings, stripe_emulator: StripeEmulator) -> Iterator[Env]:
+    resources = build_resources(settings, pool_size=6)
+    gateway = StripeGateway(settings)
+    queue = RecordingQueue()
+    locks = SlotLocks(resources.redis, ttl_seconds=settings.lock_ttl_seconds)
+    yield Env(
+        resources, gateway, queue, stripe_emulator, BookingService(resources, gateway, locks, queue)
+    )
+    stripe_emulator.reset_failures()
+    resources.close()
+
+
+@pytest.fixture
+def world(env: Env) -> World:
+    return make_world(env.sessions)
+
+
+def summary(env: Env, booking_id: uuid.UUID) -> tuple[str, list[tuple[str, str, int]], set[str]]:
+    """What must not depend on order or repetition: status, ledger, who was told what."""
+    ledger = sorted((t.kind, t.status, t.amount_minor) for t in env.ledger(booking_id))
+    notes = {f"{n.kind}:{n.recipient}" for n in env.notes(booking_id)}
+    return env.booking(booking_id).status, ledger, notes
+
+
+def refund_requests(env: Env, intent_id: str) -> list[RecordedRequest]:
+    return [
+        r
+        for r in env.emulator.requests_to("/v1/refunds", "POST")
+        if r.params.get("payment_intent") == intent_id
+    ]
+
+
+def emails(world: World, env: Env) -> tuple[str, str]:
+    """(client, artist) addresses of a world."""
+    with transaction(env.sessions) as session:
+        artist = session.get(Artist, uuid.UUID(world.artist_id))
+        client = session.get(Client, uuid.UUID(world.client_id))
+        assert artist is not None and client is not None
+        return client.email, artist.email
+
+
+# --- payment_intent.succeeded -------------------------------------------------------------
+
+
+def test_succeeded_confirms_records_payment_and_queues_two_emails(env: Env, world: World) -> None:
+    booking = env.book(world)
+    assert booking.status == BookingStatus.PENDING_PAYMENT and booking.payment_intent_id
+    pi = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    payload = env.event("payment_intent.succeeded", pi)
+
+    assert env.apply(payload) == "confirmed"
+
+    after = env.booking(booking.id)
+    assert after.status == BookingStatus.CONFIRMED
+    assert after.confirmed_at is not None
+    [tx] = env.ledger(booking.id)
+    assert (tx.kind, tx.status, tx.amount_minor, tx.currency) == (
+        "PAYMENT",
+        "SUCCEEDED",
+        5000,
+        "eur",
+    )
+    assert (tx.stripe_object_id, tx.payment_intent_id, tx.stripe_event_id) == (
+        pi["id"],
+        pi["id"],
+        payload["id"],
+    )
+    client_email, artist_email = emails(world, env)
+    notes = env.notes(booking.id)
+    assert {(n.kind, n.recipient, n.status) for n in notes} == {
+        ("BOOKING_CONFIRMED", client_email, "PENDING"),
+        ("BOOKING_CONFIRMED", artist_email, "PENDING"),
+    }
+    # Enqueued after the commit, one send task per outbox row.
+    assert sorted(env.queue.notifications()) == sorted(str(n.id) for n in notes)
+    event = env.inbox(payload["id"])
+    assert event.status == EventStatus.PROCESSED and event.processed_at is not None
+    assert event.attempts == 1 and event.last_error is None
+
+
+def test_duplicate_deliveries_sequential_and_concurrent_apply_once(env: Env, world: World) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    pi = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    payload = env.event("payment_intent.succeeded", pi)
+    event_id = env.store(payload)
+
+    # Five workers handed the same event at once: the inbox row lock lets one apply it.
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        outcomes = list(
+            pool.map(
+                lambda _: apply_event(env.resources, env.gateway, env.queue, event_id), range(5)
+            )
+        )
+    assert sorted(outcomes) == ["already processed"] * 4 + ["confirmed"]
+    # Then five more deliveries, one after the other.
+    for _ in range(5):
+        assert env.apply(payload) == "already processed"
+    # A different event about the same payment adds nothing either.
+    assert env.apply(env.event("payment_intent.succeeded", pi)) == "already confirmed"
+
+    assert [(t.kind, t.status) for t in env.ledger(booking.id)] == [("PAYMENT", "SUCCEEDED")]
+    assert len(env.notes(booking.id)) == 2
+    assert len(env.queue.notifications()) == 2
+    assert env.inbox(event_id).attempts == 1
+
+
+# --- payment_intent.payment_failed ----------------------------------------------------------
+
+
+def test_failed_payment_keeps_the_hold_records_code_and_tells_the_client(
+    env: Env, world: World
+) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    failed = env.emulator.fail_payment_intent(
+        booking.payment_intent_id, "expired_card", "Your card has expired."
+    )
+    assert (
+        env.apply(env.event("payment_intent.payment_failed", failed)) == "failed attempt recorded"
+    )
+
+    after = env.booking(booking.id)
+    assert after.status == BookingStatus.PENDING_PAYMENT
+    assert after.expires_at == booking.expires_at  # the hold stays as it was
+    [tx] = env.ledger(booking.id)
+    assert (tx.kind, tx.status, tx.amount_minor) == ("PAYMENT", "FAILED", 5000)
+    assert (tx.failure_code, tx.failure_message) == ("expired_card", "Your card has expired.")
+    client_email, _ = emails(world, env)
+    assert [(n.kind, n.recipient) for n in env.notes(booking.id)] == [
+        ("PAYMENT_FAILED", client_email)
+    ]
+
+    # A second failed attempt is a second ledger row (one per event), not a second e-mail.
+    declined = env.emulator.fail_payment_intent(booking.payment_intent_id)
+    env.apply(env.event("payment_intent.payment_failed", declined))
+    codes = sorted(t.failure_code or "" for t in env.ledger(booking.id))
+    assert codes == ["card_declined", "expired_card"]
+    assert len(env.notes(booking.id)) == 1
+
+    # The client retries with another card: confirmed.
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    assert env.apply(env.event("payment_intent.succeeded", paid)) == "confirmed"
+    assert env.booking(booking.id).status == BookingStatus.CONFIRMED
+
+
+def test_failed_after_succeeded_never_undoes_the_confirmation(env: Env, world: World) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    failed = env.emulator.fail_payment_intent(booking.payment_intent_id)
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    env.apply(env.event("payment_intent.succeeded", paid))
+    note = env.apply(env.event("payment_intent.payment_failed", failed))
+
+    assert note == "failed attempt recorded; booking is CONFIRMED"
+    assert env.booking(booking.id).status == BookingStatus.CONFIRMED
+    assert sorted((t.kind, t.status) for t in env.ledger(booking.id)) == [
+        ("PAYMENT", "FAILED"),
+        ("PAYMENT", "SUCCEEDED"),
+    ]
+    assert {n.kind for n in env.notes(booking.id)} == {"BOOKING_CONFIRMED"}
+
+
+# --- any order, any number of deliveries ----------------------------------------------------
+
+
+def test_every_order_of_a_bookings_events_reaches_the_same_state(env: Env) -> None:
+    """failed attempt, payment, a refund made in the Dashboard and a (stray) cancellation:
+    all 24 orders, each delivered twice, end CONFIRMED with the same three ledger rows and
+    at most one e-mail per (kind, recipient)."""
+    world = make_world(env.sessions)
+    client_email, artist_email = emails(world, env)
+    results = set()
+    for n, order in enumerate(itertools.permutations(range(4))):
+        booking = env.book(world, START + timedelta(hours=n % 4, days=n // 4))
+        pi_id = booking.payment_intent_id
+        assert pi_id
+        failed = env.emulator.fail_payment_intent(pi_id)
+        paid = env.emulator.succeed_payment_intent(pi_id)
+        env.emulator.refund_payment_intent(pi_id, amount=1500)
+        events = [
+            env.event("payment_intent.payment_failed", failed),
+            env.event("payment_intent.succeeded", paid),
+            env.event("charge.refunded", env.emulator.charge_object(pi_id)),
+            env.event("payment_intent.canceled", {**paid, "status": "canceled"}),
+        ]
+        for index in [*order, *reversed(order)]:
+            env.apply(events[index])
+        status, ledger, notes = summary(env, booking.id)
+        assert notes >= {f"BOOKING_CONFIRMED:{client_email}", f"BOOKING_CONFIRMED:{artist_email}"}
+        assert notes <= {
+            f"BOOKING_CONFIRMED:{client_email}",
+            f"BOOKING_CONFIRMED:{artist_email}",
+            f"PAYMENT_FAILED:{client_email}",
+        }
+        # A failure is only reported while the booking waits for its deposit.
+        told_failed = f"PAYMENT_FAILED:{client_email}" in notes
+        assert told_failed == (order.index(0) < min(order.index(1), order.index(3))), order
+        results.add((status, tuple(ledger)))
+        assert all(env.inbox(e["id"]).status == EventStatus.PROCESSED for e in events)
+    assert results == {
+        (
+            BookingStatus.CONFIRMED,
+            (
+                ("PAYMENT", "FAILED", 5000),
+                ("PAYMENT", "SUCCEEDED", 5000),
+                ("REFUND", "SUCCEEDED", 1500),
+            ),
+        )
+    }
+
+
+# --- payment_intent.canceled, charge.refunded, account.updated, others ------------------------
+
+
+def test_canceled_releases_a_pending_booking_only(env: Env, world: World) -> None:
+    pending = env.book(world)
+    assert pending.payment_intent_id
+    canceled = env.gateway.cancel_intent(pending.payment_intent_id)
+    obj = env.emulator.payment_intent(canceled.id)
+    assert env.apply(env.event("payment_intent.canceled", obj)) == "cancelled"
+    after = env.booking(pending.id)
+    assert after.status == BookingStatus.CANCELLED and after.cancelled_at is not None
+    # The slot is free again.
+    again = env.book(world)
+    assert again.status == BookingStatus.PENDING_PAYMENT and again.payment_intent_id
+
+    paid = env.emulator.succeed_payment_intent(again.payment_intent_id)
+    env.apply(env.event("payment_intent.succeeded", paid))
+    stray = env.event("payment_intent.canceled", {**paid, "status": "canceled"})
+    assert env.apply(stray) == "booking is CONFIRMED"
+    assert env.booking(again.id).status == BookingStatus.CONFIRMED
+
+
+def test_charge_refunded_records_each_refund_once(env: Env, world: World) -> None:
+    booking = env.book(world)
+    pi_id = booking.payment_intent_id
+    assert pi_id
+    env.apply(env.event("payment_intent.succeeded", env.emulator.succeed_payment_intent(pi_id)))
+    first = env.emulator.refund_payment_intent(pi_id, amount=1000)
+    after_first = env.event("charge.refunded", env.emulator.charge_object(pi_id))
+    second = env.emulator.refund_payment_intent(pi_id, amount=2500)
+    after_second = env.event("charge.refunded", env.emulator.charge_object(pi_id))
+
+    # The later event (listing both refunds) arrives first, then the earlier one, twice.
+    assert env.apply(after_second) == "2 refund(s) recorded"
+    assert env.apply(after_first) == "0 refund(s) recorded"
+    assert env.apply(after_second) == "already processed"
+
+    refunds = {
+        (t.stripe_object_id, t.amount_minor) for t in env.ledger(booking.id) if t.kind == "REFUND"
+    }
+    assert refunds == {(first["id"], 1000), (second["id"], 2500)}
+    assert env.booking(booking.id).status == BookingStatus.CONFIRMED
+
+
+@pytest.mark.parametrize("order", ["in order", "newest first"])
+def test_charge_refunded_without_refund_list_uses_the_running_total(
+    env: Env, world: World, order: str
+) -> None:
+    booking = env.book(world)
+    pi_id = booking.payment_intent_id
+    assert pi_id
+    env.apply(env.event("payment_intent.succeeded", env.emulator.succeed_payment_intent(pi_id)))
+    events = []
+    for amount in (1000, 2500):
+        env.emulator.refund_payment_intent(pi_id, amount=amount)
+        charge = env.emulator.charge_object(pi_id)
+        del charge["refunds"]  # as in API versions that no longer include the list
+        events.append(env.event("charge.refunded", charge))
+    if order == "newest first":
+        events.reverse()
+    for payload in [*events, *events]:
+        env.apply(payload)
+    refunded = sum(t.amount_minor for t in env.ledger(booking.id) if t.kind == "REFUND")
+    assert refunded == 3500
+
+
+def test_account_updated_follows_the_newest_account_state(env: Env, world: World) -> None:
+    account = env.emulator.set_account(str(world.stripe_account_id), charges_enabled=False)
+    newer = env.event("account.updated", account, created=2_000_000_000)
+    older = env.event(
+        "account.updated", {**account, "charges_enabled": True}, created=1_900_000_000
+    )
+
+    def charges_enabled() -> bool:
+        with transaction(env.sessions) as session:
+            artist = session.get(Artist, uuid.UUID(world.artist_id))
+            assert artist is not None
+            return artist.charges_enabled
+
+    assert charges_enabled()
+    assert env.apply(newer) == "1 artist(s) updated"
+    assert not charges_enabled()
+    assert env.apply(older) == "0 artist(s) updated"  # arrived late: ignored
+    assert not charges_enabled()
+    enabled = env.emulator.set_account(str(world.stripe_account_id), charges_enabled=True)
+    env.apply(env.event("account.updated", enabled, created=2_000_000_100))
+    assert charges_enabled()
+    unknown = env.event("account.updated", {**account, "id": "acct_1NotOurs"})
+    assert env.apply(unknown) == "0 artist(s) updated"
+
+
+def test_other_types_and_unknown_intents_are_stored_and_ignored(env: Env) -> None:
+    payload = env.event("customer.created", {"id": "cus_1", "object": "customer"})
+    assert env.apply(payload) == "type customer.created is not handled"
+    assert env.inbox(payload["id"]).status == EventStatus.IGNORED
+    stray = env.event(
+        "payment_intent.succeeded",
+        {"id": "pi_1Unknown", "object": "payment_intent", "amount": 5000, "metadata": {}},
+    )
+    assert env.apply(stray) == "no booking for intent pi_1Unknown"
+    assert env.inbox(stray["id"]).status == EventStatus.IGNORED
+    assert apply_event(env.resources, env.gateway, env.queue, "evt_1NeverStored") == "unknown event"
+
+
+# --- mismatches -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"amount": 4000, "amount_received": 4000}, "amount 4000 != expected 5000"),
+        ({"currency": "usd"}, "currency usd != expected eur"),
+        ({"transfer_data": {"destination": "acct_1Somebody"}}, "destination acct_1Somebody"),
+        ({"id": "pi_1Other"}, "intent pi_1Other is not the booking's"),
+    ],
+)
+def test_a_payment_that_does_not_match_is_recorded_never_confirmed(
+    env: Env, world: World, caplog: pytest.LogCaptureFixture, change: JSON, problem: str
+) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    payload = env.event("payment_intent.succeeded", {**paid, **change})
+    with caplog.at_level(logging.ERROR, logger="inkflow.stripe_events"):
+        assert env.apply(payload) == "not confirmed: mismatch"
+
+    assert env.booking(booking.id).status == BookingStatus.PENDING_PAYMENT
+    [tx] = env.ledger(booking.id)  # what Stripe took is in the ledger
+    assert (tx.kind, tx.status) == ("PAYMENT", "SUCCEEDED")
+    assert tx.amount_minor == change.get("amount_received", 5000)
+    assert env.notes(booking.id) == []
+    event = env.inbox(payload["id"])
+    assert event.status == EventStatus.PROCESSED
+    assert event.last_error is not None and problem in event.last_error
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and problem in errors[0].getMessage()
+
+
+# --- late payments --------------------------------------------------------------------------
+
+
+def _expire(env: Env, booking: Booking, status: BookingStatus) -> None:
+    """The hold ends while the client pays: the sweeper (EXPIRED, its intent can no longer
+    be cancelled because it succeeded meanwhile) or a cancellation (CANCELLED)."""
+    if status == BookingStatus.EXPIRED:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        with transaction(env.sessions) as session:
+            session.execute(update(Booking).where(Booking.id == booking.id).values(expires_at=past))
+        result = expire_holds(env.resources, env.gateway, env.queue, now=datetime.now(UTC))
+        assert result.expired == 1
+    else:
+        with transaction(env.sessions) as session:
+            session.execute(update(Booking).where(Booking.id == booking.id).values(status=status))
+    assert env.booking(booking.id).status == status
+
+
+@pytest.mark.parametrize("status", [BookingStatus.EXPIRED, BookingStatus.CANCELLED])
+def test_late_payment_is_confirmed_when_the_slot_is_still_free(
+    env: Env, world: World, status: BookingStatus
+) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    _expire(env, booking, status)
+
+    assert env.apply(env.event("payment_intent.succeeded", paid)) == "late payment confirmed"
+
+    assert env.booking(booking.id).status == BookingStatus.CONFIRMED
+    assert [(t.kind, t.status) for t in env.ledger(booking.id)] == [("PAYMENT", "SUCCEEDED")]
+    assert {n.kind for n in env.notes(booking.id)} >= {"BOOKING_CONFIRMED"}
+    assert refund_requests(env, paid["id"]) == []
+
+
+@pytest.mark.parametrize("status", [BookingStatus.EXPIRED, BookingStatus.CANCELLED])
+def test_late_payment_is_refunded_in_full_when_the_slot_was_taken(
+    env: Env, world: World, status: BookingStatus
+) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    _expire(env, booking, status)
+    other_client = make_world(env.sessions)  # only its client is used
+    taker = env.book(replace(world, client_id=other_client.client_id))
+    assert taker.status == BookingStatus.PENDING_PAYMENT
+
+    payload = env.event("payment_intent.succeeded", paid)
+    note = env.apply(payload)
+
+    assert note.startswith("late payment refunded (re_")
+    assert env.booking(booking.id).status == status
+    assert env.booking(taker.id).status == BookingStatus.PENDING_PAYMENT
+    [refund_request] = refund_requests(env, paid["id"])
+    assert refund_request.idempotency_key == refund_idempotency_key(booking.id)
+    assert refund_request.params["payment_intent"] == paid["id"]
+    assert refund_request.params["reverse_transfer"] == "true"
+    assert "amount" not in refund_request.params  # in full
+    ledger = {(t.kind, t.status, t.amount_minor) for t in env.ledger(booking.id)}
+    assert ledger == {("PAYMENT", "SUCCEEDED", 5000), ("REFUND", "SUCCEEDED", 5000)}
+    client_email, _ = emails(world, env)
+    refund_notes = [n for n in env.notes(booking.id) if n.kind == "PAYMENT_REFUNDED"]
+    assert [n.recipient for n in refund_notes] == [client_email]
+
+    # Redelivered, and followed by Stripe's charge.refunded: nothing more.
+    assert env.apply(payload) == "already processed"
+    env.apply(env.event("charge.refunded", env.emulator.charge_object(paid["id"])))
+    assert len(refund_requests(env, paid["id"])) == 1
+    assert len([t for t in env.ledger(booking.id) if t.kind == "REFUND"]) == 1
+
+
+def test_late_payment_is_confirmed_over_a_stale_hold(env: Env, world: World) -> None:
+    """A later hold on the same slot that has itself expired (but was not swept yet) does
+    not take the slot: it is expired and the late payment is kept."""
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    _expire(env, booking, BookingStatus.EXPIRED)
+    other_client = make_world(env.sessions)
+    stale = env.book(
+        replace(world, client_id=other_client.client_id),
+        now=datetime.now(UTC) - timedelta(seconds=env.resources.settings.booking_hold_seconds + 5),
+    )
+    assert stale.status == BookingStatus.PENDING_PAYMENT and stale.payment_intent_id
+
+    assert env.apply(env.event("payment_intent.succeeded", paid)) == "late payment confirmed"
+
+    assert env.booking(booking.id).status == BookingStatus.CONFIRMED
+    assert env.booking(stale.id).status == BookingStatus.EXPIRED
+    assert env.emulator.payment_intent(stale.payment_intent_id)["status"] == "canceled"
+    assert [n.kind for n in env.notes(stale.id)] == ["HOLD_EXPIRED"]
+    assert refund_requests(env, paid["id"]) == []
+
+
+def test_a_failed_refund_leaves_the_event_failed_and_a_retry_applies_it(
+    env: Env, world: World
+) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    _expire(env, booking, BookingStatus.EXPIRED)
+    env.book(replace(world, client_id=make_world(env.sessions).client_id))
+    payload = env.event("payment_intent.succeeded", paid)
+    event_id = env.store(payload)
+
+    env.emulator.fail_next(1, status=500, path_prefix="/v1/refunds")
+    with pytest.raises(PaymentProviderError):
+        apply_event(env.resources, env.gateway, env.queue, event_id)
+    failed = env.inbox(event_id)
+    assert failed.status == EventStatus.FAILED
+    assert failed.last_error and failed.last_error.startswith("PaymentProviderError")
+    assert env.ledger(booking.id) == []  # rolled back with the rest
+
+    assert env.apply(payload).startswith("late payment refunded")
+    assert env.inbox(event_id).status == EventStatus.PROCESSED
+    assert len([t for t in env.ledger(booking.id) if t.kind == "REFUND"]) == 1
+
+
+# --- the operator CLI -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    stripe_emulator: StripeEmulator,
+    celery_queue_name: str,
+) -> None:
+    environ = support.base_env(
+        database_url,
+        STRIPE_API_BASE=stripe_emulator.url,
+        STRIPE_MAX_RETRIES="0",
+        STRIPE_TIMEOUT_SECONDS="2",
+        CELERY_QUEUE=celery_queue_name,
+    )
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[JSON]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+
+
+def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
+    env: Env, world: World, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = env.book(world)
+    second = env.book(world, START + timedelta(hours=2))
+    assert first.payment_intent_id and second.payment_intent_id
+    received = env.event(
+        "payment_intent.succeeded", env.emulator.succeed_payment_intent(first.payment_intent_id)
+    )
+    env.store(received)  # stored, never applied (its task was lost)
+    paid = env.emulator.succeed_payment_intent(second.payment_intent_id)
+    failing = env.event("payment_intent.succeeded", paid)
+    env.store(failing)
+    _expire(env, second, BookingStatus.EXPIRED)
+    env.book(
+        replace(world, client_id=make_world(env.sessions).client_id), START + timedelta(hours=2)
+    )
+    env.emulator.fail_next(1, status=500, path_prefix="/v1/refunds")
+    with pytest.raises(PaymentProviderError):
+        apply_event(env.resources, env.gateway, env.queue, failing["id"])
+    done = env.event("customer.created", {"id": "cus_1"})
+    env.apply(done)
+
+    assert cli.main(["events", "list"]) == 0
+    listed = {row["id"]: row for row in _lines(capsys)}
+    assert set(listed) == {received["id"], failing["id"]}
+    assert listed[received["id"]]["status"] == "RECEIVED"
+    assert listed[failing["id"]]["status"] == "FAILED"
+    assert listed[failing["id"]]["lastError"].startswith("PaymentProviderError")
+    assert cli.main(["events", "list", "--status", "IGNORED"]) == 0
+    assert [row["id"] for row in _lines(capsys)] == [done["id"]]
+
+    assert cli.main(["events", "replay", received["id"], done["id"]]) == 0
+    assert _lines(capsys) == [
+        {"id": received["id"], "outcome": "confirmed"},
+        {"id": done["id"], "outcome": "already ignored"},
+    ]
+    assert env.booking(first.id).status == BookingStatus.CONFIRMED
+
+    assert cli.main(["events", "replay", "--all-unprocessed"]) == 0
+    [row] = _lines(capsys)
+    assert row["id"] == failing["id"] and row["outcome"].startswith("late payment refunded")
+    assert cli.main(["events", "list"]) == 0
+    assert _lines(capsys) == []
+
+
+def test_cli_replay_reports_a_failure_with_exit_status_1(
+    env: Env, world: World, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    _expire(env, booking, BookingStatus.EXPIRED)
+    env.book(replace(world, client_id=make_world(env.sessions).client_id))
+    payload = env.event("payment_intent.succeeded", paid)
+    env.store(payload)
+    env.emulator.fail_next(1, status=500, path_prefix="/v1/refunds")
+    assert cli.main(["events", "replay", payload["id"]]) == 1
+    [row] = _lines(capsys)
+    assert row["outcome"].startswith("failed: PaymentProviderError")
+    assert env.inbox(payload["id"]).status == EventStatus.FAILED

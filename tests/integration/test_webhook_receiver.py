@@ -1,0 +1,266 @@
+"""POST /api/webhooks/stripe through the Flask app: signatures checked on the raw body
+with Stripe's scheme, events stored once, enqueued after the commit; 5xx when the database
+cannot store, 200 when only the broker is down (the inbox sweeper re-enqueues)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import stripe
+from flask import Flask
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.api.state import EXTENSION_KEY, ApiState
+from shared.config import Settings
+from shared.db import transaction
+from shared.inbox import MAX_AUTOMATIC_ATTEMPTS, redeliver_stale_events
+from shared.models import EventStatus, StripeEvent
+from shared.queue import CeleryQueue
+from shared.runtime import build_resources
+from shared.tasks import APPLY_STRIPE_EVENT
+from shared.timeutil import utcnow
+from tests import support
+from tests.fakes.stripe_emulator import StripeEmulator
+
+PATH = "/api/webhooks/stripe"
+
+
+@dataclass
+class RecordingQueue:
+    """Takes the place of the app's CeleryQueue: records instead of sending."""
+
+    replaced: CeleryQueue | None = None
+    sent: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def enqueue(self, task_name: str, *args: str) -> bool:
+        self.sent.append((task_name, args))
+        return True
+
+    def close(self) -> None:
+        if self.replaced is not None:
+            self.replaced.close()
+
+
+def record_queue(app: Flask) -> RecordingQueue:
+    state: ApiState = app.extensions[EXTENSION_KEY]
+    queue = RecordingQueue(replaced=state.queue)
+    state.queue = queue  # type: ignore[assignment]
+    state.bookings._queue = queue  # type: ignore[attr-defined]
+    return queue
+
+
+def sign(body: str, *, age: int = 0, secret: str = support.WEBHOOK_SECRET) -> str:
+    return stripe.WebhookSignature.generate_signature_header(
+        body, secret, timestamp=int(time.time()) - age
+    )
+
+
+def event_body(emulator: StripeEmulator, type_: str = "payment_intent.succeeded") -> str:
+    obj = {"id": "pi_1Receiver", "object": "payment_intent", "amount": 5000, "metadata": {}}
+    return json.dumps(emulator.event(type_, obj))
+
+
+def stored(sessions: sessionmaker[Session]) -> list[StripeEvent]:
+    with transaction(sessions) as session:
+        return list(session.scalars(select(StripeEvent).order_by(StripeEvent.received_at)))
+
+
+@pytest.fixture
+def queue(app: Flask) -> RecordingQueue:
+    return record_queue(app)
+
+
+def test_a_signed_event_is_stored_enqueued_and_acknowledged(
+    app: Flask, queue: RecordingQueue, sessions: sessionmaker[Session], stripe_emulator: Any
+) -> None:
+    # Signed bytes as sent, whitespace and non-ASCII included: never re-serialised.
+    payload = json.loads(event_body(stripe_emulator))
+    payload["data"]["object"]["description"] = "Tätowierung – 刺青"
+    body = json.dumps(payload, indent=2, ensure_ascii=False)
+
+    response = app.test_client().post(
+        PATH,
+        data=body.encode(),
+        headers={"Stripe-Signature": sign(body), "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 200
+    assert response.json == {"received": True}
+    [event] = stored(sessions)
+    assert (event.id, event.type, event.status) == (
+        payload["id"],
+        "payment_intent.succeeded",
+        EventStatus.RECEIVED,
+    )
+    assert event.payload == payload
+    assert event.stripe_created == payload["created"] and event.received_at is not None
+    assert event.attempts == 0 and event.processed_at is None
+    assert queue.sent == [(APPLY_STRIPE_EVENT, (payload["id"],))]
+
+
+def test_a_rotated_secret_header_with_several_signatures_is_accepted(
+    app: Flask, queue: RecordingQueue, sessions: sessionmaker[Session], stripe_emulator: Any
+) -> None:
+    body = event_body(stripe_emulator)
+    old = sign(body, secret="whsec_old_secret").split(",")[1]
+    response = app.test_client().post(
+        PATH, data=body, headers={"Stripe-Signature": f"{sign(body)},{old}"}
+    )
+    assert response.status_code == 200
+    assert len(stored(sessions)) == 1
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "wrong secret", "stale (301 s)", "other body", "garbage", "v0 only"]
+)
+def test_bad_signatures_are_refused_and_nothing_is_stored(
+    app: Flask,
+    queue: RecordingQueue,
+    sessions: sessionmaker[Session],
+    stripe_emulator: Any,
+    case: str,
+) -> None:
+    body = event_body(stripe_emulator)
+    headers = {
+        "missing": {},
+        "wrong secret": {"Stripe-Signature": sign(body, secret="whsec_someone_else")},
+        "stale (301 s)": {"Stripe-Signature": sign(body, age=301)},
+        "other body": {"Stripe-Signature": sign(body.replace("5000", "1"))},
+        "garbage": {"Stripe-Signature": "not a signature"},
+        "v0 only": {"Stripe-Signature": sign(body).replace("v1=", "v0=")},
+    }[case]
+
+    response = app.test_client().post(PATH, data=body, headers=headers)
+
+    assert response.status_code == 400
+    assert response.json is not None and response.json["error"] == "INVALID_SIGNATURE"
+    assert stored(sessions) == []
+    assert queue.sent == []
+
+
+def test_a_signature_inside_the_tolerance_is_accepted(
+    app: Flask, queue: RecordingQueue, sessions: sessionmaker[Session], stripe_emulator: Any
+) -> None:
+    body = event_body(stripe_emulator)
+    response = app.test_client().post(
+        PATH, data=body, headers={"Stripe-Signature": sign(body, age=290)}
+    )
+    assert response.status_code == 200
+    assert len(stored(sessions)) == 1
+
+
+def test_a_signed_body_that_is_not_an_event_is_a_validation_error(
+    app: Flask, queue: RecordingQueue, sessions: sessionmaker[Session]
+) -> None:
+    for body in ('{"object": "event"}', "[1, 2]", "not json"):
+        response = app.test_client().post(PATH, data=body, headers={"Stripe-Signature": sign(body)})
+        assert response.status_code == 400, body
+        assert response.json is not None and response.json["error"] == "VALIDATION_ERROR"
+    assert stored(sessions) == []
+    assert queue.sent == []
+
+
+def test_duplicate_deliveries_are_stored_and_enqueued_once(
+    app: Flask, queue: RecordingQueue, sessions: sessionmaker[Session], stripe_emulator: Any
+) -> None:
+    body = event_body(stripe_emulator)
+
+    def deliver(_: int) -> int:
+        # Stripe signs every delivery anew.
+        response = app.test_client().post(PATH, data=body, headers={"Stripe-Signature": sign(body)})
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(deliver, range(4)))
+    statuses.append(deliver(4))
+
+    assert statuses == [200] * 5
+    [event] = stored(sessions)
+    assert queue.sent == [(APPLY_STRIPE_EVENT, (event.id,))]
+
+
+def test_the_database_down_is_a_5xx_so_that_stripe_retries(
+    make_app: Callable[..., Flask], stripe_emulator: Any
+) -> None:
+    closed = support.free_port()
+    app = make_app(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/inkflow")
+    queue = record_queue(app)
+    body = event_body(stripe_emulator)
+
+    response = app.test_client().post(PATH, data=body, headers={"Stripe-Signature": sign(body)})
+
+    assert response.status_code >= 500
+    assert response.json is not None and response.json["error"] == "INTERNAL_ERROR"
+    assert "SELECT" not in response.text and "INSERT" not in response.text
+    assert queue.sent == []
+
+
+def test_the_broker_down_still_answers_200_fast_and_the_sweeper_enqueues_later(
+    make_app: Callable[..., Flask],
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    stripe_emulator: Any,
+) -> None:
+    closed = support.free_port()
+    app = make_app(celery_broker_url=f"redis://127.0.0.1:{closed}/0")
+    body = event_body(stripe_emulator)
+
+    began = time.monotonic()
+    response = app.test_client().post(PATH, data=body, headers={"Stripe-Signature": sign(body)})
+    elapsed = time.monotonic() - began
+
+    assert response.status_code == 200
+    assert elapsed < 1.0, f"the receiver waited {elapsed:.2f} s on a broker that is down"
+    [event] = stored(sessions)
+    assert event.status == EventStatus.RECEIVED
+
+    # The inbox sweeper (a beat task) re-enqueues it once it is older than the delay.
+    resources = build_resources(settings, pool_size=1)
+    sweeper_queue = RecordingQueue()
+    try:
+        delay = timedelta(seconds=settings.inbox_redelivery_seconds)
+        assert redeliver_stale_events(resources, sweeper_queue, now=utcnow()) == 0
+        later = utcnow() + delay + timedelta(seconds=1)
+        assert redeliver_stale_events(resources, sweeper_queue, now=later) == 1
+    finally:
+        resources.close()
+    assert sweeper_queue.sent == [(APPLY_STRIPE_EVENT, (event.id,))]
+
+
+def test_the_sweeper_skips_applied_events_and_those_left_to_the_operator(
+    app: Flask, queue: RecordingQueue, settings: Settings, sessions: sessionmaker[Session],
+    stripe_emulator: Any,
+) -> None:  # fmt: skip
+    ids = []
+    for _ in range(4):
+        body = event_body(stripe_emulator)
+        assert app.test_client().post(
+            PATH, data=body, headers={"Stripe-Signature": sign(body)}
+        ).status_code == 200  # fmt: skip
+        ids.append(json.loads(body)["id"])
+    received, failed, processed, exhausted = ids
+    with transaction(sessions) as session:
+        for event_id, values in [
+            (failed, {"status": EventStatus.FAILED, "attempts": 2}),
+            (processed, {"status": EventStatus.PROCESSED, "attempts": 1}),
+            (exhausted, {"status": EventStatus.FAILED, "attempts": MAX_AUTOMATIC_ATTEMPTS}),
+        ]:
+            session.execute(update(StripeEvent).where(StripeEvent.id == event_id).values(**values))
+        assert session.scalar(select(func.count()).select_from(StripeEvent)) == 4
+
+    resources = build_resources(replace(settings, inbox_redelivery_seconds=1), pool_size=1)
+    sweeper_queue = RecordingQueue()
+    try:
+        later = utcnow() + timedelta(seconds=5)
+        assert redeliver_stale_events(resources, sweeper_queue, now=later) == 2
+    finally:
+        resources.close()
+    assert sorted(args[0] for _, args in sweeper_queue.sent) == sorted([received, failed])
