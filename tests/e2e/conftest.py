@@ -57,15 +57,20 @@ class LiveServer:
         self.process.stop()
 
 
-@pytest.fixture(scope="session")
+def launch(env: dict[str, str], log_dir: Path, workers: int) -> LiveServer:
+    port = support.free_port()
+    return LiveServer(support.start_gunicorn(env, port, log_dir, workers=workers), port)
+
+
+@pytest.fixture(scope="module")
 def start_server(e2e_env: dict[str, str], log_dir: Path) -> Iterator[Callable[..., LiveServer]]:
-    """`start_server(workers=4, **env)`: a gunicorn serving the API; stopped at the end."""
+    """`start_server(workers=4, **env)`: a gunicorn serving the API with changed settings,
+    stopped at the end of the module (each holds database connections: PostgreSQL's
+    max_connections is finite)."""
     servers: list[LiveServer] = []
 
     def start(workers: int = 4, **env: str) -> LiveServer:
-        port = support.free_port()
-        process = support.start_gunicorn({**e2e_env, **env}, port, log_dir, workers=workers)
-        server = LiveServer(process, port)
+        server = launch({**e2e_env, **env}, log_dir, workers)
         servers.append(server)
         return server
 
@@ -75,8 +80,10 @@ def start_server(e2e_env: dict[str, str], log_dir: Path) -> Iterator[Callable[..
 
 
 @pytest.fixture(scope="session")
-def live_server(start_server: Callable[..., LiveServer]) -> LiveServer:
-    return start_server(workers=4)
+def live_server(e2e_env: dict[str, str], log_dir: Path) -> Iterator[LiveServer]:
+    server = launch(e2e_env, log_dir, workers=4)
+    yield server
+    server.stop()
 
 
 class WorkerProcess:
