@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from shared.db import transaction
@@ -19,6 +19,7 @@ from shared.errors import DomainError, ErrorCode
 from shared.models import EventStatus, StripeEvent
 from shared.queue import TaskQueue
 from shared.runtime import Resources
+from shared.stripe_events import HANDLED_EVENT_TYPES
 from shared.tasks import APPLY_STRIPE_EVENT
 
 log = logging.getLogger("inkflow.inbox")
@@ -59,22 +60,26 @@ def verify(raw_body: bytes, signature: str | None, secret: str) -> VerifiedEvent
 
 
 def store_event(resources: Resources, event: VerifiedEvent) -> bool:
-    """True when this delivery stored the event, False for a duplicate delivery."""
-    with transaction(resources.sessions) as session:
+    """True when this delivery stored an event that needs applying; False for a
+    duplicate delivery or a type nothing handles (stored as IGNORED at once)."""
+    handled = event.type in HANDLED_EVENT_TYPES
+    # One statement in autocommit: durable when it returns, no BEGIN/COMMIT round trips.
+    with resources.autocommit_sessions() as session:
         inserted = session.execute(
             insert(StripeEvent)
             .values(
                 id=event.id,
                 type=event.type,
                 payload=event.payload,
-                status=EventStatus.RECEIVED,
+                status=EventStatus.RECEIVED if handled else EventStatus.IGNORED,
                 attempts=0,
                 stripe_created=event.created,
+                processed_at=None if handled else func.now(),
             )
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(StripeEvent.id)
         ).first()
-    return inserted is not None
+    return inserted is not None and handled
 
 
 def receive(resources: Resources, queue: TaskQueue, raw_body: bytes, signature: str | None) -> None:

@@ -17,6 +17,8 @@ class Resources:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    # Single-statement reads and writes: no BEGIN/COMMIT round trips around them.
+    autocommit_sessions: sessionmaker[Session]
     redis: redis.Redis
 
     def close(self) -> None:
@@ -41,5 +43,8 @@ def build_resources(settings: Settings, *, pool_size: int = 5) -> Resources:
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
+        autocommit_sessions=make_session_factory(
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+        ),
         redis=make_redis(settings.redis_url),
     )

@@ -382,6 +382,7 @@ HANDLERS: dict[str, Callable[[Context], Applied]] = {
     "charge.refunded": charge_refunded,
     "account.updated": account_updated,
 }
+HANDLED_EVENT_TYPES = frozenset(HANDLERS)
 
 
 # --- the use case --------------------------------------------------------------------

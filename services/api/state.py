@@ -36,6 +36,13 @@ def state() -> ApiState:
 
 
 @contextmanager
+def autocommit() -> Iterator[Session]:
+    """For one-statement reads: each statement commits on its own."""
+    with state().resources.autocommit_sessions() as session:
+        yield session
+
+
+@contextmanager
 def unit_of_work() -> Iterator[Session]:
     with transaction(state().resources.sessions) as session:
         yield session

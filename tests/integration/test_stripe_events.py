@@ -433,8 +433,10 @@ def test_account_updated_follows_the_newest_account_state(env: Env, world: World
 
 def test_other_types_and_unknown_intents_are_stored_and_ignored(env: Env) -> None:
     payload = env.event("customer.created", {"id": "cus_1", "object": "customer"})
-    assert env.apply(payload) == "type customer.created is not handled"
+    # Types nothing handles are stored as IGNORED on receipt: no task is ever needed.
+    assert env.apply(payload) == "already ignored"
     assert env.inbox(payload["id"]).status == EventStatus.IGNORED
+    assert env.inbox(payload["id"]).processed_at is not None
     stray = env.event(
         "payment_intent.succeeded",
         {"id": "pi_1Unknown", "object": "payment_intent", "amount": 5000, "metadata": {}},

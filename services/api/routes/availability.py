@@ -15,7 +15,7 @@ from flask import Blueprint, Response
 
 from services.api.auth import client_subject
 from services.api.schemas import AvailabilityRequest, parse_body
-from services.api.state import state, unit_of_work
+from services.api.state import autocommit, state, unit_of_work
 from shared.schedule import Availability, AvailabilityQuery, compute, resolve
 from shared.timeutil import iso_utc, utcnow
 
@@ -47,13 +47,15 @@ def post_availability() -> Response:
         step_min=body.slot_interval_min,
     )
     now = utcnow()
-    with unit_of_work() as session:
+    with autocommit() as session:
         resolved = resolve(session, query)
-        payload = current.availability_cache.get(resolved.cache_key, now)
-        if payload is None:
+    payload = current.availability_cache.get(resolved.cache_key, now)
+    if payload is None:
+        # The data read here are at least as new as the version in the key.
+        with unit_of_work() as session:
             answer = compute(session, resolved, now=now)
-            payload = render(answer)
-            current.availability_cache.put(
-                resolved.cache_key, payload, min(answer.valid_until, now + MAX_CACHE_AGE)
-            )
+        payload = render(answer)
+        current.availability_cache.put(
+            resolved.cache_key, payload, min(answer.valid_until, now + MAX_CACHE_AGE)
+        )
     return Response(payload, mimetype="application/json")
