@@ -285,7 +285,7 @@ class BookingService:
         except PaymentProviderError:
             self._cancel(booking.id)
             raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from None
-        with transaction(self._resources.sessions) as session:
+        with self._resources.autocommit_sessions() as session:
             session.execute(
                 update(Booking).where(Booking.id == booking.id).values(payment_intent_id=intent.id)
             )
@@ -293,7 +293,7 @@ class BookingService:
         return intent
 
     def _cancel(self, booking_id: uuid.UUID) -> None:
-        with transaction(self._resources.sessions) as session:
+        with self._resources.autocommit_sessions() as session:
             session.execute(
                 update(Booking)
                 .where(Booking.id == booking_id, Booking.status == BookingStatus.PENDING_PAYMENT)
