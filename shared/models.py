@@ -286,7 +286,13 @@ class StripeTransaction(Base):
             unique=True,
             postgresql_where=text("status = 'SUCCEEDED'"),
         ),
-        UniqueConstraint("stripe_event_id", "kind", "status"),
+        Index(
+            "uq_stripe_transactions_event_kind_failed",
+            "stripe_event_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("status = 'FAILED'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

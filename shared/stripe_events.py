@@ -103,14 +103,9 @@ def _record(
     failure_code: str | None = None,
     failure_message: str | None = None,
 ) -> bool:
-    """One ledger row; a second delivery of the same fact inserts nothing."""
-    event_id: str | None = ctx.event.id
-    if status == TransactionStatus.SUCCEEDED and _event_has_row(ctx, kind, status):
-        # The ledger keeps one (event, kind, status) row: that is what makes a failed attempt
-        # count once. Successes are unique per Stripe object instead, and one event may carry
-        # several (a charge.refunded listing two refunds): the others are kept unlinked
-        # rather than dropped.
-        event_id = None
+    """One ledger row; a second delivery of the same fact inserts nothing. Successes are
+    unique per Stripe object and kind (one event may carry several refunds); failed
+    attempts per event (the same intent may fail several times)."""
     inserted = ctx.session.execute(
         insert(StripeTransaction)
         .values(
@@ -122,7 +117,7 @@ def _record(
             currency=currency.lower(),
             stripe_object_id=object_id,
             payment_intent_id=intent_id,
-            stripe_event_id=event_id,
+            stripe_event_id=ctx.event.id,
             failure_code=failure_code,
             failure_message=failure_message,
         )
@@ -130,19 +125,6 @@ def _record(
         .returning(StripeTransaction.id)
     ).first()
     return inserted is not None
-
-
-def _event_has_row(ctx: Context, kind: TransactionKind, status: TransactionStatus) -> bool:
-    found = ctx.session.scalar(
-        select(StripeTransaction.id)
-        .where(
-            StripeTransaction.stripe_event_id == ctx.event.id,
-            StripeTransaction.kind == kind,
-            StripeTransaction.status == status,
-        )
-        .limit(1)
-    )
-    return found is not None
 
 
 def _mismatch(booking: Booking, intent: dict[str, Any], artist: Artist) -> str | None:

@@ -324,6 +324,9 @@ def test_a_row_locked_too_long_by_another_sender_is_transient(sessions, settings
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
+        autocommit_sessions=make_session_factory(
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+        ),
         redis=make_redis(settings.redis_url),
     )
     try:
