@@ -11,9 +11,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from shared import availability as rules
-from shared.catalog import get_or_404, invalid, service_of_artist
+from shared.catalog import get_or_404, invalid, parse_id, service_of_artist
 from shared.errors import DomainError, ErrorCode
-from shared.models import Artist, Booking, BookingStatus, Leave, WorkingHours
+from shared.models import Artist, Booking, BookingStatus, Leave, Service, WorkingHours
 
 MAX_RANGE = timedelta(days=62)
 MIN_STEP_MIN, MAX_STEP_MIN = 5, 1440
@@ -148,6 +148,27 @@ class Availability:
     slots: list[rules.Slot]
     timezone: str
     valid_until: datetime
+
+
+def peek_cache_key(session: Session, query: AvailabilityQuery) -> tuple[object, ...] | None:
+    """The cache key of `query`'s answer in one light read (columns, no ORM objects), or
+    None when the ids name no rows (the full path then answers NOT_FOUND)."""
+    _check_query(query)
+    artist_id = parse_id(query.artist_id, "Artist")
+    service_id = parse_id(query.service_id, "Service") if query.service_id is not None else None
+    row = session.execute(
+        select(Artist.schedule_version, Service.duration_min)
+        .select_from(Artist)
+        .outerjoin(Service, (Service.id == service_id) & (Service.artist_id == Artist.id))
+        .where(Artist.id == artist_id)
+    ).first()
+    if row is None:
+        return None
+    version, service_duration = row
+    duration_min = service_duration if service_id is not None else query.duration_min
+    if duration_min is None:
+        return None
+    return (artist_id, version, query.start, query.end, duration_min, query.step_min)
 
 
 def resolve(session: Session, query: AvailabilityQuery) -> ResolvedQuery:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response
 from services.api.auth import client_subject
 from services.api.schemas import AvailabilityRequest, parse_body
 from services.api.state import autocommit, state, unit_of_work
-from shared.schedule import Availability, AvailabilityQuery, compute, resolve
+from shared.schedule import Availability, AvailabilityQuery, compute, peek_cache_key, resolve
 from shared.timeutil import iso_utc, utcnow
 
 bp = Blueprint("availability", __name__)
@@ -48,13 +48,14 @@ def post_availability() -> Response:
     )
     now = utcnow()
     with autocommit() as session:
-        resolved = resolve(session, query)
-    payload = current.availability_cache.get(resolved.cache_key, now)
+        key = peek_cache_key(session, query)
+    payload = current.availability_cache.get(key, now) if key is not None else None
     if payload is None:
-        # The data read here are at least as new as the version in the key.
         with unit_of_work() as session:
+            resolved = resolve(session, query)
             answer = compute(session, resolved, now=now)
         payload = render(answer)
+        # Stored under the version this computation read: never newer than its data.
         current.availability_cache.put(
             resolved.cache_key, payload, min(answer.valid_until, now + MAX_CACHE_AGE)
         )
