@@ -17,8 +17,7 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
 Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECTIONS
 (2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
 (150), BENCH_WEBHOOK_RATE (20/s), BENCH_CONTENTION (500), BENCH_DATABASE_URL,
-BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles),
-BENCH_STRIPE_NODELAY (1: the Stripe emulator with TCP_NODELAY, see stripe_nodelay.py).
+BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles).
 
 Exit status: 0 when the bench ran (missed targets are reported, not fatal), 2 when the
 harness itself failed, 130 when interrupted. Everything started is stopped and the
@@ -858,10 +857,9 @@ def finish(bench: Bench, results: JSON) -> int:
         "",
         f"inkflow bench {bench.started_at:%Y-%m-%d %H:%M} UTC — gunicorn {s.web_concurrency} "
         f"{kind} (WEB_CONCURRENCY={s.web_concurrency}, GUNICORN_THREADS={s.threads}; the "
-        f"README's default is 4 × 1), {s.connections} connections, {s.warmup:g}+{s.duration:g}"
+        f"README's default is 4 × 4), {s.connections} connections, {s.warmup:g}+{s.duration:g}"
         f" s per stage, 1 Celery worker process, PostgreSQL {bench.stack.postgres_mode}, "
-        f"Redis {bench.stack.redis_mode}, {os.cpu_count()} CPUs"
-        + (", Stripe emulator with TCP_NODELAY" if s.stripe_nodelay else ""),
+        f"Redis {bench.stack.redis_mode}, {os.cpu_count()} CPUs",
         report.table(rows, sections),
         "",
         "CPU cores used per component during each load stage (machine = all busy cores):",
@@ -897,9 +895,7 @@ def finish(bench: Bench, results: JSON) -> int:
             "redis": bench.stack.redis_mode,
             "celery_worker": "1 process, prefork concurrency 1",
             "profiled": bool(bench.profiles),
-            "stripe_emulator": "TCP_NODELAY (tests.bench.stripe_nodelay)"
-            if s.stripe_nodelay
-            else "as shipped (tests.fakes.stripe_emulator)",
+            "stripe_emulator": "tests.fakes.stripe_emulator, a separate process",
             "speedup_definition": "naive median seconds per answer ÷ API p50 over 1 connection",
         },
         "targets": TARGETS,

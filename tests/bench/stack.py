@@ -52,7 +52,6 @@ STOP_TIMEOUT = 10.0
 API_CMD = [PY, "-m", "gunicorn", "--config", "python:services.api.gunicorn_conf",
            "services.api.wsgi:app"]  # fmt: skip
 STRIPE_CMD = [PY, "-m", "tests.fakes.stripe_emulator", "--port"]
-STRIPE_NODELAY_CMD = [PY, "-m", "tests.bench.stripe_nodelay", "--port"]
 LOADGEN_CMD = [PY, "-m", "tests.bench.loadgen"]
 
 # Optional settings that a developer's .env could set (e.g. AUTH_JWT_SECRET would turn
@@ -186,9 +185,6 @@ class BenchSettings:
         default_factory=lambda: float(os.environ.get("BENCH_WEBHOOK_RATE", "20"))
     )
     contention: int = field(default_factory=lambda: int(os.environ.get("BENCH_CONTENTION", "500")))
-    stripe_nodelay: bool = field(
-        default_factory=lambda: os.environ.get("BENCH_STRIPE_NODELAY", "") not in ("", "0")
-    )
     profile: bool = field(
         default_factory=lambda: os.environ.get("BENCH_PROFILE", "") not in ("", "0")
     )
@@ -282,8 +278,7 @@ class Stack:
         while self.api_port == self.stripe_port:
             self.api_port = free_port()
         env = self.app_env()
-        stripe_cmd = STRIPE_NODELAY_CMD if self.settings.stripe_nodelay else STRIPE_CMD
-        self._spawn("stripe", [*stripe_cmd, str(self.stripe_port)], env)
+        self._spawn("stripe", [*STRIPE_CMD, str(self.stripe_port)], env)
         self._spawn("api", API_CMD, env)
         self._spawn(
             "worker",
