@@ -326,7 +326,6 @@ class EmbeddedPostgres(_Server):
     def is_running(self) -> bool:
         return self._running_postmaster() is not None
 
-
     # -- binaries
 
     def _bin(self, name: str) -> str:
@@ -704,7 +703,6 @@ class EmbeddedValkey(_Server):
 
     def is_running(self) -> bool:
         return self._server is not None and bool(self._server.is_running())
-
 
     def _stop_leftover(self) -> None:
         """Stop a valkey-server an earlier (killed) run left on this data dir."""

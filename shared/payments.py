@@ -25,6 +25,18 @@ class PaymentProviderError(Exception):
     """Stripe failed, refused or did not answer in time."""
 
 
+class TransientPaymentError(PaymentProviderError):
+    """A failure worth retrying: no answer, 409 (a request with this key is running),
+    429 or 5xx. Anything else (a refused or invalid request) will fail again."""
+
+
+def provider_error(exc: stripe.StripeError) -> PaymentProviderError:
+    status = exc.http_status
+    if status is None or status in (409, 429) or status >= 500:
+        return TransientPaymentError(str(exc))
+    return PaymentProviderError(str(exc))
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     id: str
@@ -96,14 +108,14 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             log.warning("payment intent for booking %s failed: %s", deposit.booking_id, exc)
-            raise PaymentProviderError(str(exc)) from exc
+            raise provider_error(exc) from exc
         return _intent(created)
 
     def retrieve_intent(self, intent_id: str) -> Intent:
         try:
             return _intent(self._client.v1.payment_intents.retrieve(intent_id))
         except stripe.StripeError as exc:
-            raise PaymentProviderError(str(exc)) from exc
+            raise provider_error(exc) from exc
 
     def cancel_intent(self, intent_id: str) -> Intent:
         """Cancel an unpaid intent; an intent that already succeeded or was cancelled is
@@ -118,9 +130,9 @@ class StripeGateway:
         except stripe.InvalidRequestError as exc:
             if exc.code == "payment_intent_unexpected_state":
                 return self.retrieve_intent(intent_id)
-            raise PaymentProviderError(str(exc)) from exc
+            raise provider_error(exc) from exc
         except stripe.StripeError as exc:
-            raise PaymentProviderError(str(exc)) from exc
+            raise provider_error(exc) from exc
 
     def refund_in_full(self, intent_id: str, booking_id: uuid.UUID) -> tuple[str, int, str]:
         """Refund a destination charge in full, taking the transfer back from the artist.
@@ -136,11 +148,11 @@ class StripeGateway:
                 params, {"idempotency_key": refund_idempotency_key(booking_id)}
             )
         except stripe.StripeError as exc:
-            raise PaymentProviderError(str(exc)) from exc
+            raise provider_error(exc) from exc
         return refund.id, refund.amount, refund.currency
 
     def charges_enabled(self, account_id: str) -> bool:
         try:
             return bool(self._client.v1.accounts.retrieve(account_id).charges_enabled)
         except stripe.StripeError as exc:
-            raise PaymentProviderError(str(exc)) from exc
+            raise provider_error(exc) from exc

@@ -17,7 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from services.worker.celery_app import app
 from shared import holds, idempotency, inbox, notifications, stripe_events
 from shared.config import Settings
-from shared.payments import PaymentProviderError, StripeGateway
+from shared.payments import StripeGateway, TransientPaymentError
 from shared.queue import CeleryQueue
 from shared.runtime import Resources, build_resources
 from shared.tasks import (
@@ -36,7 +36,7 @@ TRANSIENT = (
     redis.ConnectionError,
     redis.TimeoutError,
     BrokerError,
-    PaymentProviderError,
+    TransientPaymentError,
     notifications.TransientMailError,
 )
 RETRY: dict[str, Any] = {

@@ -590,7 +590,7 @@ def test_a_failed_refund_leaves_the_event_failed_and_a_retry_applies_it(
         apply_event(env.resources, env.gateway, env.queue, event_id)
     failed = env.inbox(event_id)
     assert failed.status == EventStatus.FAILED
-    assert failed.last_error and failed.last_error.startswith("PaymentProviderError")
+    assert failed.last_error and failed.last_error.startswith("TransientPaymentError")
     assert env.ledger(booking.id) == []  # rolled back with the rest
 
     assert env.apply(payload).startswith("late payment refunded")
@@ -652,7 +652,7 @@ def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
     assert set(listed) == {received["id"], failing["id"]}
     assert listed[received["id"]]["status"] == "RECEIVED"
     assert listed[failing["id"]]["status"] == "FAILED"
-    assert listed[failing["id"]]["lastError"].startswith("PaymentProviderError")
+    assert listed[failing["id"]]["lastError"].startswith("TransientPaymentError")
     assert cli.main(["events", "list", "--status", "IGNORED"]) == 0
     assert [row["id"] for row in _lines(capsys)] == [done["id"]]
 
@@ -683,5 +683,5 @@ def test_cli_replay_reports_a_failure_with_exit_status_1(
     env.emulator.fail_next(1, status=500, path_prefix="/v1/refunds")
     assert cli.main(["events", "replay", payload["id"]]) == 1
     [row] = _lines(capsys)
-    assert row["outcome"].startswith("failed: PaymentProviderError")
+    assert row["outcome"].startswith("failed: TransientPaymentError")
     assert env.inbox(payload["id"]).status == EventStatus.FAILED

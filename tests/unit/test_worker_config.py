@@ -1,0 +1,54 @@
+"""The worker's Celery settings that "never lose a task" rests on (FIELD-NOTES, Celery)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from services.worker import tasks
+from services.worker.celery_app import configure
+from shared.config import Settings
+from shared.notifications import TransientMailError
+from shared.payments import PaymentProviderError, TransientPaymentError
+from shared.tasks import APPLY_STRIPE_EVENT, EXPIRE_HOLDS, SEND_NOTIFICATION, SWEEP_INBOX
+
+ENV = {
+    "DATABASE_URL": "postgresql://u@h/db",
+    "REDIS_URL": "redis://localhost:6379/0",
+    "STRIPE_SECRET_KEY": "sk_test_x",
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    "ADMIN_API_TOKEN": "token",
+    "HOLD_SWEEP_SECONDS": "45",
+    "CELERY_VISIBILITY_TIMEOUT": "900",
+}
+
+
+def test_delivery_guarantees_and_schedule():
+    app = Celery("probe", set_as_current=False)
+    configure(app, Settings.from_env(ENV))
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss is True
+    assert conf.broker_transport_options["visibility_timeout"] == 900
+    assert conf.task_serializer == "json"
+    assert conf.accept_content == ["json"]
+    schedule = {entry["task"]: entry["schedule"] for entry in conf.beat_schedule.values()}
+    assert schedule[EXPIRE_HOLDS] == 45.0
+    assert SWEEP_INBOX in schedule
+    app.close()
+
+
+def test_only_transient_errors_are_retried():
+    retried = {
+        tasks.apply_stripe_event.name: tasks.apply_stripe_event,
+        tasks.send_notification.name: tasks.send_notification,
+    }
+    assert set(retried) == {APPLY_STRIPE_EVENT, SEND_NOTIFICATION}
+    for task in retried.values():
+        kinds = task.autoretry_for
+        assert TransientMailError in kinds
+        assert TransientPaymentError in kinds
+        # A refused or invalid Stripe request will not succeed by retrying.
+        assert PaymentProviderError not in kinds
+        assert task.retry_backoff and task.retry_jitter
