@@ -204,7 +204,3 @@ def compute(session: Session, resolved: ResolvedQuery, *, now: datetime) -> Avai
         slots, policy=schedule.policy, now=now, hold_expiries=schedule.hold_expiries
     )
     return Availability(slots, resolved.artist.timezone, valid_until)
-
-
-def availability(session: Session, query: AvailabilityQuery, *, now: datetime) -> Availability:
-    return compute(session, resolve(session, query), now=now)
