@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import transaction
@@ -24,18 +24,12 @@ log = logging.getLogger("inkflow.holds")
 
 
 def _expire(
-    session: Session, ids: list[uuid.UUID], now: datetime
+    session: Session, which: ColumnElement[bool], now: datetime
 ) -> tuple[list[str], list[uuid.UUID]]:
-    if not ids:
-        return [], []
     # Conditional update: a booking confirmed meanwhile stays confirmed.
     expired = session.scalars(
         update(Booking)
-        .where(
-            Booking.id.in_(ids),
-            Booking.status == BookingStatus.PENDING_PAYMENT,
-            Booking.expires_at <= now,
-        )
+        .where(which, Booking.status == BookingStatus.PENDING_PAYMENT, Booking.expires_at <= now)
         .values(status=BookingStatus.EXPIRED, expired_at=now)
         .returning(Booking)
     ).all()
@@ -50,19 +44,13 @@ def expire_overlapping_holds(
     session: Session, artist_id: uuid.UUID, start: datetime, end: datetime, now: datetime
 ) -> tuple[list[str], list[uuid.UUID]]:
     """Inside a booking transaction: stale holds overlapping [start, end) would still
-    trip the exclusion constraint, so they are expired first."""
-    ids = list(
-        session.scalars(
-            select(Booking.id).where(
-                Booking.artist_id == artist_id,
-                Booking.status == BookingStatus.PENDING_PAYMENT,
-                Booking.expires_at <= now,
-                Booking.start_time < end,
-                Booking.end_time > start,
-            )
-        )
+    trip the exclusion constraint, so they are expired first (one statement; usually it
+    matches nothing)."""
+    return _expire(
+        session,
+        (Booking.artist_id == artist_id) & (Booking.start_time < end) & (Booking.end_time > start),
+        now,
     )
-    return _expire(session, ids, now)
 
 
 @dataclass
@@ -96,7 +84,7 @@ def expire_holds(
                     .with_for_update(skip_locked=True)
                 )
             )
-            intents, outbox = _expire(session, ids, now)
+            intents, outbox = _expire(session, Booking.id.in_(ids), now) if ids else ([], [])
         result.expired += len(ids)
         for note_id in outbox:
             queue.enqueue(SEND_NOTIFICATION, str(note_id))
