@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from services.embedded import port_is_open
+
 ROOT = Path(__file__).resolve().parent.parent
 
 TEST_DATABASE_URL = os.environ.get(
@@ -26,13 +29,9 @@ WEBHOOK_SECRET = "whsec_test_inkflow"
 ADMIN_TOKEN = "test-admin-token"
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def create_database() -> str:
     """A fresh, migrated database of our own; returns its URL."""
-    server = make_url(_libpq(TEST_DATABASE_URL))
+    server = make_url(libpq_url(TEST_DATABASE_URL))
     name = f"inkflow_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -54,33 +53,37 @@ def create_database() -> str:
 
 def drop_database(url: str) -> None:
     target = make_url(url)
-    server = target.set(database=make_url(_libpq(TEST_DATABASE_URL)).database)
+    server = target.set(database=make_url(libpq_url(TEST_DATABASE_URL)).database)
     with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free TCP port below 32768: an ephemeral-range port once connected to itself here
+    and could not be bound (FIELD-NOTES)."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> bool:
+def libpq_url(url: str) -> str:
+    """The URL without SQLAlchemy's driver name, for psycopg and libpq tools."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(interval)
     return predicate()
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def base_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -139,7 +142,7 @@ def start_gunicorn(env: dict[str, str], port: int, log_dir: Path, workers: int =
         env,
         log_dir,
     )
-    if not wait_until(lambda: port_open(port) or proc.proc.poll() is not None, timeout=30):
+    if not wait_until(lambda: port_is_open(port) or proc.proc.poll() is not None, timeout=30):
         proc.stop()
         raise RuntimeError(f"gunicorn did not start:\n{proc.output()}")
     if proc.proc.poll() is not None:

@@ -49,6 +49,7 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from services.embedded import port_is_open
 from tests.bench import data, naive, report
 from tests.bench.ceilings import postgres_inserts, redis_set_nx_px
 from tests.bench.cpu import CpuMeter
@@ -60,11 +61,9 @@ from tests.bench.stack import (
     HarnessError,
     Interrupted,
     Stack,
-    free_port,
     install_signal_handlers,
-    port_open,
-    wait_until,
 )
+from tests.support import free_port, wait_until
 
 JSON = dict[str, Any]
 TARGETS = {
@@ -323,7 +322,7 @@ class Bench:
                     self.stack.log_dir,
                 )
                 try:
-                    if not wait_until(lambda p=port: port_open(p), 10):  # type: ignore[misc]
+                    if not wait_until(lambda p=port: port_is_open(p), 10):  # type: ignore[misc]
                         raise HarnessError(f"the trivial server did not start:\n{server.tail()}")
                     spec = self.load_spec(path="/healthz", warmup=1.0, duration=3.0, port=port)
                     result = self.loadgen(

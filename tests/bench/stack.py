@@ -22,12 +22,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,6 +40,8 @@ import redis
 from sqlalchemy.engine import make_url
 
 from services.api import gunicorn_conf
+from services.embedded import port_is_open
+from tests.support import free_port, libpq_url, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -70,38 +70,6 @@ class HarnessError(Exception):
 
 class Interrupted(BaseException):
     """SIGTERM/SIGHUP arrived (SIGINT raises KeyboardInterrupt): unwind and clean up."""
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def free_port() -> int:
-    """A free TCP port below 32768 (outside Linux's ephemeral range: see FIELD-NOTES)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise HarnessError("no free port between 20000 and 32000")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 class Child:
@@ -294,7 +262,7 @@ class Stack:
         self.check_alive()
 
     def _start_postgres(self) -> None:
-        url = _libpq(self.settings.database_url)
+        url = libpq_url(self.settings.database_url)
         try:
             with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
                 conn.execute("SELECT 1")
@@ -361,7 +329,7 @@ class Stack:
 
     def _wait_port(self, name: str, port: int, timeout: float = 30) -> None:
         child = self.children[name]
-        if not wait_until(lambda: port_open(port) or not child.alive(), timeout):
+        if not wait_until(lambda: port_is_open(port) or not child.alive(), timeout):
             raise HarnessError(f"{name} did not listen on {port} within {timeout:.0f} s")
         if not child.alive():
             raise HarnessError(f"{name} exited at start-up:\n{child.tail()}")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +19,7 @@ import stripe
 from stripe.params import PaymentIntentCreateParams
 
 from tests.fakes.stripe_emulator import API_VERSION, StripeEmulator, decode_form
+from tests.support import free_port
 
 API_KEY = "sk_test_emulator"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -595,21 +594,8 @@ def test_decode_form() -> None:
     assert decode_form("") == {}
 
 
-def _free_port() -> int:
-    """A free port below the ephemeral range (see FIELD-NOTES)."""
-    for _ in range(50):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
 def test_standalone_process(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.stripe_emulator", "--port", str(port)],
         cwd=REPO_ROOT,
