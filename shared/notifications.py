@@ -74,6 +74,7 @@ from shared.models import (
     Service,
 )
 from shared.money import format_amount
+from shared.queue import TaskQueue
 from shared.runtime import Resources
 from shared.tasks import SEND_NOTIFICATION
 from shared.timeutil import utcnow
@@ -90,7 +91,6 @@ __all__ = [
     "RenderedEmail",
     "SendOutcome",
     "SmtpBackend",
-    "TaskQueue",
     "TransientMailError",
     "add_notification",
     "build_message",
@@ -98,7 +98,6 @@ __all__ = [
     "format_deposit",
     "format_local_time",
     "is_permanent_failure",
-    "load_context",
     "mail_backend",
     "make_context",
     "message_id_for",
@@ -220,12 +219,6 @@ def pending_notification_ids(
         .limit(limit)
     )
     return list(session.scalars(stmt))
-
-
-class TaskQueue(Protocol):
-    """What the sweeper needs of `shared.queue.CeleryQueue` (no Celery import here)."""
-
-    def enqueue(self, task_name: str, *args: str) -> bool: ...
 
 
 def redeliver_pending(
@@ -406,12 +399,6 @@ def _load_rows(session: Session, booking_id: uuid.UUID) -> _Rows:
     if client is None or artist is None or service is None:
         raise LookupError(f"booking {booking_id}: client, artist or service row is missing")
     return _Rows(booking, client, artist, service)
-
-
-def load_context(session: Session, booking_id: uuid.UUID) -> EmailContext:
-    """The template context of a booking, from its rows."""
-    rows = _load_rows(session, booking_id)
-    return context_from_rows(rows.booking, rows.client, rows.artist, rows.service)
 
 
 def _role_of(kind: NotificationKind, recipient: str, rows: _Rows) -> RecipientRole:
