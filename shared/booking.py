@@ -15,13 +15,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import availability as rules
 from shared.catalog import get_or_404, parse_id, service_of_artist
-from shared.db import transaction
+from shared.db import advisory_xact_lock, transaction
 from shared.errors import DomainError, ErrorCode
 from shared.holds import expire_overlapping_holds
 from shared.locks import SlotLocks, SlotTaken
@@ -150,10 +150,38 @@ def _check_rules(
 def lock_artist_schedule(session: Session, artist_id: uuid.UUID) -> None:
     """Serialise writers of one artist's schedule inside PostgreSQL (until commit), so a
     re-check also covers buffers, which the exclusion constraint (raw times) cannot."""
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"booking:{artist_id}"},
+    advisory_xact_lock(session, f"booking:{artist_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class SlotClaim:
+    """What making a slot live again found: whether another live booking still holds it,
+    and the effects of the stale holds it expired (intents to cancel, mails to send)."""
+
+    taken: bool
+    stale_intents: list[str]
+    outbox: list[uuid.UUID]
+
+
+def claim_slot(
+    session: Session,
+    artist: Artist,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    exclude: uuid.UUID | None = None,
+) -> SlotClaim:
+    """Inside a transaction, before a booking becomes live on [start, end): serialise the
+    artist's writers, expire unpaid holds past their expiry within the buffer (the
+    exclusion constraint still counts them), then re-check for a live booking."""
+    lock_artist_schedule(session, artist.id)
+    buffer = timedelta(minutes=artist.buffer_min)
+    stale_intents, outbox = expire_overlapping_holds(
+        session, artist.id, start - buffer, end + buffer, now
     )
+    taken = live_overlap_exists(session, artist, start, end, exclude=exclude)
+    return SlotClaim(taken, stale_intents, outbox)
 
 
 def live_overlap_exists(
@@ -191,13 +219,10 @@ def _insert_booking(
     """The constrained part. Returns the booking, the payment intents of stale holds it
     expired, and new outbox rows."""
     end = start + timedelta(minutes=service.duration_min)
-    lock_artist_schedule(session, artist.id)
-    buffer = timedelta(minutes=artist.buffer_min)
-    stale_intents, outbox = expire_overlapping_holds(
-        session, artist.id, start - buffer, end + buffer, now
-    )
-    if live_overlap_exists(session, artist, start, end):
+    claim = claim_slot(session, artist, start, end, now)
+    if claim.taken:
         raise _slot_taken()
+    stale_intents, outbox = claim.stale_intents, claim.outbox
     free = service.deposit_amount == 0
     booking = Booking(
         id=uuid.uuid4(),

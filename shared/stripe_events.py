@@ -12,17 +12,16 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.booking import is_overlap_violation, live_overlap_exists, lock_artist_schedule
-from shared.db import transaction
-from shared.holds import expire_overlapping_holds
+from shared.booking import claim_slot, is_overlap_violation
+from shared.db import advisory_xact_lock, transaction
 from shared.models import (
     Artist,
     Booking,
@@ -192,16 +191,10 @@ def _late_payment(
 ) -> Applied:
     """Paid after the hold EXPIRED (or was CANCELLED): keep the booking if its slot is
     still free, otherwise give the money back."""
-    lock_artist_schedule(ctx.session, artist.id)
-    # Holds past their expiry no longer block the slot (as for a new booking), but the
-    # exclusion constraint still counts them until they are marked EXPIRED.
-    buffer = timedelta(minutes=artist.buffer_min)
-    stale_intents, expired_outbox = expire_overlapping_holds(
-        ctx.session, artist.id, booking.start_time - buffer, booking.end_time + buffer, ctx.now
+    claim = claim_slot(
+        ctx.session, artist, booking.start_time, booking.end_time, ctx.now, exclude=booking.id
     )
-    if not live_overlap_exists(
-        ctx.session, artist, booking.start_time, booking.end_time, exclude=booking.id
-    ):
+    if not claim.taken:
         try:
             with ctx.session.begin_nested():
                 _confirm(booking, ctx.now)
@@ -213,9 +206,9 @@ def _late_payment(
         else:
             return Applied(
                 "late payment confirmed",
-                expired_outbox
+                claim.outbox
                 + notify_booking(ctx.session, booking, NotificationKind.BOOKING_CONFIRMED),
-                cancel_intents=stale_intents,
+                cancel_intents=claim.stale_intents,
             )
     refund_id, amount, currency = ctx.gateway.refund_in_full(intent_id, booking.id)
     _record(
@@ -230,8 +223,8 @@ def _late_payment(
     )
     return Applied(
         f"late payment refunded ({refund_id})",
-        expired_outbox + notify_booking(ctx.session, booking, NotificationKind.PAYMENT_REFUNDED),
-        cancel_intents=stale_intents,
+        claim.outbox + notify_booking(ctx.session, booking, NotificationKind.PAYMENT_REFUNDED),
+        cancel_intents=claim.stale_intents,
     )
 
 
@@ -296,10 +289,7 @@ def charge_refunded(ctx: Context) -> Applied:
     intent_id = charge.get("payment_intent")
     # Refund events of one charge apply one after the other (the running-total case below
     # reads what is recorded before adding to it).
-    ctx.session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"charge-refunds:{charge_id}"},
-    )
+    advisory_xact_lock(ctx.session, f"charge-refunds:{charge_id}")
     booking = (
         _booking_for_intent(ctx.session, {"id": intent_id, "metadata": charge.get("metadata")})
         if intent_id
