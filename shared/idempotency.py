@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,6 +114,28 @@ def release(sessions: sessionmaker[Session], key: str) -> None:
                 IdempotencyKey.key == key, IdempotencyKey.response_status.is_(None)
             )
         )
+
+
+def run_once(
+    sessions: sessionmaker[Session],
+    key: str,
+    fingerprint: str,
+    produce: Callable[[], tuple[int, dict[str, Any], uuid.UUID | None]],
+    *,
+    now: datetime,
+) -> Replay:
+    """The first answer under `key`: replayed when the key was seen with this body,
+    produced (and kept) otherwise. `produce` returns (status, body, booking id)."""
+    replay = claim(sessions, key, fingerprint, now=now)
+    if replay is not None:
+        return replay
+    try:
+        status, body, booking_id = produce()
+    except BaseException:
+        release(sessions, key)
+        raise
+    store(sessions, key, status=status, body=body, booking_id=booking_id)
+    return Replay(status, body)
 
 
 def purge_expired(sessions: sessionmaker[Session], *, now: datetime) -> int:

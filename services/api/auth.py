@@ -55,7 +55,7 @@ def same_id(a: str, b: str) -> bool:
         return a == b
 
 
-def require_client(settings: Settings, client_id: str) -> None:
-    subject = client_subject(settings)
+def require_same_client(subject: str | None, client_id: str) -> None:
+    """A token (when client auth is on) may only act for its own client."""
     if subject is not None and not same_id(subject, client_id):
         raise DomainError(ErrorCode.FORBIDDEN, "This token may not act for that client.")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 
-from services.api.auth import client_subject, require_client, same_id
+from services.api.auth import client_subject, require_same_client, same_id
 from services.api.schemas import CreateBookingRequest, parse_body
 from services.api.state import state, unit_of_work
 from shared import idempotency
@@ -21,42 +24,39 @@ bp = Blueprint("bookings", __name__)
 @bp.post("/api/bookings/create")
 def create_booking() -> tuple[Response, int]:
     current = state()
-    settings = current.resources.settings
-    client_subject(settings)  # 401 before looking at the body
+    subject = client_subject(current.resources.settings)  # 401 before looking at the body
     body = parse_body(CreateBookingRequest)
-    require_client(settings, body.client_id)
+    require_same_client(subject, body.client_id)
     booking_request = BookingRequest(
         client_id=body.client_id,
         artist_id=body.artist_id,
         service_id=body.service_id,
         start_time=body.start_time,
     )
+
+    def produce() -> tuple[int, dict[str, Any], uuid.UUID | None]:
+        created = current.bookings.create(booking_request, now=utcnow())
+        return 201, created.to_json(), created.booking.id
+
     raw_key = request.headers.get(idempotency.HEADER)
     if raw_key is None:
-        created = current.bookings.create(booking_request, now=utcnow())
-        return jsonify(created.to_json()), 201
-
-    sessions = current.resources.sessions
-    key = f"{client_subject(settings) or '*'}:{idempotency.check_key(raw_key)}"
-    fingerprint = idempotency.request_fingerprint(
-        {
-            "clientId": body.client_id,
-            "artistId": body.artist_id,
-            "serviceId": body.service_id,
-            "startTime": iso_utc(body.start_time),
-        }
+        status, payload, _ = produce()
+        return jsonify(payload), status
+    answer = idempotency.run_once(
+        current.resources.sessions,
+        f"{subject or '*'}:{idempotency.check_key(raw_key)}",
+        idempotency.request_fingerprint(
+            {
+                "clientId": body.client_id,
+                "artistId": body.artist_id,
+                "serviceId": body.service_id,
+                "startTime": iso_utc(body.start_time),
+            }
+        ),
+        produce,
+        now=utcnow(),
     )
-    replay = idempotency.claim(sessions, key, fingerprint, now=utcnow())
-    if replay is not None:
-        return jsonify(replay.body), replay.status
-    try:
-        created = current.bookings.create(booking_request, now=utcnow())
-    except BaseException:
-        idempotency.release(sessions, key)
-        raise
-    payload = created.to_json()
-    idempotency.store(sessions, key, status=201, body=payload, booking_id=created.booking.id)
-    return jsonify(payload), 201
+    return jsonify(answer.body), answer.status
 
 
 @bp.get("/api/bookings/<booking_id>")
