@@ -85,6 +85,7 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     resources = build_resources(settings, pool_size=1)
     queue = CeleryQueue(settings)
+    gateway = StripeGateway(settings)
     failures = 0
     try:
         ids = list(args.event_ids)
@@ -97,7 +98,7 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
                 ).all()
         for event_id in ids:
             try:
-                outcome = apply_event(resources, StripeGateway(settings), queue, event_id)
+                outcome = apply_event(resources, gateway, queue, event_id)
             except Exception as exc:
                 failures += 1
                 outcome = f"failed: {type(exc).__name__}: {exc}"
