@@ -25,6 +25,8 @@ from shared.tasks import APPLY_STRIPE_EVENT
 log = logging.getLogger("inkflow.inbox")
 
 SIGNATURE_TOLERANCE_SECONDS = 300
+# After this many failed applications an event waits for an operator (`inkflow events`).
+MAX_AUTOMATIC_ATTEMPTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,3 @@ def redeliver_stale_events(
     if ids:
         log.info("re-enqueued %d unprocessed Stripe events", len(ids))
     return len(ids)
-
-
-# After this many failed applications an event waits for an operator (`inkflow events`).
-MAX_AUTOMATIC_ATTEMPTS = 10
