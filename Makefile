@@ -25,10 +25,11 @@ run: $(STAMP) ## run API + worker + beat (embedded PostgreSQL/Valkey/Stripe emul
 test: $(STAMP) ## run unit, integration and end-to-end tests (needs PostgreSQL and Redis, see README)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff + mypy
+lint: $(STAMP) ## ruff, mypy and the import-linter layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## apply ruff formatting and fixes
 	$(VENV)/bin/ruff check --fix .

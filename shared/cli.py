@@ -12,8 +12,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from shared.adapters.db import make_engine, make_session_factory, transaction
 from shared.config import ConfigError, _normalise_db_url, load_dotenv_for_development
-from shared.db import make_engine, make_session_factory, transaction
 
 
 def _database_url() -> str:
@@ -26,7 +26,7 @@ def _database_url() -> str:
 
 
 def cmd_seed(_: argparse.Namespace) -> int:
-    from shared.demo import seed_demo
+    from shared.usecases.demo import seed_demo
 
     engine = make_engine(_database_url(), pool_size=1)
     try:
@@ -41,7 +41,7 @@ def cmd_seed(_: argparse.Namespace) -> int:
 def cmd_events_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from shared.models import EventStatus, StripeEvent
+    from shared.adapters.models import EventStatus, StripeEvent
 
     statuses = args.status or [EventStatus.RECEIVED, EventStatus.FAILED]
     engine = make_engine(_database_url(), pool_size=1)
@@ -75,12 +75,12 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     """Re-apply chosen events in this process (dj-stripe's djstripe_process_events)."""
     from sqlalchemy import select
 
+    from shared.adapters.models import EventStatus, StripeEvent
+    from shared.adapters.payments import StripeGateway
+    from shared.adapters.queue import CeleryQueue
+    from shared.adapters.runtime import build_resources
     from shared.config import Settings
-    from shared.models import EventStatus, StripeEvent
-    from shared.payments import StripeGateway
-    from shared.queue import CeleryQueue
-    from shared.runtime import build_resources
-    from shared.stripe_events import apply_event
+    from shared.usecases.stripe_events import apply_event
 
     settings = Settings.from_env()
     resources = build_resources(settings, pool_size=1)

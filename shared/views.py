@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.models import (
+from shared.adapters.models import (
     Artist,
     Booking,
     Client,
@@ -14,8 +14,8 @@ from shared.models import (
     StripeTransaction,
     WorkingHours,
 )
-from shared.money import format_amount, from_minor_units
-from shared.timeutil import iso_utc
+from shared.domain.money import format_amount, from_minor_units
+from shared.domain.timeutil import iso_utc
 
 
 def _hhmm(minute: int) -> str:

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from services.api.app import create_app
 from services.api.state import EXTENSION_KEY, ApiState
+from shared.adapters.db import make_engine, make_session_factory, transaction
+from shared.adapters.models import Base
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, transaction
-from shared.models import Base
 from tests import support
 from tests.fakes.stripe_emulator import StripeEmulator
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import catalog
-from shared.db import transaction
+from shared.adapters.db import transaction
+from shared.usecases import catalog
 
 
 @dataclass(frozen=True)

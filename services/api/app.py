@@ -8,13 +8,13 @@ from flask_cors import CORS
 from services.api.errors import register_error_handlers
 from services.api.routes import admin, availability, bookings, docs, health, webhooks
 from services.api.state import ApiState, init_state
-from shared.booking import BookingService
+from shared.adapters.locks import SlotLocks
+from shared.adapters.payments import StripeGateway
+from shared.adapters.queue import CeleryQueue
+from shared.adapters.runtime import build_resources
 from shared.config import Settings, load_dotenv_for_development
-from shared.locks import SlotLocks
 from shared.logging_setup import configure_logging
-from shared.payments import StripeGateway
-from shared.queue import CeleryQueue
-from shared.runtime import build_resources
+from shared.usecases.booking import BookingService
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -9,7 +9,7 @@ import jwt
 from flask import request
 
 from shared.config import Settings
-from shared.errors import DomainError, ErrorCode
+from shared.domain.errors import DomainError, ErrorCode
 
 
 def _bearer() -> str | None:

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import DomainError, ErrorCode
+from shared.domain.errors import DomainError, ErrorCode
 
 log = logging.getLogger("inkflow.api")
 

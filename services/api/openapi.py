@@ -15,17 +15,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from services.api import schemas
-from shared.availability import SlotReason
-from shared.errors import HTTP_STATUS, ErrorCode
-from shared.idempotency import HEADER as IDEMPOTENCY_HEADER
-from shared.idempotency import MAX_KEY_LENGTH
-from shared.models import (
+from shared.adapters.models import (
     BookingStatus,
     NotificationKind,
     NotificationStatus,
     TransactionKind,
     TransactionStatus,
 )
+from shared.domain.availability import SlotReason
+from shared.domain.errors import HTTP_STATUS, ErrorCode
+from shared.usecases.idempotency import HEADER as IDEMPOTENCY_HEADER
+from shared.usecases.idempotency import MAX_KEY_LENGTH
 
 Schema = dict[str, Any]
 

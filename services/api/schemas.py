@@ -13,7 +13,7 @@ from flask import request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from shared.errors import DomainError, ErrorCode
+from shared.domain.errors import DomainError, ErrorCode
 
 
 class RequestModel(BaseModel):

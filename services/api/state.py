@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from shared.booking import BookingService
-from shared.cache import ExpiringLru
-from shared.db import transaction
-from shared.queue import CeleryQueue
-from shared.runtime import Resources
+from shared.adapters.cache import ExpiringLru
+from shared.adapters.db import transaction
+from shared.adapters.queue import CeleryQueue
+from shared.adapters.runtime import Resources
+from shared.usecases.booking import BookingService
 
 EXTENSION_KEY = "inkflow"
 

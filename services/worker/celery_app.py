@@ -10,9 +10,9 @@ from typing import Any
 
 from celery import Celery
 
+from shared.adapters.queue import celery_config
 from shared.config import Settings, load_dotenv_for_development
 from shared.logging_setup import configure_logging
-from shared.queue import celery_config
 from shared.tasks import EXPIRE_HOLDS, PURGE_IDEMPOTENCY_KEYS, SWEEP_INBOX, SWEEP_OUTBOX
 
 app = Celery("inkflow", include=["services.worker.tasks"])

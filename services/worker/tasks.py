@@ -15,11 +15,11 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.worker.celery_app import app
-from shared import holds, idempotency, inbox, notifications, stripe_events
+from shared.adapters.payments import StripeGateway, TransientPaymentError
+from shared.adapters.queue import CeleryQueue
+from shared.adapters.runtime import Resources, build_resources
 from shared.config import Settings
-from shared.payments import StripeGateway, TransientPaymentError
-from shared.queue import CeleryQueue
-from shared.runtime import Resources, build_resources
+from shared.domain.timeutil import utcnow
 from shared.tasks import (
     APPLY_STRIPE_EVENT,
     EXPIRE_HOLDS,
@@ -28,7 +28,7 @@ from shared.tasks import (
     SWEEP_INBOX,
     SWEEP_OUTBOX,
 )
-from shared.timeutil import utcnow
+from shared.usecases import holds, idempotency, inbox, notifications, stripe_events
 
 TRANSIENT = (
     OperationalError,

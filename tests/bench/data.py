@@ -29,7 +29,15 @@ import stripe
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from shared.models import Artist, Booking, BookingStatus, Client, Leave, Service, WorkingHours
+from shared.adapters.models import (
+    Artist,
+    Booking,
+    BookingStatus,
+    Client,
+    Leave,
+    Service,
+    WorkingHours,
+)
 
 TZ_NAME = "Europe/Paris"
 TZ = ZoneInfo(TZ_NAME)

@@ -29,9 +29,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.embedded import EmbeddedValkey, port_is_open
-from shared import catalog
-from shared.db import transaction
-from shared.models import Booking, BookingStatus
+from shared.adapters.db import transaction
+from shared.adapters.models import Booking, BookingStatus
+from shared.usecases import catalog
 from tests.e2e.conftest import LiveServer
 from tests.e2e.load import (
     Outcome,

@@ -38,10 +38,8 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.embedded import EmbeddedValkey, port_is_open
-from shared.config import Settings
-from shared.db import transaction
-from shared.holds import expire_holds
-from shared.models import (
+from shared.adapters.db import transaction
+from shared.adapters.models import (
     Booking,
     Client,
     EventStatus,
@@ -49,10 +47,12 @@ from shared.models import (
     StripeEvent,
     StripeTransaction,
 )
-from shared.payments import StripeGateway, refund_idempotency_key
-from shared.queue import CeleryQueue
-from shared.runtime import build_resources
+from shared.adapters.payments import StripeGateway, refund_idempotency_key
+from shared.adapters.queue import CeleryQueue
+from shared.adapters.runtime import build_resources
+from shared.config import Settings
 from shared.tasks import APPLY_STRIPE_EVENT
+from shared.usecases.holds import expire_holds
 from tests import support
 from tests.e2e.conftest import LiveServer
 from tests.factories import World, make_world
@@ -272,7 +272,7 @@ def outbox(sessions: sessionmaker[Session], booking_id: str) -> list[tuple[str, 
 
 
 def addresses(sessions: sessionmaker[Session], world: World) -> tuple[str, str]:
-    from shared.models import Artist
+    from shared.adapters.models import Artist
 
     with transaction(sessions) as session:
         client = session.get(Client, uuid.UUID(world.client_id))

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.db import transaction
-from shared.models import Booking, BookingStatus
+from shared.adapters.db import transaction
+from shared.adapters.models import Booking, BookingStatus
 from tests.factories import make_world
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -235,7 +235,7 @@ def test_cached_answers_follow_every_change(client, sessions, admin_headers):
 def test_policy_change_bumps_the_schedule_version(sessions):
     from sqlalchemy import update
 
-    from shared.models import Artist
+    from shared.adapters.models import Artist
 
     world = make_world(sessions)
     artist_id = uuid.UUID(world.artist_id)

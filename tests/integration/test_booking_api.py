@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from shared.holds import expire_holds
-from shared.locks import slot_lock_key
-from shared.models import Booking, BookingStatus
-from shared.payments import StripeGateway
+from shared.adapters.locks import slot_lock_key
+from shared.adapters.models import Booking, BookingStatus
+from shared.adapters.payments import StripeGateway
+from shared.usecases.holds import expire_holds
 from tests.factories import make_world
 
 PARIS = ZoneInfo("Europe/Paris")

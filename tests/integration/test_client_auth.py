@@ -12,7 +12,7 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
-from shared.models import Booking
+from shared.adapters.models import Booking
 from tests import support
 from tests.factories import make_world
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import transaction
-from shared.models import BOOKINGS_NO_OVERLAP, Booking, BookingStatus
+from shared.adapters.db import transaction
+from shared.adapters.models import BOOKINGS_NO_OVERLAP, Booking, BookingStatus
 from tests.factories import make_world
 
 T0 = datetime(2030, 5, 6, 10, 0, tzinfo=UTC)

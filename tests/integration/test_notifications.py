@@ -15,9 +15,8 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.config import Settings
-from shared.db import make_session_factory, transaction
-from shared.models import (
+from shared.adapters.db import make_session_factory, transaction
+from shared.adapters.models import (
     Artist,
     Booking,
     BookingStatus,
@@ -26,7 +25,9 @@ from shared.models import (
     NotificationKind,
     NotificationStatus,
 )
-from shared.notifications import (
+from shared.adapters.runtime import Resources, build_resources, make_redis
+from shared.config import Settings
+from shared.usecases.notifications import (
     ConsoleBackend,
     SmtpBackend,
     TransientMailError,
@@ -37,7 +38,6 @@ from shared.notifications import (
     redeliver_pending,
     send_notification,
 )
-from shared.runtime import Resources, build_resources, make_redis
 from tests import support
 from tests.factories import World, make_world
 from tests.fakes.smtp_sink import SmtpSink

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.api.openapi import build_openapi
-from shared.errors import ErrorCode
+from shared.domain.errors import ErrorCode
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 UNDOCUMENTED_RULES = {"/openapi.json"}  # the document itself need not be listed

@@ -1,4 +1,4 @@
-"""Applying Stripe events (shared.stripe_events.apply_event) in-process: real PostgreSQL,
+"""Applying Stripe events (shared.usecases.stripe_events.apply_event) in-process: real PostgreSQL,
 the Stripe emulator over HTTP with the real SDK, a queue that records what is enqueued.
 
 Every handler and branch, duplicates (also concurrent), any order of one booking's events
@@ -22,13 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import cli
-from shared.booking import BookingRequest, BookingService
-from shared.config import Settings
-from shared.db import transaction
-from shared.holds import expire_holds
-from shared.inbox import VerifiedEvent, store_event
-from shared.locks import SlotLocks
-from shared.models import (
+from shared.adapters.db import transaction
+from shared.adapters.locks import SlotLocks
+from shared.adapters.models import (
     Artist,
     Booking,
     BookingStatus,
@@ -38,10 +34,14 @@ from shared.models import (
     StripeEvent,
     StripeTransaction,
 )
-from shared.payments import PaymentProviderError, StripeGateway, refund_idempotency_key
-from shared.runtime import Resources, build_resources
-from shared.stripe_events import apply_event
+from shared.adapters.payments import PaymentProviderError, StripeGateway, refund_idempotency_key
+from shared.adapters.runtime import Resources, build_resources
+from shared.config import Settings
 from shared.tasks import SEND_NOTIFICATION
+from shared.usecases.booking import BookingRequest, BookingService
+from shared.usecases.holds import expire_holds
+from shared.usecases.inbox import VerifiedEvent, store_event
+from shared.usecases.stripe_events import apply_event
 from tests import support
 from tests.factories import World, make_world
 from tests.fakes.stripe_emulator import RecordedRequest, StripeEmulator

@@ -19,14 +19,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.api.state import EXTENSION_KEY, ApiState
+from shared.adapters.db import transaction
+from shared.adapters.models import EventStatus, StripeEvent
+from shared.adapters.queue import CeleryQueue
+from shared.adapters.runtime import build_resources
 from shared.config import Settings
-from shared.db import transaction
-from shared.inbox import MAX_AUTOMATIC_ATTEMPTS, redeliver_stale_events
-from shared.models import EventStatus, StripeEvent
-from shared.queue import CeleryQueue
-from shared.runtime import build_resources
+from shared.domain.timeutil import utcnow
 from shared.tasks import APPLY_STRIPE_EVENT
-from shared.timeutil import utcnow
+from shared.usecases.inbox import MAX_AUTOMATIC_ATTEMPTS, redeliver_stale_events
 from tests import support
 from tests.fakes.stripe_emulator import StripeEmulator
 

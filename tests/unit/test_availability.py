@@ -1,4 +1,4 @@
-"""Unit tests for the pure booking rules in shared.availability (no DB, no I/O)."""
+"""Unit tests for the pure booking rules in shared.domain.availability (no DB, no I/O)."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.availability import (
+from shared.domain.availability import (
     BookingPolicy,
     Interval,
     Slot,

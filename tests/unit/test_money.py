@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.money import (
+from shared.domain.money import (
     MoneyError,
     format_amount,
     from_minor_units,

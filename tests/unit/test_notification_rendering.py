@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from shared.models import NotificationKind
-from shared.notifications import (
+from shared.adapters.models import NotificationKind
+from shared.usecases.notifications import (
     RECIPIENT_ROLES,
     ConsoleBackend,
     EmailContext,

@@ -6,10 +6,10 @@ from celery import Celery
 
 from services.worker import tasks
 from services.worker.celery_app import configure
+from shared.adapters.payments import PaymentProviderError, TransientPaymentError
 from shared.config import Settings
-from shared.notifications import TransientMailError
-from shared.payments import PaymentProviderError, TransientPaymentError
 from shared.tasks import APPLY_STRIPE_EVENT, EXPIRE_HOLDS, SEND_NOTIFICATION, SWEEP_INBOX
+from shared.usecases.notifications import TransientMailError
 
 ENV = {
     "DATABASE_URL": "postgresql://u@h/db",

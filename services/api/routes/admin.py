@@ -20,9 +20,9 @@ from services.api.schemas import (
     parse_value,
 )
 from services.api.state import state, unit_of_work
-from shared import catalog
-from shared.ledger import booking_history
-from shared.models import Artist, Booking, Client
+from shared.adapters.models import Artist, Booking, Client
+from shared.usecases import catalog
+from shared.usecases.ledger import booking_history
 from shared.views import (
     artist_json,
     booking_json,

@@ -16,8 +16,14 @@ from flask import Blueprint, Response
 from services.api.auth import client_subject
 from services.api.schemas import AvailabilityRequest, parse_body
 from services.api.state import autocommit, state, unit_of_work
-from shared.schedule import Availability, AvailabilityQuery, compute, peek_cache_key, resolve
-from shared.timeutil import iso_utc, utcnow
+from shared.domain.timeutil import iso_utc, utcnow
+from shared.usecases.schedule import (
+    Availability,
+    AvailabilityQuery,
+    compute,
+    peek_cache_key,
+    resolve,
+)
 
 bp = Blueprint("availability", __name__)
 

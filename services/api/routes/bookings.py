@@ -10,12 +10,12 @@ from flask import Blueprint, Response, jsonify, request
 from services.api.auth import client_subject, require_same_client, same_id
 from services.api.schemas import CreateBookingRequest, parse_body
 from services.api.state import state, unit_of_work
-from shared import idempotency
-from shared.booking import BookingRequest
-from shared.catalog import get_or_404
-from shared.errors import DomainError, ErrorCode
-from shared.models import Booking
-from shared.timeutil import iso_utc, utcnow
+from shared.adapters.models import Booking
+from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.timeutil import iso_utc, utcnow
+from shared.usecases import idempotency
+from shared.usecases.booking import BookingRequest
+from shared.usecases.catalog import get_or_404
 from shared.views import booking_json
 
 bp = Blueprint("bookings", __name__)

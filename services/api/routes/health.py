@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from services.api.state import state
-from shared.runtime import make_redis
+from shared.adapters.runtime import make_redis
 
 bp = Blueprint("health", __name__)
 

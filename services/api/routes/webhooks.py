@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from services.api.state import state
-from shared.inbox import receive
+from shared.usecases.inbox import receive
 
 bp = Blueprint("webhooks", __name__)
 

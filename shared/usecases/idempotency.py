@@ -21,9 +21,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import transaction
-from shared.errors import DomainError, ErrorCode
-from shared.models import IdempotencyKey
+from shared.adapters.db import transaction
+from shared.adapters.models import IdempotencyKey
+from shared.domain.errors import DomainError, ErrorCode
 
 HEADER = "Idempotency-Key"
 TTL = timedelta(hours=24)

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import catalog
-from shared.models import Artist, Client, Service
+from shared.adapters.models import Artist, Client, Service
+from shared.usecases import catalog
 
 ARTIST_EMAIL = "demo-artist@inkflow.local"
 CLIENT_EMAIL = "demo-client@inkflow.local"

@@ -12,13 +12,13 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import transaction
-from shared.models import Booking, BookingStatus, NotificationKind
-from shared.notifications import notify_booking
-from shared.payments import PaymentProviderError, StripeGateway
-from shared.queue import TaskQueue
-from shared.runtime import Resources
+from shared.adapters.db import transaction
+from shared.adapters.models import Booking, BookingStatus, NotificationKind
+from shared.adapters.payments import PaymentProviderError, StripeGateway
+from shared.adapters.queue import TaskQueue
+from shared.adapters.runtime import Resources
 from shared.tasks import SEND_NOTIFICATION
+from shared.usecases.notifications import notify_booking
 
 log = logging.getLogger("inkflow.holds")
 

@@ -8,8 +8,8 @@ import redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.adapters.db import make_engine, make_session_factory
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
 
 
 @dataclass(slots=True)

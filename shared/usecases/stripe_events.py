@@ -20,9 +20,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.booking import claim_slot, is_overlap_violation
-from shared.db import advisory_xact_lock, transaction
-from shared.models import (
+from shared.adapters.db import advisory_xact_lock, transaction
+from shared.adapters.models import (
     Artist,
     Booking,
     BookingStatus,
@@ -33,13 +32,14 @@ from shared.models import (
     TransactionKind,
     TransactionStatus,
 )
-from shared.money import to_minor_units
-from shared.notifications import notify_booking
-from shared.payments import PaymentProviderError, StripeGateway
-from shared.queue import TaskQueue
-from shared.runtime import Resources
+from shared.adapters.payments import PaymentProviderError, StripeGateway
+from shared.adapters.queue import TaskQueue
+from shared.adapters.runtime import Resources
+from shared.domain.money import to_minor_units
+from shared.domain.timeutil import utcnow
 from shared.tasks import SEND_NOTIFICATION
-from shared.timeutil import utcnow
+from shared.usecases.booking import claim_slot, is_overlap_violation
+from shared.usecases.notifications import notify_booking
 
 log = logging.getLogger("inkflow.stripe_events")
 

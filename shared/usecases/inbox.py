@@ -14,13 +14,13 @@ import stripe
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from shared.db import transaction
-from shared.errors import DomainError, ErrorCode
-from shared.models import EventStatus, StripeEvent
-from shared.queue import TaskQueue
-from shared.runtime import Resources
-from shared.stripe_events import HANDLED_EVENT_TYPES
+from shared.adapters.db import transaction
+from shared.adapters.models import EventStatus, StripeEvent
+from shared.adapters.queue import TaskQueue
+from shared.adapters.runtime import Resources
+from shared.domain.errors import DomainError, ErrorCode
 from shared.tasks import APPLY_STRIPE_EVENT
+from shared.usecases.stripe_events import HANDLED_EVENT_TYPES
 
 log = logging.getLogger("inkflow.inbox")
 

@@ -61,9 +61,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared.config import Settings
-from shared.db import transaction
-from shared.models import (
+from shared.adapters.db import transaction
+from shared.adapters.models import (
     Artist,
     Booking,
     BookingStatus,
@@ -73,11 +72,12 @@ from shared.models import (
     NotificationStatus,
     Service,
 )
-from shared.money import format_amount
-from shared.queue import TaskQueue
-from shared.runtime import Resources
+from shared.adapters.queue import TaskQueue
+from shared.adapters.runtime import Resources
+from shared.config import Settings
+from shared.domain.money import format_amount
+from shared.domain.timeutil import utcnow
 from shared.tasks import SEND_NOTIFICATION
-from shared.timeutil import utcnow
 
 __all__ = [
     "RECIPIENT_ROLES",
@@ -112,7 +112,7 @@ __all__ = [
 log = logging.getLogger("inkflow.notifications")
 mail_log = logging.getLogger("inkflow.mail")
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "email"
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "email"
 SMTP_TIMEOUT_SECONDS = 10.0
 # A PENDING row older than this is re-enqueued by the outbox sweeper (its task was lost, or
 # ran out of retries); then at most once per this period per row.

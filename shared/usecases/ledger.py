@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import Notification, StripeTransaction
+from shared.adapters.models import Notification, StripeTransaction
 
 
 def booking_history(

@@ -15,9 +15,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.errors import DomainError, ErrorCode, not_found
-from shared.models import Artist, Booking, Client, Leave, Service, WorkingHours
-from shared.money import MoneyError, parse_amount
+from shared.adapters.models import Artist, Booking, Client, Leave, Service, WorkingHours
+from shared.domain.errors import DomainError, ErrorCode, not_found
+from shared.domain.money import MoneyError, parse_amount
 
 Row = TypeVar("Row", Artist, Client, Service, Booking)
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from shared.adapters.db import Base
 
 Money = Numeric(14, 3)
 

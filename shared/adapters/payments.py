@@ -16,7 +16,7 @@ from stripe.params import (
 )
 
 from shared.config import Settings
-from shared.money import platform_fee
+from shared.domain.money import platform_fee
 
 log = logging.getLogger("inkflow.payments")
 

@@ -19,13 +19,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import availability as rules
-from shared.catalog import get_or_404, parse_id, service_of_artist
-from shared.db import advisory_xact_lock, transaction
-from shared.errors import DomainError, ErrorCode
-from shared.holds import expire_overlapping_holds
-from shared.locks import SlotLocks, SlotTaken
-from shared.models import (
+from shared.adapters.db import advisory_xact_lock, transaction
+from shared.adapters.locks import SlotLocks, SlotTaken
+from shared.adapters.models import (
     BOOKINGS_NO_OVERLAP,
     Artist,
     Booking,
@@ -34,13 +30,17 @@ from shared.models import (
     NotificationKind,
     Service,
 )
-from shared.money import to_minor_units
-from shared.notifications import notify_booking
-from shared.payments import DepositRequest, Intent, PaymentProviderError, StripeGateway
-from shared.queue import TaskQueue
-from shared.runtime import Resources
-from shared.schedule import load_schedule
+from shared.adapters.payments import DepositRequest, Intent, PaymentProviderError, StripeGateway
+from shared.adapters.queue import TaskQueue
+from shared.adapters.runtime import Resources
+from shared.domain import availability as rules
+from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.money import to_minor_units
 from shared.tasks import SEND_NOTIFICATION
+from shared.usecases.catalog import get_or_404, parse_id, service_of_artist
+from shared.usecases.holds import expire_overlapping_holds
+from shared.usecases.notifications import notify_booking
+from shared.usecases.schedule import load_schedule
 from shared.views import booking_json
 
 log = logging.getLogger("inkflow.booking")

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from shared import availability as rules
-from shared.catalog import get_or_404, invalid, parse_id, service_of_artist
-from shared.errors import DomainError, ErrorCode
-from shared.models import Artist, Booking, BookingStatus, Leave, Service, WorkingHours
+from shared.adapters.models import Artist, Booking, BookingStatus, Leave, Service, WorkingHours
+from shared.domain import availability as rules
+from shared.domain.errors import DomainError, ErrorCode
+from shared.usecases.catalog import get_or_404, invalid, parse_id, service_of_artist
 
 MAX_RANGE = timedelta(days=62)
 MIN_STEP_MIN, MAX_STEP_MIN = 5, 1440
