@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck format migrate seed bench up down config clean
+.PHONY: help install run test lint typecheck format migrate seed bench openapi up down config clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ seed: $(STAMP) ## create the demo artist/service/client in DATABASE_URL and prin
 
 bench: $(STAMP) ## load and latency figures (several minutes; prints a table)
 	$(PY) -m tests.bench
+
+openapi: $(STAMP) ## regenerate docs/openapi.json from the code (review the diff: it is the wire format)
+	$(PY) -m services.api.openapi
 
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from services.api.errors import register_error_handlers
-from services.api.routes import admin, availability, bookings, docs, health, webhooks
+from services.api.routes import BLUEPRINTS
 from services.api.state import ApiState, init_state
 from shared.adapters.locks import SlotLocks
 from shared.adapters.payments import StripeGateway
@@ -39,6 +39,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.cors_origins:
         CORS(app, origins=list(settings.cors_origins))
     register_error_handlers(app)
-    for blueprint in (health.bp, availability.bp, bookings.bp, webhooks.bp, admin.bp, docs.bp):
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app

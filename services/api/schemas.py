@@ -10,7 +10,15 @@ import re
 from typing import Annotated, Any, TypeVar
 
 from flask import request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from shared.domain.errors import DomainError, ErrorCode
@@ -68,50 +76,102 @@ def parse_value(model: type[Model], data: Any) -> Model:
         raise validation_error(exc) from None
 
 
+_ID = "A UUID. An id that is not a UUID (or names no row) answers NOT_FOUND."
+_TS = "ISO 8601 with an offset (`2026-02-05T12:00:00+01:00`); without one: VALIDATION_ERROR."
+_MONEY = (
+    'A decimal *string* in major units (`"50.00"`), exact in the currency\'s minor unit '
+    '(`"50.5"` is refused for JPY). Never a JSON number.'
+)
+_HHMM = (
+    'Wall-clock time "HH:MM" in the artist\'s time zone; `endTime` may be "24:00". A local '
+    "time that does not exist (spring forward) starts at the first instant after the gap; a "
+    "repeated one (fall back) means its first occurrence."
+)
+STRICT_NOTE = (
+    'Strict JSON: `"60"` is not an integer and a timestamp needs an offset. Unknown fields '
+    "are ignored. Errors answer VALIDATION_ERROR with `details.fields` naming each field."
+)
+
+
 class AvailabilityRequest(RequestModel):
-    artist_id: Id
-    start_date: AwareDatetime
-    end_date: AwareDatetime
-    service_duration_min: int | None = None
-    service_id: Id | None = None
-    slot_interval_min: int = 30
+    artist_id: Id = Field(description=_ID)
+    start_date: AwareDatetime = Field(description=f"Slots starting at or after this instant. {_TS}")
+    end_date: AwareDatetime = Field(
+        description=(
+            f"Slots starting before this instant; after startDate, at most 62 days after it. {_TS}"
+        )
+    )
+    service_duration_min: int | None = Field(
+        default=None,
+        json_schema_extra={"minimum": 5, "maximum": 1440},
+        description="Slot length in minutes (5–1440); required without serviceId.",
+    )
+    service_id: Id | None = Field(
+        default=None, description=f"With it the slot length is the service's duration. {_ID}"
+    )
+    slot_interval_min: int = Field(
+        default=30,
+        json_schema_extra={"minimum": 5, "maximum": 1440},
+        description="Minutes between candidate starts (5–1440).",
+    )
 
 
 class CreateBookingRequest(RequestModel):
-    client_id: Id
-    artist_id: Id
-    service_id: Id
-    start_time: AwareDatetime
+    client_id: Id = Field(description=f"{_ID} With client JWTs on, it must be the token's `sub`.")
+    artist_id: Id = Field(description=_ID)
+    service_id: Id = Field(description=f"A service of that artist. {_ID}")
+    start_time: AwareDatetime = Field(
+        description=(
+            f"{_TS} A start that is not on the availability grid is accepted if the whole slot "
+            "fits inside one working interval and no rule refuses it."
+        )
+    )
 
 
 class ClientRequest(RequestModel):
-    email: Email
+    email: Email = Field(description="Stored lower-cased; unique.")
     name: NonEmpty
 
 
 class ArtistRequest(RequestModel):
     name: NonEmpty
-    email: Email
-    timezone: Annotated[str, Field(min_length=1, max_length=64)]
-    stripe_account_id: Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]+$")] | None = None
-    charges_enabled: bool = False
-    buffer_min: Annotated[int, Field(ge=0, le=1440)] = 0
-    min_notice_min: Annotated[int, Field(ge=0, le=525_600)] = 0
-    max_advance_days: Annotated[int, Field(ge=0, le=3650)] = 365
+    email: Email = Field(description="Stored lower-cased; unique.")
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="An IANA time zone (`Europe/Paris`)."
+    )
+    stripe_account_id: Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]+$")] | None = Field(
+        default=None, description="The Stripe Connect account receiving deposits."
+    )
+    charges_enabled: bool = Field(
+        default=False, description="Kept in step with Stripe by `account.updated`."
+    )
+    buffer_min: Annotated[int, Field(ge=0, le=1440)] = Field(
+        default=0, description="Minutes kept free before and after each booking."
+    )
+    min_notice_min: Annotated[int, Field(ge=0, le=525_600)] = Field(
+        default=0, description="Minimum notice before a slot's start, in minutes."
+    )
+    max_advance_days: Annotated[int, Field(ge=0, le=3650)] = Field(
+        default=365, description="Booking window: how far ahead a slot may start."
+    )
 
 
 class ServiceRequest(RequestModel):
     name: NonEmpty
-    duration_min: Minutes
-    price: Annotated[str, Field(min_length=1, max_length=20)]
-    deposit_amount: Annotated[str, Field(min_length=1, max_length=20)]
-    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
+    duration_min: Minutes = Field(description="Minutes (5–1440).")
+    price: Annotated[str, Field(min_length=1, max_length=20)] = Field(description=_MONEY)
+    deposit_amount: Annotated[str, Field(min_length=1, max_length=20)] = Field(
+        description=f"{_MONEY} At most the price; 0 means none."
+    )
+    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")] = Field(
+        description="ISO 4217 code; stored lower-case (`eur`)."
+    )
 
 
 class WorkingHoursItem(RequestModel):
-    day_of_week: Annotated[int, Field(ge=0, le=6)]
-    start_time: str
-    end_time: str
+    day_of_week: Annotated[int, Field(ge=0, le=6)] = Field(description="0 = Monday … 6 = Sunday.")
+    start_time: str = Field(pattern=HHMM.pattern, description=_HHMM)
+    end_time: str = Field(pattern=HHMM.pattern, description=_HHMM)
 
     @field_validator("start_time", "end_time")
     @classmethod
@@ -121,17 +181,41 @@ class WorkingHoursItem(RequestModel):
         return value
 
 
+class WorkingHoursBody(RootModel[list[WorkingHoursItem]]):
+    """Replaces all the artist's working hours. Several intervals per weekday are allowed;
+    intervals of one weekday may not overlap; endTime after startTime."""
+
+
 class LeaveRequest(RequestModel):
-    start_time: AwareDatetime
-    end_time: AwareDatetime
+    start_time: AwareDatetime = Field(description=_TS)
+    end_time: AwareDatetime = Field(description=f"After startTime. {_TS}")
     reason: Annotated[str, Field(max_length=500)] | None = None
 
 
 class BookingRangeQuery(RequestModel):
     # Query strings are text: parse timestamps from strings in lax mode.
     model_config = ConfigDict(alias_generator=to_camel, strict=False, frozen=True)
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+    from_: AwareDatetime | None = Field(
+        default=None,
+        alias="from",
+        description=f"Bookings ending after this instant. {_TS} Encode `+` as `%2B`.",
+    )
+    to: AwareDatetime | None = Field(
+        default=None,
+        description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
+    )
+
+
+class StripeEvent(BaseModel):
+    """A Stripe Event object, signed by Stripe. Documentation only: the receiver verifies
+    the signature on the raw bytes and reads `id`, `type` and `created` itself."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(examples=["evt_123"])
+    type: str = Field(examples=["payment_intent.succeeded"])
+    created: int | None = None
+    data: dict[str, Any] | None = None
 
 
 def minutes_of(hhmm: str) -> int:

@@ -1,4 +1,7 @@
-"""Domain errors: one code per contract error, and the user-facing messages in one place."""
+"""Domain errors: one code per contract error, and the user-facing messages in one place.
+
+How an error looks on the wire (HTTP status, JSON body, headers) is the API's business:
+see `services/api/errors.py`."""
 
 from __future__ import annotations
 
@@ -17,22 +20,12 @@ class ErrorCode(StrEnum):
     PAYMENT_PROVIDER_ERROR = "PAYMENT_PROVIDER_ERROR"
     RATE_LIMITED = "RATE_LIMITED"
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    INVALID_STATE = "INVALID_STATE"
+    POLICY_VIOLATION = "POLICY_VIOLATION"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
-
-HTTP_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.VALIDATION_ERROR: 400,
-    ErrorCode.UNAUTHORIZED: 401,
-    ErrorCode.FORBIDDEN: 403,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.SLOT_UNAVAILABLE: 409,
-    ErrorCode.SLOT_TAKEN: 409,
-    ErrorCode.STRIPE_NOT_CONFIGURED: 422,
-    ErrorCode.PAYMENT_PROVIDER_ERROR: 502,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.INVALID_SIGNATURE: 400,
-    ErrorCode.INTERNAL_ERROR: 500,
-}
 
 MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.VALIDATION_ERROR: "The request is not valid.",
@@ -45,6 +38,10 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.PAYMENT_PROVIDER_ERROR: "The payment provider failed; the slot was released.",
     ErrorCode.RATE_LIMITED: "Too many requests.",
     ErrorCode.INVALID_SIGNATURE: "The webhook signature is missing, wrong or too old.",
+    ErrorCode.INVALID_STATE: "The booking's status does not allow this.",
+    ErrorCode.POLICY_VIOLATION: "The artist's policy does not allow this.",
+    ErrorCode.PAYLOAD_TOO_LARGE: "The request body is too large.",
+    ErrorCode.SERVICE_UNAVAILABLE: "Temporarily unavailable; retry later.",
     ErrorCode.INTERNAL_ERROR: "Something went wrong on our side.",
 }
 
@@ -62,16 +59,6 @@ class DomainError(Exception):
         self.message = message or MESSAGES[code]
         self.details = details
         super().__init__(f"{code}: {self.message}")
-
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS[self.code]
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": str(self.code), "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
 
 
 def not_found(kind: str, ident: object) -> DomainError:

@@ -41,7 +41,6 @@ from shared.usecases.catalog import get_or_404, parse_id, service_of_artist
 from shared.usecases.holds import expire_overlapping_holds
 from shared.usecases.notifications import notify_booking
 from shared.usecases.schedule import load_schedule
-from shared.views import booking_json
 
 log = logging.getLogger("inkflow.booking")
 
@@ -58,17 +57,6 @@ class BookingRequest:
 class Created:
     booking: Booking
     intent: Intent | None
-
-    def to_json(self) -> dict[str, object]:
-        intent = None
-        if self.intent is not None:
-            intent = {
-                "id": self.intent.id,
-                "clientSecret": self.intent.client_secret,
-                "amount": self.intent.amount,
-                "currency": self.intent.currency,
-            }
-        return {"booking": booking_json(self.booking), "paymentIntent": intent}
 
 
 def _slot_taken(message: str | None = None) -> DomainError:

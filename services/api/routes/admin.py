@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
-from flask import Blueprint, Response, jsonify, request
-from pydantic import RootModel
+from flask import Blueprint, Response, request
 
+from services.api import responses as out
 from services.api.auth import require_admin
+from services.api.openapi import ADMIN, Reply, operation
+from services.api.responses import Items, reply
 from services.api.schemas import (
     ArtistRequest,
     BookingRangeQuery,
     ClientRequest,
     LeaveRequest,
     ServiceRequest,
-    WorkingHoursItem,
+    WorkingHoursBody,
     minutes_of,
     parse_body,
     parse_value,
 )
 from services.api.state import state, unit_of_work
 from shared.adapters.models import Artist, Booking, Client
+from shared.domain.errors import ErrorCode
 from shared.usecases import catalog
 from shared.usecases.ledger import booking_history
-from shared.views import (
-    artist_json,
-    booking_json,
-    client_json,
-    leave_json,
-    notification_json,
-    service_json,
-    transaction_json,
-    working_hours_json,
-)
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
+
+admin_operation = partial(operation, tag="admin", security=ADMIN)
+INVALID = ErrorCode.VALIDATION_ERROR
+NOT_FOUND = ErrorCode.NOT_FOUND
 
 
 @bp.before_request
@@ -42,32 +39,59 @@ def _authenticate() -> None:
     require_admin(state().resources.settings)
 
 
-def _items(items: list[dict[str, Any]]) -> Response:
-    return jsonify({"items": items})
-
-
 @bp.post("/clients")
-def create_client() -> tuple[Response, int]:
+@admin_operation(
+    "createClient",
+    "Create a client",
+    body=ClientRequest,
+    responses={201: Reply("The created client, with its `id`.", out.Client)},
+    errors=[INVALID],
+    description="An email already in use is a VALIDATION_ERROR on `email`.",
+)
+def create_client() -> Response:
     body = parse_body(ClientRequest)
     with unit_of_work() as session:
         client = catalog.create_client(session, email=body.email, name=body.name)
-    return jsonify(client_json(client)), 201
+    return reply(out.Client.of(client), 201)
 
 
 @bp.get("/clients")
+@admin_operation(
+    "listClients",
+    "List clients",
+    responses={200: Reply("All clients, oldest first.", Items[out.Client])},
+)
 def list_clients() -> Response:
     with unit_of_work() as session:
-        return _items([client_json(c) for c in catalog.list_clients(session)])
+        rows = catalog.list_clients(session)
+        return reply(Items[out.Client](items=[out.Client.of(c) for c in rows]))
 
 
 @bp.get("/clients/<client_id>")
+@admin_operation(
+    "getClient",
+    "A client",
+    responses={200: Reply("The client.", out.Client)},
+    errors=[NOT_FOUND],
+)
 def get_client(client_id: str) -> Response:
     with unit_of_work() as session:
-        return jsonify(client_json(catalog.get_or_404(session, Client, client_id)))
+        return reply(out.Client.of(catalog.get_or_404(session, Client, client_id)))
 
 
 @bp.post("/artists")
-def create_artist() -> tuple[Response, int]:
+@admin_operation(
+    "createArtist",
+    "Create an artist",
+    body=ArtistRequest,
+    responses={201: Reply("The created artist, with its `id`.", out.Artist)},
+    errors=[INVALID],
+    description=(
+        "An unknown time zone, or an email or stripeAccountId already in use, is a "
+        "VALIDATION_ERROR."
+    ),
+)
+def create_artist() -> Response:
     body = parse_body(ArtistRequest)
     data = catalog.ArtistInput(
         name=body.name,
@@ -81,23 +105,42 @@ def create_artist() -> tuple[Response, int]:
     )
     with unit_of_work() as session:
         artist = catalog.create_artist(session, data)
-    return jsonify(artist_json(artist)), 201
+    return reply(out.Artist.of(artist), 201)
 
 
 @bp.get("/artists")
+@admin_operation(
+    "listArtists",
+    "List artists",
+    responses={200: Reply("All artists, oldest first.", Items[out.Artist])},
+)
 def list_artists() -> Response:
     with unit_of_work() as session:
-        return _items([artist_json(a) for a in catalog.list_artists(session)])
+        rows = catalog.list_artists(session)
+        return reply(Items[out.Artist](items=[out.Artist.of(a) for a in rows]))
 
 
 @bp.get("/artists/<artist_id>")
+@admin_operation(
+    "getArtist",
+    "An artist",
+    responses={200: Reply("The artist.", out.Artist)},
+    errors=[NOT_FOUND],
+)
 def get_artist(artist_id: str) -> Response:
     with unit_of_work() as session:
-        return jsonify(artist_json(catalog.get_or_404(session, Artist, artist_id)))
+        return reply(out.Artist.of(catalog.get_or_404(session, Artist, artist_id)))
 
 
 @bp.post("/artists/<artist_id>/services")
-def create_service(artist_id: str) -> tuple[Response, int]:
+@admin_operation(
+    "createService",
+    "Create a service of an artist",
+    body=ServiceRequest,
+    responses={201: Reply("The created service, with its `id`.", out.Service)},
+    errors=[INVALID, NOT_FOUND],
+)
+def create_service(artist_id: str) -> Response:
     body = parse_body(ServiceRequest)
     with unit_of_work() as session:
         service = catalog.create_service(
@@ -109,20 +152,30 @@ def create_service(artist_id: str) -> tuple[Response, int]:
             deposit_amount=body.deposit_amount,
             currency=body.currency,
         )
-    return jsonify(service_json(service)), 201
+    return reply(out.Service.of(service), 201)
 
 
 @bp.get("/artists/<artist_id>/services")
+@admin_operation(
+    "listServices",
+    "List an artist's services",
+    responses={200: Reply("The services, oldest first.", Items[out.Service])},
+    errors=[NOT_FOUND],
+)
 def list_services(artist_id: str) -> Response:
     with unit_of_work() as session:
-        return _items([service_json(s) for s in catalog.list_services(session, artist_id)])
-
-
-class WorkingHoursBody(RootModel[list[WorkingHoursItem]]):
-    pass
+        rows = catalog.list_services(session, artist_id)
+        return reply(Items[out.Service](items=[out.Service.of(s) for s in rows]))
 
 
 @bp.put("/artists/<artist_id>/working-hours")
+@admin_operation(
+    "replaceWorkingHours",
+    "Replace an artist's working hours",
+    body=WorkingHoursBody,
+    responses={200: Reply("The new working hours, by day and start.", Items[out.WorkingHours])},
+    errors=[INVALID, NOT_FOUND],
+)
 def put_working_hours(artist_id: str) -> Response:
     body = parse_body(WorkingHoursBody)
     hours = [
@@ -135,50 +188,82 @@ def put_working_hours(artist_id: str) -> Response:
     ]
     with unit_of_work() as session:
         rows = catalog.replace_working_hours(session, artist_id, hours)
-    return _items([working_hours_json(r) for r in rows])
+        return reply(Items[out.WorkingHours](items=[out.WorkingHours.of(r) for r in rows]))
 
 
 @bp.get("/artists/<artist_id>/working-hours")
+@admin_operation(
+    "listWorkingHours",
+    "An artist's working hours",
+    responses={200: Reply("The working hours, by day and start.", Items[out.WorkingHours])},
+    errors=[NOT_FOUND],
+)
 def get_working_hours(artist_id: str) -> Response:
     with unit_of_work() as session:
-        return _items(
-            [working_hours_json(r) for r in catalog.list_working_hours(session, artist_id)]
-        )
+        rows = catalog.list_working_hours(session, artist_id)
+        return reply(Items[out.WorkingHours](items=[out.WorkingHours.of(r) for r in rows]))
 
 
 @bp.post("/artists/<artist_id>/leaves")
-def create_leave(artist_id: str) -> tuple[Response, int]:
+@admin_operation(
+    "createLeave",
+    "Add a leave (time off) to an artist",
+    body=LeaveRequest,
+    responses={201: Reply("The created leave, with its `id`.", out.Leave)},
+    errors=[INVALID, NOT_FOUND],
+)
+def create_leave(artist_id: str) -> Response:
     body = parse_body(LeaveRequest)
     with unit_of_work() as session:
         leave = catalog.add_leave(
             session, artist_id, start=body.start_time, end=body.end_time, reason=body.reason
         )
-    return jsonify(leave_json(leave)), 201
+    return reply(out.Leave.of(leave), 201)
 
 
 @bp.get("/artists/<artist_id>/leaves")
+@admin_operation(
+    "listLeaves",
+    "An artist's leaves",
+    responses={200: Reply("The leaves, by start.", Items[out.Leave])},
+    errors=[NOT_FOUND],
+)
 def list_leaves(artist_id: str) -> Response:
     with unit_of_work() as session:
-        return _items([leave_json(le) for le in catalog.list_leaves(session, artist_id)])
+        rows = catalog.list_leaves(session, artist_id)
+        return reply(Items[out.Leave](items=[out.Leave.of(le) for le in rows]))
 
 
 @bp.get("/artists/<artist_id>/bookings")
+@admin_operation(
+    "listArtistBookings",
+    "An artist's bookings (any status) overlapping a range",
+    query=BookingRangeQuery,
+    responses={200: Reply("The bookings, by start.", Items[out.Booking])},
+    errors=[INVALID, NOT_FOUND],
+)
 def list_artist_bookings(artist_id: str) -> Response:
     query = parse_value(BookingRangeQuery, request.args.to_dict())
     with unit_of_work() as session:
         rows = catalog.list_artist_bookings(session, artist_id, start=query.from_, end=query.to)
-        return _items([booking_json(b) for b in rows])
+        return reply(Items[out.Booking](items=[out.Booking.of(b) for b in rows]))
 
 
 @bp.get("/bookings/<booking_id>")
+@admin_operation(
+    "getBookingDetail",
+    "A booking with its ledger and notifications",
+    responses={
+        200: Reply(
+            "The booking, its transactions (`amount` in major units and `amountMinor` as "
+            "Stripe's integer) and its notifications.",
+            out.BookingDetail,
+        )
+    },
+    errors=[NOT_FOUND],
+)
 def get_booking(booking_id: str) -> Response:
     with unit_of_work() as session:
         booking = catalog.get_or_404(session, Booking, booking_id)
         transactions, notifications = booking_history(session, booking.id)
-        return jsonify(
-            {
-                "booking": booking_json(booking),
-                "transactions": [transaction_json(t) for t in transactions],
-                "notifications": [notification_json(n) for n in notifications],
-            }
-        )
+        return reply(out.BookingDetail.of(booking, transactions, notifications))

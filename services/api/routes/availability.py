@@ -4,6 +4,10 @@ Answers are cached per gunicorn worker under the artist's schedule_version (bump
 the database on every change that matters) and only until the first instant at which
 `now` alone could change them, so a cached answer is the one a fresh computation would
 give. A cache hit costs one primary-key read.
+
+The answer is serialised by hand (`render`): a miss renders up to ~1,000 slots, and this
+is a third faster than the pydantic model `responses.AvailabilityAnswer`, whose output a
+test holds it byte for byte equal to.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from datetime import timedelta
 from flask import Blueprint, Response
 
 from services.api.auth import client_subject
+from services.api.openapi import CLIENT, Reply, operation
+from services.api.responses import JSON, AvailabilityAnswer
 from services.api.schemas import AvailabilityRequest, parse_body
 from services.api.state import autocommit, state, unit_of_work
+from shared.domain.errors import ErrorCode
 from shared.domain.timeutil import iso_utc, utcnow
 from shared.usecases.schedule import (
     Availability,
@@ -32,6 +39,7 @@ MAX_CACHE_AGE = timedelta(minutes=5)
 
 
 def render(answer: Availability) -> bytes:
+    """`AvailabilityAnswer.of(answer).model_dump_json()`, faster."""
     slots = [
         {"startTime": iso_utc(s.start), "endTime": iso_utc(s.end), "available": s.available}
         for s in answer.slots
@@ -40,6 +48,24 @@ def render(answer: Availability) -> bytes:
 
 
 @bp.post("/api/availability")
+@operation(
+    "getAvailability",
+    "Free and taken slots of an artist",
+    tag="client",
+    security=CLIENT,
+    description=(
+        "Candidate slots start at each working interval's start and every `slotIntervalMin` "
+        "after it, and end inside the same interval; only slots starting in "
+        "`[startDate, endDate)` are listed, in time order. Working hours follow DST. "
+        "`available` is false when the slot overlaps a leave, a CONFIRMED booking or an "
+        "unexpired PENDING_PAYMENT hold (widened by the artist's `bufferMin` on both sides), "
+        "starts in the past or within `minNoticeMin`, or beyond `maxAdvanceDays`. Give "
+        "`serviceDurationMin` or `serviceId`."
+    ),
+    body=AvailabilityRequest,
+    responses={200: Reply("The slots.", AvailabilityAnswer)},
+    errors=[ErrorCode.VALIDATION_ERROR, ErrorCode.NOT_FOUND],
+)
 def post_availability() -> Response:
     current = state()
     client_subject(current.resources.settings)
@@ -65,4 +91,4 @@ def post_availability() -> Response:
         current.availability_cache.put(
             resolved.cache_key, payload, min(answer.valid_until, now + MAX_CACHE_AGE)
         )
-    return Response(payload, mimetype="application/json")
+    return Response(payload, mimetype=JSON)

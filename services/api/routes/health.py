@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import redis
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 from sqlalchemy import text
 
+from services.api.openapi import PUBLIC, Reply, operation
+from services.api.responses import Health, NotReady, Probe, Ready, reply
 from services.api.state import state
 from shared.adapters.runtime import make_redis
 
@@ -15,8 +17,15 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@operation(
+    "healthz",
+    "Liveness: the process is up",
+    tag="operations",
+    security=PUBLIC,
+    responses={200: Reply("Up.", Health)},
+)
 def healthz() -> Response:
-    return jsonify({"status": "ok"})
+    return reply(Health(status="ok"))
 
 
 def _check_database() -> None:
@@ -29,11 +38,21 @@ def _check_redis(client: redis.Redis) -> None:
 
 
 @bp.get("/readyz")
-def readyz() -> tuple[Response, int]:
+@operation(
+    "readyz",
+    "Readiness: database, Redis and broker reachable",
+    tag="operations",
+    security=PUBLIC,
+    responses={
+        200: Reply("All reachable.", Ready),
+        503: Reply("Something is unreachable.", NotReady),
+    },
+)
+def readyz() -> Response:
     resources = state().resources
     settings = resources.settings
-    checks: dict[str, Any] = {}
-    probes = {
+    checks: dict[Probe, str] = {}
+    probes: dict[Probe, Callable[[], None]] = {
         "database": _check_database,
         "redis": lambda: _check_redis(resources.redis),
     }
@@ -56,5 +75,5 @@ def readyz() -> tuple[Response, int]:
             broker.close()
     failed = sorted(name for name, result in checks.items() if result != "ok")
     if failed:
-        return jsonify({"status": "unavailable", "failed": failed, "checks": checks}), 503
-    return jsonify({"status": "ok", "checks": checks}), 200
+        return reply(NotReady(status="unavailable", failed=failed, checks=checks), 503)
+    return reply(Ready(status="ok", checks=dict.fromkeys(checks, "ok")))

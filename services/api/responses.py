@@ -1,0 +1,417 @@
+"""Response bodies: each JSON shape the API answers, written once as a pydantic model.
+
+Each model is built from the rows or domain values in one place (its `of` classmethod),
+serialises itself (camelCase, UTC timestamps with milliseconds and `Z`, money as decimal
+strings in the currency's decimals) and is the source of its OpenAPI schema, so the
+document cannot describe something the handlers do not send.
+
+Response models are strict (a `str` where an `int` belongs is an error, not a silent
+coercion) and forbid unknown keys; their schemas say `additionalProperties: false` and
+list every key as required, so a client may rely on each key being present.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+
+from flask import Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from shared.adapters import models
+from shared.adapters.models import (
+    BookingStatus,
+    NotificationKind,
+    NotificationStatus,
+    TransactionKind,
+    TransactionStatus,
+)
+from shared.adapters.payments import Intent
+from shared.domain.money import format_amount, from_minor_units
+from shared.domain.timeutil import iso_utc
+from shared.usecases.booking import Created
+from shared.usecases.schedule import Availability
+
+JSON = "application/json"
+# What `iso_utc` writes; the schema holds every timestamp to it.
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+
+
+def _iso(moment: datetime) -> str:
+    text = iso_utc(moment)
+    assert text is not None
+    return text
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    PlainSerializer(_iso, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIMESTAMP_PATTERN,
+            "description": "UTC with milliseconds and `Z`.",
+            "examples": ["2026-02-05T11:00:00.000Z"],
+        }
+    ),
+]
+Money = Annotated[
+    str,
+    Field(
+        pattern=r"^\d+(\.\d+)?$",
+        description="A decimal string in major units with the currency's decimals.",
+        examples=["50.00", "5000"],
+    ),
+]
+Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$", examples=["eur"])]
+HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        serialize_by_alias=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_serialization_defaults_required=True,
+    )
+
+
+def reply(body: BaseModel, status: int = 200) -> Response:
+    return Response(body.model_dump_json(), status=status, mimetype=JSON)
+
+
+Item = TypeVar("Item", bound=ResponseModel)
+
+
+class Items(ResponseModel, Generic[Item]):
+    """A collection: `{"items": [...]}`."""
+
+    items: list[Item]
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        return f"{params[0].__name__}List"
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+class Client(ResponseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, client: models.Client) -> Self:
+        return cls(id=client.id, email=client.email, name=client.name, created_at=client.created_at)
+
+
+class Artist(ResponseModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    timezone: str = Field(examples=["Europe/Paris"])
+    stripe_account_id: str | None
+    charges_enabled: bool
+    buffer_min: int
+    min_notice_min: int
+    max_advance_days: int
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, artist: models.Artist) -> Self:
+        return cls(
+            id=artist.id,
+            name=artist.name,
+            email=artist.email,
+            timezone=artist.timezone,
+            stripe_account_id=artist.stripe_account_id,
+            charges_enabled=artist.charges_enabled,
+            buffer_min=artist.buffer_min,
+            min_notice_min=artist.min_notice_min,
+            max_advance_days=artist.max_advance_days,
+            created_at=artist.created_at,
+        )
+
+
+class Service(ResponseModel):
+    id: uuid.UUID
+    artist_id: uuid.UUID
+    name: str
+    duration_min: int
+    price: Money
+    deposit_amount: Money
+    currency: Currency
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, service: models.Service) -> Self:
+        return cls(
+            id=service.id,
+            artist_id=service.artist_id,
+            name=service.name,
+            duration_min=service.duration_min,
+            price=format_amount(service.price, service.currency),
+            deposit_amount=format_amount(service.deposit_amount, service.currency),
+            currency=service.currency,
+            created_at=service.created_at,
+        )
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+class WorkingHours(ResponseModel):
+    """A wall-clock interval in the artist's time zone (follows DST)."""
+
+    id: uuid.UUID
+    day_of_week: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday.")
+    start_time: HourMinute = Field(examples=["10:00"])
+    end_time: HourMinute = Field(examples=["18:00", "24:00"])
+
+    @classmethod
+    def of(cls, hours: models.WorkingHours) -> Self:
+        return cls(
+            id=hours.id,
+            day_of_week=hours.day_of_week,
+            start_time=_hhmm(hours.start_minute),
+            end_time=_hhmm(hours.end_minute),
+        )
+
+
+class Leave(ResponseModel):
+    id: uuid.UUID
+    artist_id: uuid.UUID
+    start_time: Timestamp
+    end_time: Timestamp
+    reason: str | None
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, leave: models.Leave) -> Self:
+        return cls(
+            id=leave.id,
+            artist_id=leave.artist_id,
+            start_time=leave.start_time,
+            end_time=leave.end_time,
+            reason=leave.reason,
+            created_at=leave.created_at,
+        )
+
+
+# --------------------------------------------------------------------------- bookings
+
+
+class Booking(ResponseModel):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    artist_id: uuid.UUID
+    service_id: uuid.UUID
+    start_time: Timestamp
+    end_time: Timestamp
+    status: BookingStatus
+    deposit_amount: Money
+    currency: Currency
+    expires_at: Timestamp | None = Field(
+        description=(
+            "End of the unpaid hold: after it the booking no longer blocks the slot and the "
+            "worker marks it EXPIRED. null when nothing is held (a deposit of 0)."
+        )
+    )
+    created_at: Timestamp
+    confirmed_at: Timestamp | None
+    payment_intent_id: str | None = Field(
+        description="The deposit's PaymentIntent; null for a deposit of 0."
+    )
+
+    @classmethod
+    def of(cls, booking: models.Booking) -> Self:
+        return cls(
+            id=booking.id,
+            client_id=booking.client_id,
+            artist_id=booking.artist_id,
+            service_id=booking.service_id,
+            start_time=booking.start_time,
+            end_time=booking.end_time,
+            status=BookingStatus(booking.status),
+            deposit_amount=format_amount(booking.deposit_amount, booking.currency),
+            currency=booking.currency,
+            expires_at=booking.expires_at,
+            created_at=booking.created_at,
+            confirmed_at=booking.confirmed_at,
+            payment_intent_id=booking.payment_intent_id,
+        )
+
+
+class PaymentIntent(ResponseModel):
+    id: str = Field(examples=["pi_123"])
+    client_secret: str | None = Field(
+        description="For Stripe.js `confirmPayment` on the frontend (Stripe always sets it)."
+    )
+    amount: int = Field(ge=0, description="In the currency's minor unit (5000 = 50.00 EUR).")
+    currency: Currency
+
+    @classmethod
+    def of(cls, intent: Intent) -> Self:
+        return cls(
+            id=intent.id,
+            client_secret=intent.client_secret,
+            amount=intent.amount,
+            currency=intent.currency,
+        )
+
+
+class BookingCreated(ResponseModel):
+    booking: Booking
+    payment_intent: PaymentIntent | None = Field(
+        description="null when the deposit is 0 (the booking is CONFIRMED at once)."
+    )
+
+    @classmethod
+    def of(cls, created: Created) -> Self:
+        intent = None if created.intent is None else PaymentIntent.of(created.intent)
+        return cls(booking=Booking.of(created.booking), payment_intent=intent)
+
+
+class BookingEnvelope(ResponseModel):
+    booking: Booking
+
+    @classmethod
+    def of(cls, booking: models.Booking) -> Self:
+        return cls(booking=Booking.of(booking))
+
+
+class Transaction(ResponseModel):
+    """A ledger row. A payment whose amount, currency, intent or destination does not
+    match its booking is recorded here but never confirms the booking."""
+
+    id: uuid.UUID
+    kind: TransactionKind
+    status: TransactionStatus
+    amount: Money
+    amount_minor: int = Field(description="Stripe's integer amount, in the minor unit.")
+    currency: Currency
+    payment_intent_id: str | None
+    stripe_object_id: str
+    stripe_event_id: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, tx: models.StripeTransaction) -> Self:
+        return cls(
+            id=tx.id,
+            kind=TransactionKind(tx.kind),
+            status=TransactionStatus(tx.status),
+            amount=format_amount(from_minor_units(tx.amount_minor, tx.currency), tx.currency),
+            amount_minor=tx.amount_minor,
+            currency=tx.currency,
+            payment_intent_id=tx.payment_intent_id,
+            stripe_object_id=tx.stripe_object_id,
+            stripe_event_id=tx.stripe_event_id,
+            failure_code=tx.failure_code,
+            failure_message=tx.failure_message,
+            created_at=tx.created_at,
+        )
+
+
+class Notification(ResponseModel):
+    id: uuid.UUID
+    kind: NotificationKind
+    channel: Literal["email"]
+    recipient: str
+    status: NotificationStatus
+    sent_at: Timestamp | None
+
+    @classmethod
+    def of(cls, note: models.Notification) -> Self:
+        return cls(
+            id=note.id,
+            kind=NotificationKind(note.kind),
+            channel="email",
+            recipient=note.recipient,
+            status=NotificationStatus(note.status),
+            sent_at=note.sent_at,
+        )
+
+
+class BookingDetail(ResponseModel):
+    booking: Booking
+    transactions: list[Transaction]
+    notifications: list[Notification]
+
+    @classmethod
+    def of(
+        cls,
+        booking: models.Booking,
+        transactions: Sequence[models.StripeTransaction],
+        notifications: Sequence[models.Notification],
+    ) -> Self:
+        return cls(
+            booking=Booking.of(booking),
+            transactions=[Transaction.of(t) for t in transactions],
+            notifications=[Notification.of(n) for n in notifications],
+        )
+
+
+# --------------------------------------------------------------------------- availability
+
+
+class Slot(ResponseModel):
+    start_time: Timestamp
+    end_time: Timestamp
+    available: bool
+
+
+class AvailabilityAnswer(ResponseModel):
+    slots: list[Slot] = Field(description="In time order.")
+    timezone: str = Field(examples=["Europe/Paris"])
+
+    @classmethod
+    def of(cls, answer: Availability) -> Self:
+        return cls(
+            slots=[
+                Slot(start_time=s.start, end_time=s.end, available=s.available)
+                for s in answer.slots
+            ],
+            timezone=answer.timezone,
+        )
+
+
+# --------------------------------------------------------------------------- webhooks, probes
+
+
+class WebhookAck(ResponseModel):
+    received: Literal[True]
+
+
+class Health(ResponseModel):
+    status: Literal["ok"]
+
+
+Probe = Literal["database", "redis", "broker"]
+
+
+class Ready(ResponseModel):
+    status: Literal["ok"]
+    checks: dict[Probe, Literal["ok"]]
+
+
+class NotReady(ResponseModel):
+    status: Literal["unavailable"]
+    failed: list[Probe] = Field(description="The probes that failed, sorted.")
+    checks: dict[Probe, str] = Field(
+        description='"ok", or "unreachable: <exception type>".',
+        examples=[{"database": "ok", "redis": "unreachable: ConnectionError"}],
+    )
