@@ -1,5 +1,7 @@
 """Fixtures: one migrated PostgreSQL database per test run (dropped at the end), tables
-emptied between tests, a Flask app on it, and helpers to create catalogue rows."""
+emptied between tests, a Flask app on it, and helpers to create catalogue rows. Every
+answer of the API that a test receives is checked against the OpenAPI document
+(`tests/contract.py`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -21,8 +24,38 @@ from services.api.state import EXTENSION_KEY, ApiState
 from shared.adapters.db import make_engine, make_session_factory, transaction
 from shared.adapters.models import Base
 from shared.config import Settings
-from tests import support
+from tests import contract, support
 from tests.fakes.stripe_emulator import StripeEmulator
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _answers_checked_against_openapi() -> Iterator[None]:
+    """Flask test clients and `requests` sessions check every answer of our API."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Flask, "test_client_class", contract.CheckedClient)
+        patch.setattr(requests.Session, "send", contract.checked_send(requests.Session.send))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_unreported_mismatch(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A mismatch raised where nobody looked (a worker thread, a swallowed exception)
+    still fails the test that caused it."""
+    contract.FINDINGS.take()
+    yield
+    missed = contract.FINDINGS.take()
+    if missed and not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail("answers the OpenAPI document does not allow:\n\n" + "\n\n".join(missed))
 
 
 @pytest.fixture(scope="session")

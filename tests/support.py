@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 from services.embedded import port_is_open
+from tests.contract import register_api_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,4 +148,5 @@ def start_gunicorn(env: dict[str, str], port: int, log_dir: Path, workers: int =
         raise RuntimeError(f"gunicorn did not start:\n{proc.output()}")
     if proc.proc.poll() is not None:
         raise RuntimeError(f"gunicorn exited:\n{proc.output()}")
+    register_api_server(f"http://127.0.0.1:{port}")
     return proc
