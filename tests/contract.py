@@ -4,8 +4,10 @@ match that status's schema (strict: no unknown key, every key present), its decl
 headers must be there.
 
 `tests/conftest.py` switches this on for the whole session, so no test can forget it:
-Flask test clients are `CheckedClient`s, and `requests` responses from any API server the
-tests started (`support.start_gunicorn` registers it) are checked in `Session.send`.
+Flask test clients are `CheckedClient`s (checked against their app's document), and
+`requests` responses from any API server the tests started (`support.start_gunicorn`
+registers it) are checked in `Session.send` against the document of the routes — the
+same code in the same checkout, which test_openapi holds equal to what is served.
 
 A request for a route the API does not serve must answer 404 NOT_FOUND, and a method a
 route does not serve 405 VALIDATION_ERROR; both are checked against the error schemas.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,7 +34,7 @@ from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotF
 from openapi_schema_validator import OAS31Validator
 from werkzeug.test import TestResponse
 
-from services.api.openapi import openapi_json
+from services.api.openapi import document_app, openapi_json
 
 REF = "#/components/schemas/{}"
 # What the router answers for a path or a method it does not serve.
@@ -64,24 +65,32 @@ class Findings:
 
 FINDINGS = Findings()
 _API_ORIGINS: set[str] = set()
+_BUILD_LOCK = threading.Lock()
 
 
 @cache
-def _openapi(document: bytes) -> tuple[OpenAPI, dict[str, Any]]:
-    """One validator per distinct document (building it validates the document itself)."""
+def _build(document: bytes) -> tuple[OpenAPI, dict[str, Any]]:
     spec = json.loads(document)
     return OpenAPI.from_dict(spec), spec
 
 
+def _openapi(document: bytes) -> tuple[OpenAPI, dict[str, Any]]:
+    """One validator per distinct document (building it validates the document itself),
+    built once even when many threads ask at the same time."""
+    with _BUILD_LOCK:
+        return _build(document)
+
+
 def _describe(exc: Exception) -> str:
-    parts = [f"{type(exc).__name__}: {exc}"]
-    cause = exc.__cause__
-    for error in getattr(cause, "schema_errors", None) or []:
+    schema_errors = getattr(exc.__cause__, "schema_errors", None)
+    if not schema_errors:
+        cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+        return f"{type(exc).__name__}: {exc}{cause}"
+    lines = [f"{type(exc).__name__}: the body does not match the schema"]
+    for error in schema_errors:
         where = "/".join(str(p) for p in error.absolute_path) or "(body)"
-        parts.append(f"  at {where}: {error.message}")
-    if cause is not None and not getattr(cause, "schema_errors", None):
-        parts.append(f"  {type(cause).__name__}: {cause}")
-    return "\n".join(parts)
+        lines.append(f"  at {where}: {error.message}")
+    return "\n".join(lines)
 
 
 def check(
@@ -168,11 +177,14 @@ def register_api_server(origin: str) -> None:
 
 
 @cache
-def _served_document(origin: str) -> bytes:
-    # urllib, not requests: this fetch is not itself an answer under test.
-    with urllib.request.urlopen(f"{origin}/openapi.json", timeout=30) as answer:  # noqa: S310
-        served: bytes = answer.read()
-    return served
+def _routes_document() -> bytes:
+    return openapi_json(document_app())
+
+
+def _document_for(origin: str) -> bytes:
+    """All our servers run the code of this checkout: they serve the routes' document."""
+    with _BUILD_LOCK:
+        return _routes_document()
 
 
 def _origin(url: str) -> str:
@@ -186,7 +198,7 @@ def check_requests_response(response: requests.Response) -> None:
     if origin not in _API_ORIGINS:
         return  # the Stripe emulator, the SMTP sink's web view …: not our API
     check(
-        _served_document(origin),
+        _document_for(origin),
         RequestsOpenAPIRequest(prepared),
         RequestsOpenAPIResponse(response),
         method=prepared.method or "",

@@ -361,11 +361,25 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     }
 
 
+_RENDERED: dict[tuple[Any, ...], bytes] = {}
+
+
 def openapi_json(app: Flask) -> bytes:
-    """The document serialised once per app, for GET /openapi.json."""
+    """The document serialised once per app, for GET /openapi.json (and once per set of
+    routes: the tests make hundreds of apps with the same routes)."""
     cached: bytes | None = app.extensions.get(EXTENSION_KEY)
     if cached is None:
-        cached = render(build_openapi(app))
+        routes = tuple(
+            (
+                rule.rule,
+                tuple(sorted(rule.methods or ())),
+                id(_DECLARED.get(app.view_functions[rule.endpoint])),
+            )
+            for rule in app.url_map.iter_rules()
+        )
+        cached = _RENDERED.get(routes)
+        if cached is None:
+            cached = _RENDERED[routes] = render(build_openapi(app))
         app.extensions[EXTENSION_KEY] = cached
     return cached
 

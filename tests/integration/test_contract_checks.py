@@ -116,7 +116,7 @@ def test_requests_answers_of_an_api_server_are_checked(app, monkeypatch):
     origin = "http://127.0.0.1:9"  # never contacted: the answers are built here
     contract.register_api_server(origin)
     document = openapi_json(app)
-    monkeypatch.setattr(contract, "_served_document", lambda _origin: document)
+    monkeypatch.setattr(contract, "_document_for", lambda _origin: document)
 
     def answer(status: int, body: Any, url: str = f"{origin}/healthz") -> requests.Response:
         response = requests.Response()
