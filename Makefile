@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install pinned dependencies
 
 run: $(STAMP) ## run API + worker + beat (embedded PostgreSQL/Valkey/Stripe emulator when unset)
-	$(PY) -m services.stack
+	$(PY) -m devtools.stack
 
 test: $(STAMP) ## run unit, integration and end-to-end tests (needs PostgreSQL and Redis, see README)
 	$(PY) -m pytest $(PYTEST_ARGS)

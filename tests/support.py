@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from services.embedded import port_is_open
+from devtools.embedded import port_is_open
 
 ROOT = Path(__file__).resolve().parent.parent
 

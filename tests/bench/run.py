@@ -49,7 +49,7 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from services.embedded import port_is_open
+from devtools.embedded import port_is_open
 from tests.bench import data, naive, report
 from tests.bench.ceilings import postgres_inserts, redis_set_nx_px
 from tests.bench.cpu import CpuMeter

@@ -1,7 +1,7 @@
 """The stack under test, started as production runs it, and everything to clean it up.
 
 - PostgreSQL: the machine's server (BENCH_DATABASE_URL) when reachable, else the embedded
-  one from `services.embedded`; in both cases a fresh database `inkflow_bench_<id>`,
+  one from `devtools.embedded`; in both cases a fresh database `inkflow_bench_<id>`,
   migrated with Alembic and dropped at the end.
 - Redis: BENCH_REDIS_URL when reachable, else embedded Valkey. The bench only touches
   keys of its own: its Celery queue `inkflow-bench-<id>` (+ kombu's binding key), the
@@ -39,8 +39,8 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
+from devtools.embedded import port_is_open
 from services.api import gunicorn_conf
-from services.embedded import port_is_open
 from tests.support import free_port, libpq_url, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -270,11 +270,11 @@ class Stack:
             return
         except psycopg.Error as exc:
             self.say(f"PostgreSQL at {make_url(url).render_as_string()} unreachable ({exc}).")
-        from services.embedded import EmbeddedPostgres
+        from devtools.embedded import EmbeddedPostgres
 
         pg = EmbeddedPostgres(self.out_dir / "postgres", port=free_port(), database="postgres")
         self._embedded.append(("PostgreSQL", pg.stop))
-        self.say("Starting embedded PostgreSQL (services.embedded)…")
+        self.say("Starting embedded PostgreSQL (devtools.embedded)…")
         self.server_url, self.postgres_mode = pg.start(), "embedded"
 
     def _start_redis(self) -> None:
@@ -288,11 +288,11 @@ class Stack:
             self.say(f"Redis at {url} unreachable ({exc}).")
         finally:
             client.close()
-        from services.embedded import EmbeddedValkey
+        from devtools.embedded import EmbeddedValkey
 
         kv = EmbeddedValkey(self.out_dir / "valkey", port=free_port())
         self._embedded.append(("Valkey", kv.stop))
-        self.say("Starting embedded Valkey (services.embedded)…")
+        self.say("Starting embedded Valkey (devtools.embedded)…")
         self.redis_url, self.redis_mode = kv.start(), "embedded"
 
     def _create_database(self) -> None:

@@ -28,7 +28,7 @@ import requests
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.embedded import EmbeddedValkey, port_is_open
+from devtools.embedded import EmbeddedValkey, port_is_open
 from shared.adapters.db import transaction
 from shared.adapters.models import Booking, BookingStatus
 from shared.usecases import catalog

