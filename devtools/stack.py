@@ -72,7 +72,7 @@ DEV_STRIPE_SECRET_KEY = "sk_test_dev_inkflow"  # noqa: S105 - only valid for the
 PY = sys.executable
 MIGRATE_CMD = [PY, "-m", "alembic", "upgrade", "head"]
 SEED_CMD = [PY, "-m", "shared.cli", "seed"]
-STRIPE_CMD = [PY, "-m", "tests.fakes.stripe_emulator", "--port", str(STRIPE_EMULATOR_PORT)]
+STRIPE_CMD = [PY, "-m", "devtools.stripe_emulator", "--port", str(STRIPE_EMULATOR_PORT)]
 API_CMD = [
     PY, "-m", "gunicorn", "--config", "python:services.api.gunicorn_conf", "services.api.wsgi:app",
 ]  # fmt: skip

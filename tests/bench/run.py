@@ -894,7 +894,7 @@ def finish(bench: Bench, results: JSON) -> int:
             "redis": bench.stack.redis_mode,
             "celery_worker": "1 process, prefork concurrency 1",
             "profiled": bool(bench.profiles),
-            "stripe_emulator": "tests.fakes.stripe_emulator, a separate process",
+            "stripe_emulator": "devtools.stripe_emulator, a separate process",
             "speedup_definition": "naive median seconds per answer ÷ API p50 over 1 connection",
         },
         "targets": TARGETS,

@@ -7,7 +7,7 @@
   keys of its own: its Celery queue `inkflow-bench-<id>` (+ kombu's binding key), the
   slot-lock keys of its own artists, the pidbox binding of its own worker and the
   ceiling keys `inkflow-bench-<id>:*`. Nothing is flushed.
-- The Stripe emulator (`python -m tests.fakes.stripe_emulator --port N`), gunicorn with
+- The Stripe emulator (`python -m devtools.stripe_emulator --port N`), gunicorn with
   `services/api/gunicorn_conf.py` (WEB_CONCURRENCY, default 4 as the README says) and
   one Celery worker process (`--concurrency=1 --without-mingle --without-gossip`), each
   in its own session so that Ctrl-C reaches the bench only and the bench stops them in
@@ -51,7 +51,7 @@ STOP_TIMEOUT = 10.0
 
 API_CMD = [PY, "-m", "gunicorn", "--config", "python:services.api.gunicorn_conf",
            "services.api.wsgi:app"]  # fmt: skip
-STRIPE_CMD = [PY, "-m", "tests.fakes.stripe_emulator", "--port"]
+STRIPE_CMD = [PY, "-m", "devtools.stripe_emulator", "--port"]
 LOADGEN_CMD = [PY, "-m", "tests.bench.loadgen"]
 
 # Optional settings that a developer's .env could set (e.g. AUTH_JWT_SECRET would turn

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.stripe_emulator import StripeEmulator
 from tests import support
 from tests.fakes.smtp_sink import SmtpSink
-from tests.fakes.stripe_emulator import StripeEmulator
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools.embedded import EmbeddedValkey, port_is_open
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import Booking, BookingStatus
 from shared.usecases import catalog
@@ -44,7 +45,6 @@ from tests.e2e.load import (
     warm_up,
 )
 from tests.factories import World, make_world
-from tests.fakes.stripe_emulator import StripeEmulator
 
 PARIS = ZoneInfo("Europe/Paris")
 LOSER_CODES = {"SLOT_TAKEN", "SLOT_UNAVAILABLE"}

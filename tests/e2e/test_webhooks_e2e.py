@@ -38,6 +38,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools.embedded import EmbeddedValkey, port_is_open
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import (
     Booking,
@@ -57,7 +58,6 @@ from tests import support
 from tests.e2e.conftest import LiveServer
 from tests.factories import World, make_world
 from tests.fakes.smtp_sink import ReceivedMessage, SmtpSink
-from tests.fakes.stripe_emulator import StripeEmulator
 
 JSON = dict[str, Any]
 WEBHOOK = "/api/webhooks/stripe"

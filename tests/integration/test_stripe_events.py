@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stripe_emulator import RecordedRequest, StripeEmulator
 from shared import cli
 from shared.adapters.db import transaction
 from shared.adapters.locks import SlotLocks
@@ -44,7 +45,6 @@ from shared.usecases.inbox import VerifiedEvent, store_event
 from shared.usecases.stripe_events import apply_event
 from tests import support
 from tests.factories import World, make_world
-from tests.fakes.stripe_emulator import RecordedRequest, StripeEmulator
 
 JSON = dict[str, Any]
 START = (datetime.now(UTC) + timedelta(days=3)).replace(hour=11, minute=0, second=0, microsecond=0)

@@ -18,6 +18,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stripe_emulator import StripeEmulator
 from services.api.state import EXTENSION_KEY, ApiState
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
@@ -28,7 +29,6 @@ from shared.domain.timeutil import utcnow
 from shared.tasks import APPLY_STRIPE_EVENT
 from shared.usecases.inbox import MAX_AUTOMATIC_ATTEMPTS, redeliver_stale_events
 from tests import support
-from tests.fakes.stripe_emulator import StripeEmulator
 
 PATH = "/api/webhooks/stripe"
 
