@@ -19,7 +19,8 @@ import pytest
 import redis
 from psycopg import errors
 
-from devtools.embedded import EmbeddedPostgres, EmbeddedValkey, port_is_open
+from devtools.embedded import EmbeddedPostgres, EmbeddedValkey
+from devtools.processes import port_is_open
 
 PG_PORT = 25433
 VALKEY_PORT = 26380
