@@ -3,6 +3,7 @@ emptied between tests, a Flask app on it, and helpers to create catalogue rows."
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from devtools.stripe_emulator import StripeEmulator
@@ -95,8 +97,18 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     engine = request.getfixturevalue("engine")
     yield
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    # A worker process of an e2e module may still be finishing a task (an email, a
+    # sweeper) and lock rows in another order: PostgreSQL then picks one side of the
+    # deadlock, possibly this TRUNCATE, which is safe to run again.
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                raise
+            time.sleep(0.2)
 
 
 def close_app(app: Flask) -> None:
