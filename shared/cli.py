@@ -13,22 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from shared.adapters.db import make_engine, make_session_factory, transaction
-from shared.config import ConfigError, _normalise_db_url, load_dotenv_for_development
-
-
-def _database_url() -> str:
-    import os
-
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        raise ConfigError("missing required setting DATABASE_URL")
-    return _normalise_db_url(url)
+from shared.config import ConfigError, database_url_from_env, load_dotenv_for_development
 
 
 def cmd_seed(_: argparse.Namespace) -> int:
     from shared.usecases.demo import seed_demo
 
-    engine = make_engine(_database_url(), pool_size=1)
+    engine = make_engine(database_url_from_env(), pool_size=1)
     try:
         with transaction(make_session_factory(engine)) as session:
             ids = seed_demo(session)
@@ -44,7 +35,7 @@ def cmd_events_list(args: argparse.Namespace) -> int:
     from shared.adapters.models import EventStatus, StripeEvent
 
     statuses = args.status or [EventStatus.RECEIVED, EventStatus.FAILED]
-    engine = make_engine(_database_url(), pool_size=1)
+    engine = make_engine(database_url_from_env(), pool_size=1)
     try:
         with transaction(make_session_factory(engine)) as session:
             rows = session.scalars(

@@ -16,12 +16,22 @@ class ConfigError(Exception):
     """A required setting is missing or malformed; the message names it."""
 
 
-def _normalise_db_url(url: str) -> str:
-    # Operators paste libpq URLs; SQLAlchemy needs the psycopg 3 driver named explicitly.
+def normalise_db_url(url: str) -> str:
+    """The URL with the psycopg 3 driver named, as SQLAlchemy needs it."""
+    # Operators paste libpq URLs (postgres://, postgresql://).
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """DATABASE_URL alone (normalised), for commands that need no other setting."""
+    env = os.environ if environ is None else environ
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        raise ConfigError("missing required setting DATABASE_URL")
+    return normalise_db_url(url)
 
 
 REQUIRED = (
@@ -115,7 +125,7 @@ class Settings:
             raise ConfigError("setting AUTH_JWT_SECRET must be at least 32 bytes")
         cors = optional("CORS_ORIGINS")
         return cls(
-            database_url=_normalise_db_url(required("DATABASE_URL")),
+            database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
             celery_broker_url=optional("CELERY_BROKER_URL") or redis_url,
             stripe_secret_key=required("STRIPE_SECRET_KEY"),

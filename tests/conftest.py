@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from devtools.stripe_emulator import StripeEmulator
 from services.api.app import create_app
 from services.api.state import EXTENSION_KEY, ApiState
 from shared.adapters.db import make_engine, make_session_factory, transaction
@@ -25,7 +26,6 @@ from shared.adapters.queue import TaskQueue
 from shared.config import Settings
 from shared.domain.timeutil import Clock
 from tests import support
-from tests.fakes.stripe_emulator import StripeEmulator
 
 
 @pytest.fixture(scope="session")

@@ -28,12 +28,14 @@ import stripe
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools import commands
+from devtools.processes import Child
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import Booking, BookingStatus, StripeTransaction
 from tests import support
-from tests.e2e.conftest import LiveServer, WorkerProcess
+from tests.e2e.conftest import LiveServer
 from tests.factories import World, make_world
-from tests.fakes.stripe_emulator import StripeEmulator
 
 JSON = dict[str, Any]
 REFUND_DELAY_SECONDS = 7.0
@@ -56,13 +58,16 @@ def server(start_server: Callable[..., LiveServer], own_queue: str) -> LiveServe
 
 
 @pytest.fixture(scope="module")
-def slow_stripe_worker(
-    e2e_env: dict[str, str], own_queue: str, log_dir: Path
-) -> Iterator[WorkerProcess]:
+def slow_stripe_worker(e2e_env: dict[str, str], own_queue: str, log_dir: Path) -> Iterator[Child]:
     env = {**e2e_env, "CELERY_QUEUE": own_queue, "STRIPE_TIMEOUT_SECONDS": "15"}
-    worker = WorkerProcess(env, own_queue, log_dir).start(concurrency=1)
-    yield worker
-    worker.stop()
+    args = ["worker", "-Q", own_queue, "--concurrency=1", "--pool=prefork"]
+    args += ["--without-mingle", "--without-gossip", "--loglevel=INFO"]
+    worker = support.start_child("celery-worker", commands.celery(*args), env, log_dir)
+    try:
+        worker.wait_ready(lambda: worker.printed("ready."), timeout=30)
+        yield worker
+    finally:
+        worker.stop(timeout=15)
 
 
 def book(server: LiveServer, world: World, start: datetime, client_id: str) -> Any:
@@ -108,7 +113,7 @@ def status_of(sessions: sessionmaker[Session], booking_id: str) -> str:
 
 def test_a_slow_late_refund_never_blocks_booking_another_slot_of_the_artist(
     server: LiveServer,
-    slow_stripe_worker: WorkerProcess,
+    slow_stripe_worker: Child,
     stripe_emulator: StripeEmulator,
     sessions: sessionmaker[Session],
 ) -> None:
@@ -148,7 +153,7 @@ def test_a_slow_late_refund_never_blocks_booking_another_slot_of_the_artist(
         assert signed_post(server, payload).status_code == 200
         # The worker is now waiting on Stripe for the refund.
         assert support.wait_until(lambda: refund_calls() == 1, timeout=20), (
-            slow_stripe_worker.process.output() if slow_stripe_worker.process else ""
+            slow_stripe_worker.output()
         )
 
         began = time.monotonic()
@@ -161,7 +166,7 @@ def test_a_slow_late_refund_never_blocks_booking_another_slot_of_the_artist(
         # The refund still happens, once.
         assert support.wait_until(
             lambda: refunds_in_ledger(sessions, late["id"]) == [5000], timeout=30
-        ), slow_stripe_worker.process.output() if slow_stripe_worker.process else ""
+        ), slow_stripe_worker.output()
     finally:
         stripe_emulator.reset_failures()
     refunds = stripe_emulator.charge_object(paid["id"])["refunds"]["data"]

@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,14 +29,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 import pytest
 import requests
 import stripe
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.embedded import EmbeddedValkey, port_is_open
+from devtools import commands
+from devtools.embedded import EmbeddedValkey
+from devtools.processes import Child, port_is_open
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import (
     Booking,
@@ -61,7 +63,6 @@ from tests import support
 from tests.e2e.conftest import LiveServer
 from tests.factories import World, make_world
 from tests.fakes.smtp_sink import ReceivedMessage, SmtpSink
-from tests.fakes.stripe_emulator import StripeEmulator
 
 JSON = dict[str, Any]
 WEBHOOK = "/api/webhooks/stripe"
@@ -83,46 +84,41 @@ class Worker:
         self, env: dict[str, str], queue: str, log_dir: Path, *, beat_schedule: Path | None = None
     ) -> None:
         self.env, self.queue, self.log_dir, self.beat_schedule = env, queue, log_dir, beat_schedule
-        self.process: support.Process | None = None
+        self.process: Child | None = None
 
     def start(self, concurrency: int = 1) -> Worker:
         args = [
-            sys.executable, "-m", "celery", "-A", "services.worker.celery_app", "worker",
-            "-Q", self.queue, f"--concurrency={concurrency}", "--pool=prefork",
+            "worker", "-Q", self.queue, f"--concurrency={concurrency}", "--pool=prefork",
             "--without-mingle", "--without-gossip", "--loglevel=INFO",
         ]  # fmt: skip
         if self.beat_schedule is not None:
             args += ["--beat", "--schedule", str(self.beat_schedule)]
-        process = self.process = support.Process("celery-worker", args, self.env, self.log_dir)
-        ready = support.wait_until(
-            lambda: "ready." in process.output() or process.proc.poll() is not None, timeout=30
+        process = support.start_child(
+            "celery-worker", commands.celery(*args), self.env, self.log_dir
         )
-        if not ready or process.proc.poll() is not None:
-            raise RuntimeError(f"celery worker did not start:\n{process.output()}")
+        self.process = process
+        process.wait_ready(lambda: process.printed("ready."), timeout=30)
         return self
 
     def output(self) -> str:
         return self.process.output() if self.process else ""
 
     def full_log(self) -> str:
-        if self.process is None:
-            return ""
-        self.process.output()  # flushes
-        return self.process.log_path.read_text(errors="replace")
+        return self.process.full_output() if self.process else ""
 
     def pool_pids(self) -> list[int]:
         assert self.process is not None
-        return [p.pid for p in psutil.Process(self.process.proc.pid).children(recursive=True)]
+        return [p.pid for p in self.process.family()[1:]]
 
     def kill(self, *, pool_only: bool) -> None:
         """SIGKILL the pool processes only (the main process survives and notices), or the
         main process first and then its children (nothing gets to react)."""
         assert self.process is not None
-        main = psutil.Process(self.process.proc.pid)
+        main = psutil.Process(self.process.pid)
         children = main.children(recursive=True)
         if not pool_only:
             main.kill()
-            self.process.proc.wait(10)
+            self.process.wait(10)
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
@@ -364,7 +360,7 @@ def test_seed_flow_availability_booking_signed_webhook_confirmed_two_emails(
     sessions: sessionmaker[Session],
 ) -> None:
     seeded = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "seed"],
+        commands.seed(),
         env=e2e_env,
         cwd=support.ROOT,
         capture_output=True,

@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.payments import DepositRequest, StripeGateway
 from shared.config import Settings
 from shared.tasks import APPLY_STRIPE_EVENT, PROCESS_REFUND, SEND_NOTIFICATION
 from shared.usecases.effects import EffectRunner, Effects
 from tests.fakes.queue import RecordingQueue
-from tests.fakes.stripe_emulator import StripeEmulator
 
 
 def _open_intent(gateway: StripeGateway, emulator: StripeEmulator) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stripe_emulator import RecordedRequest, StripeEmulator
 from shared import cli
 from shared.adapters.db import transaction
 from shared.adapters.locks import SlotLocks
@@ -56,7 +57,6 @@ from shared.usecases.stripe_events import apply_event
 from tests import support
 from tests.factories import World, make_world
 from tests.fakes.queue import RecordingQueue
-from tests.fakes.stripe_emulator import RecordedRequest, StripeEmulator
 
 JSON = dict[str, Any]
 START = (datetime.now(UTC) + timedelta(days=3)).replace(hour=11, minute=0, second=0, microsecond=0)

@@ -18,6 +18,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
 from shared.adapters.runtime import build_resources
@@ -27,7 +28,6 @@ from shared.tasks import APPLY_STRIPE_EVENT
 from shared.usecases.inbox import MAX_AUTOMATIC_ATTEMPTS, redeliver_stale_events
 from tests import support
 from tests.fakes.queue import RecordingQueue
-from tests.fakes.stripe_emulator import StripeEmulator
 
 PATH = "/api/webhooks/stripe"
 
