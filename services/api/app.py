@@ -55,7 +55,6 @@ def create_app(
         ApiState(
             resources=resources,
             bookings=BookingService(resources, gateway, locks, effects),
-            queue=queue,
             effects=effects,
             clock=clock or utcnow,
             closers=closers,

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from shared.adapters.cache import ExpiringLru
 from shared.adapters.db import transaction
-from shared.adapters.queue import TaskQueue
 from shared.adapters.runtime import Resources
 from shared.domain.timeutil import Clock
 from shared.usecases.booking import BookingService
@@ -24,7 +23,6 @@ EXTENSION_KEY = "inkflow"
 class ApiState:
     resources: Resources
     bookings: BookingService
-    queue: TaskQueue
     effects: EffectRunner
     clock: Clock
     availability_cache: ExpiringLru[bytes] = field(default_factory=lambda: ExpiringLru(512))
