@@ -71,12 +71,14 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     from shared.adapters.queue import CeleryQueue
     from shared.adapters.runtime import build_resources
     from shared.config import Settings
+    from shared.domain.timeutil import utcnow
+    from shared.usecases.effects import EffectRunner
     from shared.usecases.stripe_events import apply_event
 
     settings = Settings.from_env()
     resources = build_resources(settings, pool_size=1)
     queue = CeleryQueue(settings)
-    gateway = StripeGateway(settings)
+    effects = EffectRunner(queue, StripeGateway(settings))
     failures = 0
     try:
         ids = list(args.event_ids)
@@ -89,11 +91,14 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
                 ).all()
         for event_id in ids:
             try:
-                outcome = apply_event(resources, gateway, queue, event_id)
+                applied = apply_event(resources, event_id, now=utcnow())
             except Exception as exc:
                 failures += 1
-                outcome = f"failed: {type(exc).__name__}: {exc}"
-            print(json.dumps({"id": event_id, "outcome": outcome}))
+                note = f"failed: {type(exc).__name__}: {exc}"
+            else:
+                effects.run(applied.effects)
+                note = applied.note
+            print(json.dumps({"id": event_id, "outcome": note}))
     finally:
         queue.close()
         resources.close()

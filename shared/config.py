@@ -67,6 +67,10 @@ class Settings:
     stripe_timeout_seconds: float = 10.0
     stripe_max_retries: int = 2
     lock_ttl_seconds: float = 10.0
+    # PostgreSQL lock_timeout and statement_timeout of every connection: past them a
+    # request answers 503 SERVICE_UNAVAILABLE (with Retry-After) instead of waiting on.
+    database_lock_timeout_ms: int = 5000
+    database_statement_timeout_ms: int = 15000
     max_open_holds_per_client: int = 0  # 0 = no limit
     celery_queue: str = "inkflow"
     # Redis broker: an unacknowledged task (its worker was killed) is handed out again
@@ -142,6 +146,10 @@ class Settings:
             stripe_timeout_seconds=number("STRIPE_TIMEOUT_SECONDS", 10.0),
             stripe_max_retries=integer("STRIPE_MAX_RETRIES", 2),
             lock_ttl_seconds=number("BOOKING_LOCK_TTL_SECONDS", 10.0),
+            database_lock_timeout_ms=integer("DATABASE_LOCK_TIMEOUT_MS", 5000, minimum=1),
+            database_statement_timeout_ms=integer(
+                "DATABASE_STATEMENT_TIMEOUT_MS", 15000, minimum=1
+            ),
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
             celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),

@@ -23,7 +23,10 @@ from services.api.app import create_app
 from services.api.state import EXTENSION_KEY, ApiState
 from shared.adapters.db import make_engine, make_session_factory, transaction
 from shared.adapters.models import Base
+from shared.adapters.payments import StripeGateway
+from shared.adapters.queue import TaskQueue
 from shared.config import Settings
+from shared.domain.timeutil import Clock
 from tests import support
 
 
@@ -113,17 +116,23 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def close_app(app: Flask) -> None:
     state: ApiState = app.extensions[EXTENSION_KEY]
-    state.queue.close()
-    state.resources.close()
+    state.close()
 
 
 @pytest.fixture
 def make_app(settings: Settings, database_url: str) -> Iterator[Callable[..., Flask]]:
-    """`make_app(booking_hold_seconds=1)`: an app on changed settings, closed afterwards."""
+    """`make_app(booking_hold_seconds=1, clock=FakeClock(), queue=RecordingQueue())`: an
+    app on changed settings, with the collaborators given, closed afterwards."""
     apps: list[Flask] = []
 
-    def factory(**changes: Any) -> Flask:
-        app = create_app(replace(settings, **changes))
+    def factory(
+        *,
+        clock: Clock | None = None,
+        queue: TaskQueue | None = None,
+        gateway: StripeGateway | None = None,
+        **changes: Any,
+    ) -> Flask:
+        app = create_app(replace(settings, **changes), clock=clock, queue=queue, gateway=gateway)
         app.testing = True
         apps.append(app)
         return app

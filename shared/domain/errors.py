@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     PAYMENT_PROVIDER_ERROR = "PAYMENT_PROVIDER_ERROR"
     RATE_LIMITED = "RATE_LIMITED"
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -31,6 +32,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.PAYMENT_PROVIDER_ERROR: 502,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INVALID_SIGNATURE: 400,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 
@@ -45,6 +47,7 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.PAYMENT_PROVIDER_ERROR: "The payment provider failed; the slot was released.",
     ErrorCode.RATE_LIMITED: "Too many requests.",
     ErrorCode.INVALID_SIGNATURE: "The webhook signature is missing, wrong or too old.",
+    ErrorCode.SERVICE_UNAVAILABLE: "A service we depend on is momentarily unavailable; retry.",
     ErrorCode.INTERNAL_ERROR: "Something went wrong on our side.",
 }
 

@@ -16,7 +16,7 @@ from flask import Blueprint, Response
 from services.api.auth import client_subject
 from services.api.schemas import AvailabilityRequest, parse_body
 from services.api.state import autocommit, state, unit_of_work
-from shared.domain.timeutil import iso_utc, utcnow
+from shared.domain.timeutil import iso_utc
 from shared.usecases.schedule import (
     Availability,
     AvailabilityQuery,
@@ -52,7 +52,7 @@ def post_availability() -> Response:
         service_id=body.service_id,
         step_min=body.slot_interval_min,
     )
-    now = utcnow()
+    now = current.clock()
     with autocommit() as session:
         key = peek_cache_key(session, query)
     payload = current.availability_cache.get(key, now) if key is not None else None

@@ -14,10 +14,8 @@ bp = Blueprint("webhooks", __name__)
 def stripe_webhook() -> Response:
     current = state()
     # The signature covers the raw bytes: never re-serialise before verifying.
-    receive(
-        current.resources,
-        current.queue,
-        request.get_data(cache=False),
-        request.headers.get("Stripe-Signature"),
+    stored = receive(
+        current.resources, request.get_data(cache=False), request.headers.get("Stripe-Signature")
     )
+    current.effects.run(stored)
     return jsonify({"received": True})
