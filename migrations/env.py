@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from shared.adapters.models import Base
-from shared.config import _normalise_db_url
+from shared.config import normalise_db_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -23,7 +23,7 @@ def _url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("DATABASE_URL")
     if not url:
         sys.exit("missing required setting DATABASE_URL")
-    return _normalise_db_url(url)
+    return normalise_db_url(url)
 
 
 def run_migrations_offline() -> None:

@@ -13,22 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from shared.adapters.db import make_engine, make_session_factory, transaction
-from shared.config import ConfigError, _normalise_db_url, load_dotenv_for_development
-
-
-def _database_url() -> str:
-    import os
-
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        raise ConfigError("missing required setting DATABASE_URL")
-    return _normalise_db_url(url)
+from shared.config import ConfigError, database_url_from_env, load_dotenv_for_development
 
 
 def cmd_seed(_: argparse.Namespace) -> int:
     from shared.usecases.demo import seed_demo
 
-    engine = make_engine(_database_url(), pool_size=1)
+    engine = make_engine(database_url_from_env(), pool_size=1)
     try:
         with transaction(make_session_factory(engine)) as session:
             ids = seed_demo(session)
@@ -44,7 +35,7 @@ def cmd_events_list(args: argparse.Namespace) -> int:
     from shared.adapters.models import EventStatus, StripeEvent
 
     statuses = args.status or [EventStatus.RECEIVED, EventStatus.FAILED]
-    engine = make_engine(_database_url(), pool_size=1)
+    engine = make_engine(database_url_from_env(), pool_size=1)
     try:
         with transaction(make_session_factory(engine)) as session:
             rows = session.scalars(
@@ -80,12 +71,14 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     from shared.adapters.queue import CeleryQueue
     from shared.adapters.runtime import build_resources
     from shared.config import Settings
+    from shared.domain.timeutil import utcnow
+    from shared.usecases.effects import EffectRunner
     from shared.usecases.stripe_events import apply_event
 
     settings = Settings.from_env()
     resources = build_resources(settings, pool_size=1)
     queue = CeleryQueue(settings)
-    gateway = StripeGateway(settings)
+    effects = EffectRunner(queue, StripeGateway(settings))
     failures = 0
     try:
         ids = list(args.event_ids)
@@ -98,11 +91,14 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
                 ).all()
         for event_id in ids:
             try:
-                outcome = apply_event(resources, gateway, queue, event_id)
+                applied = apply_event(resources, event_id, now=utcnow())
             except Exception as exc:
                 failures += 1
-                outcome = f"failed: {type(exc).__name__}: {exc}"
-            print(json.dumps({"id": event_id, "outcome": outcome}))
+                note = f"failed: {type(exc).__name__}: {exc}"
+            else:
+                effects.run(applied.effects)
+                note = applied.note
+            print(json.dumps({"id": event_id, "outcome": note}))
     finally:
         queue.close()
         resources.close()

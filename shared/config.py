@@ -16,12 +16,22 @@ class ConfigError(Exception):
     """A required setting is missing or malformed; the message names it."""
 
 
-def _normalise_db_url(url: str) -> str:
-    # Operators paste libpq URLs; SQLAlchemy needs the psycopg 3 driver named explicitly.
+def normalise_db_url(url: str) -> str:
+    """The URL with the psycopg 3 driver named, as SQLAlchemy needs it."""
+    # Operators paste libpq URLs (postgres://, postgresql://).
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """DATABASE_URL alone (normalised), for commands that need no other setting."""
+    env = os.environ if environ is None else environ
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        raise ConfigError("missing required setting DATABASE_URL")
+    return normalise_db_url(url)
 
 
 REQUIRED = (
@@ -57,6 +67,10 @@ class Settings:
     stripe_timeout_seconds: float = 10.0
     stripe_max_retries: int = 2
     lock_ttl_seconds: float = 10.0
+    # PostgreSQL lock_timeout and statement_timeout of every connection: past them a
+    # request answers 503 SERVICE_UNAVAILABLE (with Retry-After) instead of waiting on.
+    database_lock_timeout_ms: int = 5000
+    database_statement_timeout_ms: int = 15000
     max_open_holds_per_client: int = 0  # 0 = no limit
     celery_queue: str = "inkflow"
     # Redis broker: an unacknowledged task (its worker was killed) is handed out again
@@ -111,7 +125,7 @@ class Settings:
             raise ConfigError("setting AUTH_JWT_SECRET must be at least 32 bytes")
         cors = optional("CORS_ORIGINS")
         return cls(
-            database_url=_normalise_db_url(required("DATABASE_URL")),
+            database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
             celery_broker_url=optional("CELERY_BROKER_URL") or redis_url,
             stripe_secret_key=required("STRIPE_SECRET_KEY"),
@@ -132,6 +146,10 @@ class Settings:
             stripe_timeout_seconds=number("STRIPE_TIMEOUT_SECONDS", 10.0),
             stripe_max_retries=integer("STRIPE_MAX_RETRIES", 2),
             lock_ttl_seconds=number("BOOKING_LOCK_TTL_SECONDS", 10.0),
+            database_lock_timeout_ms=integer("DATABASE_LOCK_TIMEOUT_MS", 5000, minimum=1),
+            database_statement_timeout_ms=integer(
+                "DATABASE_STATEMENT_TIMEOUT_MS", 15000, minimum=1
+            ),
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
             celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),

@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -17,7 +13,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from services.embedded import port_is_open
+from devtools import commands
+from devtools.processes import Child, port_is_open
+from devtools.processes import wait_until as wait_until  # the tests' polling helper
 from tests.contract import register_api_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,15 +76,6 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def base_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
@@ -102,51 +91,14 @@ def base_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-class Process:
-    """A child process whose output goes to a log file we can show on failure."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+def start_child(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
+    """A child process whose output goes to its own log file under `log_dir`."""
+    return Child(name, args, env=env, log_path=log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log")
 
 
-def start_gunicorn(env: dict[str, str], port: int, log_dir: Path, workers: int = 4) -> Process:
+def start_gunicorn(env: dict[str, str], port: int, log_dir: Path, workers: int = 4) -> Child:
     env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
-    proc = Process(
-        "gunicorn",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:services.api.gunicorn_conf",
-            "services.api.wsgi:app",
-        ],
-        env,
-        log_dir,
-    )
-    if not wait_until(lambda: port_is_open(port) or proc.proc.poll() is not None, timeout=30):
-        proc.stop()
-        raise RuntimeError(f"gunicorn did not start:\n{proc.output()}")
-    if proc.proc.poll() is not None:
-        raise RuntimeError(f"gunicorn exited:\n{proc.output()}")
+    child = start_child("gunicorn", commands.api(), env, log_dir)
+    child.wait_ready(lambda: port_is_open(port), timeout=30, what="listen")
     register_api_server(f"http://127.0.0.1:{port}")
-    return proc
+    return child

@@ -1,4 +1,6 @@
-"""The Flask application factory."""
+"""The Flask application factory. Like cosmicpython's `bootstrap()`, it takes the
+collaborators a caller wants to choose (a clock that tests move instead of sleeping, a
+queue that records, a gateway) and builds the others from the settings."""
 
 from __future__ import annotations
 
@@ -10,14 +12,24 @@ from services.api.routes import BLUEPRINTS
 from services.api.state import ApiState, init_state
 from shared.adapters.locks import SlotLocks
 from shared.adapters.payments import StripeGateway
-from shared.adapters.queue import CeleryQueue
-from shared.adapters.runtime import build_resources
+from shared.adapters.queue import CeleryQueue, TaskQueue
+from shared.adapters.runtime import Resources, build_resources
 from shared.config import Settings, load_dotenv_for_development
+from shared.domain.timeutil import Clock, utcnow
 from shared.logging_setup import configure_logging
 from shared.usecases.booking import BookingService
+from shared.usecases.effects import EffectRunner
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    queue: TaskQueue | None = None,
+    gateway: StripeGateway | None = None,
+    resources: Resources | None = None,
+    locks: SlotLocks | None = None,
+) -> Flask:
     if settings is None:
         load_dotenv_for_development()
         settings = Settings.from_env()
@@ -27,15 +39,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Bodies are small JSON documents; refuse anything large before parsing it.
     app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
-    resources = build_resources(settings)
-    queue = CeleryQueue(settings)
-    booking_service = BookingService(
-        resources,
-        StripeGateway(settings),
-        SlotLocks(resources.redis, ttl_seconds=settings.lock_ttl_seconds),
-        queue,
+    closers = []
+    if resources is None:
+        resources = build_resources(settings)
+        closers.append(resources.close)
+    if queue is None:
+        celery_queue = CeleryQueue(settings)
+        closers.append(celery_queue.close)
+        queue = celery_queue
+    gateway = gateway or StripeGateway(settings)
+    locks = locks or SlotLocks(resources.redis, ttl_seconds=settings.lock_ttl_seconds)
+    effects = EffectRunner(queue, gateway)
+    init_state(
+        app,
+        ApiState(
+            resources=resources,
+            bookings=BookingService(resources, gateway, locks, effects),
+            effects=effects,
+            clock=clock or utcnow,
+            closers=closers,
+        ),
     )
-    init_state(app, ApiState(resources=resources, bookings=booking_service, queue=queue))
     if settings.cors_origins:
         CORS(app, origins=list(settings.cors_origins))
     register_error_handlers(app)

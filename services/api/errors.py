@@ -14,8 +14,11 @@ from typing import Any, Literal
 from flask import Flask, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from shared.adapters.db import is_momentary
 from shared.domain.availability import SlotReason
 from shared.domain.errors import DomainError, ErrorCode
 
@@ -80,9 +83,10 @@ WHEN: dict[ErrorCode, str] = {
     ),
 }
 
-# `details.retryAfterSeconds` of a SERVICE_UNAVAILABLE becomes its Retry-After header.
+# `details.retryAfterSeconds` of a SERVICE_UNAVAILABLE becomes its Retry-After header;
+# without it, 2 s (a lock timeout is 5 s; most waits are over well before).
 RETRY_AFTER_DETAIL = "retryAfterSeconds"
-DEFAULT_RETRY_AFTER_SECONDS = 1
+DEFAULT_RETRY_AFTER_SECONDS = 2
 
 # The headers that come with a status, documented per response in the OpenAPI document.
 STATUS_HEADERS: dict[int, dict[str, str]] = {
@@ -223,3 +227,18 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(DomainError(ErrorCode.INTERNAL_ERROR))
+
+    @app.errorhandler(DBAPIError)
+    def _database(error: DBAPIError) -> Response:
+        # A lock or statement timeout, or a database that does not answer just now, is
+        # not a bug: the client may retry (nothing half-written stays, the transaction
+        # was rolled back).
+        if not is_momentary(error):
+            return _unexpected(error)
+        log.warning("database momentarily unavailable: %s", type(error.orig).__name__)
+        return error_response(DomainError(ErrorCode.SERVICE_UNAVAILABLE))
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_exhausted(error: PoolTimeout) -> Response:
+        log.warning("no database connection free in time")
+        return error_response(DomainError(ErrorCode.SERVICE_UNAVAILABLE))

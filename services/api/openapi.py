@@ -8,7 +8,7 @@ app's URL map, so paths and path parameters come from the Flask rules, and a rou
 without a declaration cannot be served undocumented (building the document raises).
 Error responses are derived from the declared codes and `errors.HTTP_STATUS`; every
 operation may also answer INTERNAL_ERROR, one with a body PAYLOAD_TOO_LARGE, one behind a
-token UNAUTHORIZED.
+token UNAUTHORIZED, one that uses the database SERVICE_UNAVAILABLE.
 
 Why not spectree or flask-openapi3: both want to own request parsing. flask-openapi3
 replaces the Flask class and injects typed arguments into handlers; spectree wraps each
@@ -89,6 +89,7 @@ class Operation:
     body_description: str | None = None
     query: type[BaseModel] | None = None
     headers: tuple[Header, ...] = ()
+    database: bool = True
 
     def error_codes(self) -> list[ErrorCode]:
         """The declared codes, plus those any operation of its kind may answer."""
@@ -97,6 +98,8 @@ class Operation:
             codes.append(ErrorCode.UNAUTHORIZED)
         if self.body is not None:
             codes.append(ErrorCode.PAYLOAD_TOO_LARGE)
+        if self.database:
+            codes.append(ErrorCode.SERVICE_UNAVAILABLE)
         codes.append(ErrorCode.INTERNAL_ERROR)
         return list(dict.fromkeys(codes))
 
@@ -124,8 +127,11 @@ def operation(
     body_description: str | None = None,
     query: type[BaseModel] | None = None,
     headers: Sequence[Header] = (),
+    database: bool = True,
 ) -> Callable[[View], View]:
-    """Declare how a handler appears in the document. Records it; changes nothing else."""
+    """Declare how a handler appears in the document. Records it; changes nothing else.
+    `database`: the handler uses the database, so a momentary failure of it (a lock or
+    statement timeout, no connection free) answers 503 SERVICE_UNAVAILABLE."""
     declared = Operation(
         operation_id=operation_id,
         summary=summary,
@@ -138,6 +144,7 @@ def operation(
         body_description=body_description,
         query=query,
         headers=tuple(headers),
+        database=database,
     )
 
     def record(view: View) -> View:

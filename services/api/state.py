@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from shared.adapters.cache import ExpiringLru
 from shared.adapters.db import transaction
-from shared.adapters.queue import CeleryQueue
 from shared.adapters.runtime import Resources
+from shared.domain.timeutil import Clock
 from shared.usecases.booking import BookingService
+from shared.usecases.effects import EffectRunner
 
 EXTENSION_KEY = "inkflow"
 
@@ -22,8 +23,16 @@ EXTENSION_KEY = "inkflow"
 class ApiState:
     resources: Resources
     bookings: BookingService
-    queue: CeleryQueue
+    effects: EffectRunner
+    clock: Clock
     availability_cache: ExpiringLru[bytes] = field(default_factory=lambda: ExpiringLru(512))
+    # Closes what the factory built itself (not what the caller handed in).
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+        self.closers.clear()
 
 
 def init_state(app: Flask, state: ApiState) -> None:

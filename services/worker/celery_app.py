@@ -13,7 +13,13 @@ from celery import Celery
 from shared.adapters.queue import celery_config
 from shared.config import Settings, load_dotenv_for_development
 from shared.logging_setup import configure_logging
-from shared.tasks import EXPIRE_HOLDS, PURGE_IDEMPOTENCY_KEYS, SWEEP_INBOX, SWEEP_OUTBOX
+from shared.tasks import (
+    EXPIRE_HOLDS,
+    PURGE_IDEMPOTENCY_KEYS,
+    SWEEP_INBOX,
+    SWEEP_OUTBOX,
+    SWEEP_REFUNDS,
+)
 
 app = Celery("inkflow", include=["services.worker.tasks"])
 
@@ -35,6 +41,7 @@ def configure(celery: Celery, settings: Settings) -> None:
             "expire-holds": {"task": EXPIRE_HOLDS, "schedule": float(settings.hold_sweep_seconds)},
             "sweep-inbox": {"task": SWEEP_INBOX, "schedule": float(settings.inbox_sweep_seconds)},
             "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": 60.0},
+            "sweep-refunds": {"task": SWEEP_REFUNDS, "schedule": 60.0},
             "purge-idempotency-keys": {"task": PURGE_IDEMPOTENCY_KEYS, "schedule": 3600.0},
         },
     )

@@ -16,19 +16,22 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.worker.celery_app import app
 from shared.adapters.payments import StripeGateway, TransientPaymentError
-from shared.adapters.queue import CeleryQueue
+from shared.adapters.queue import CeleryQueue, TaskQueue
 from shared.adapters.runtime import Resources, build_resources
 from shared.config import Settings
-from shared.domain.timeutil import utcnow
+from shared.domain.timeutil import Clock, utcnow
 from shared.tasks import (
     APPLY_STRIPE_EVENT,
     EXPIRE_HOLDS,
+    PROCESS_REFUND,
     PURGE_IDEMPOTENCY_KEYS,
     SEND_NOTIFICATION,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
+    SWEEP_REFUNDS,
 )
-from shared.usecases import holds, idempotency, inbox, notifications, stripe_events
+from shared.usecases import holds, idempotency, inbox, notifications, refunds, stripe_events
+from shared.usecases.effects import EffectRunner
 
 TRANSIENT = (
     OperationalError,
@@ -49,12 +52,23 @@ RETRY: dict[str, Any] = {
 
 
 class Runtime:
-    """Per-process resources, built in the worker child after fork (never inherited)."""
+    """Per-process collaborators, built in the worker child after fork (never inherited).
+    Like the app factory, it takes the ones a test wants to choose."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.resources: Resources = build_resources(settings, pool_size=2)
-        self.gateway = StripeGateway(settings)
-        self.queue = CeleryQueue(settings)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        queue: TaskQueue | None = None,
+        gateway: StripeGateway | None = None,
+        resources: Resources | None = None,
+    ) -> None:
+        self.resources = resources or build_resources(settings, pool_size=2)
+        self.clock: Clock = clock or utcnow
+        self.queue: TaskQueue = queue or CeleryQueue(settings)
+        self.gateway = gateway or StripeGateway(settings)
+        self.effects = EffectRunner(self.queue, self.gateway)
 
 
 @cache
@@ -65,7 +79,17 @@ def runtime() -> Runtime:
 @app.task(name=APPLY_STRIPE_EVENT, **RETRY)
 def apply_stripe_event(event_id: str) -> str:
     rt = runtime()
-    return stripe_events.apply_event(rt.resources, rt.gateway, rt.queue, event_id)
+    outcome = stripe_events.apply_event(rt.resources, event_id, now=rt.clock())
+    rt.effects.run(outcome.effects)
+    return outcome.note
+
+
+@app.task(name=PROCESS_REFUND, **RETRY)
+def process_refund(refund_id: str) -> str:
+    rt = runtime()
+    outcome = refunds.make(rt.resources, rt.gateway, uuid.UUID(refund_id), now=rt.clock())
+    rt.effects.run(outcome.effects)
+    return outcome.note
 
 
 @app.task(name=SEND_NOTIFICATION, **RETRY)
@@ -76,21 +100,28 @@ def send_notification(notification_id: str) -> str:
 @app.task(name=EXPIRE_HOLDS, **RETRY)
 def expire_holds() -> int:
     rt = runtime()
-    return holds.expire_holds(rt.resources, rt.gateway, rt.queue, now=utcnow()).expired
+    return holds.expire_holds(rt.resources, rt.effects, now=rt.clock()).expired
 
 
 @app.task(name=SWEEP_INBOX, **RETRY)
 def sweep_inbox() -> int:
     rt = runtime()
-    return inbox.redeliver_stale_events(rt.resources, rt.queue, now=utcnow())
+    return rt.effects.run(inbox.redeliver_stale_events(rt.resources, now=rt.clock())).enqueued
 
 
 @app.task(name=SWEEP_OUTBOX, **RETRY)
 def sweep_outbox() -> int:
     rt = runtime()
-    return notifications.redeliver_pending(rt.resources, rt.queue)
+    return rt.effects.run(notifications.redeliver_pending(rt.resources)).enqueued
+
+
+@app.task(name=SWEEP_REFUNDS, **RETRY)
+def sweep_refunds() -> int:
+    rt = runtime()
+    return rt.effects.run(refunds.redeliver_pending(rt.resources, now=rt.clock())).enqueued
 
 
 @app.task(name=PURGE_IDEMPOTENCY_KEYS, **RETRY)
 def purge_idempotency_keys() -> int:
-    return idempotency.purge_expired(runtime().resources.sessions, now=utcnow())
+    rt = runtime()
+    return idempotency.purge_expired(rt.resources.sessions, now=rt.clock())

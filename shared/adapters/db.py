@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Stable constraint names: migrations and error handling (23P01 on the exclusion
@@ -24,7 +25,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    lock_timeout_ms: int = 5000,
+    statement_timeout_ms: int = 15000,
+) -> Engine:
     return create_engine(
         url,
         pool_size=pool_size,
@@ -36,7 +44,11 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
         pool_pre_ping=False,
         pool_recycle=1800,
         # A statement stuck behind a lock must not hold a web worker forever.
-        connect_args={"options": "-c statement_timeout=15000 -c lock_timeout=5000"},
+        connect_args={
+            "options": (
+                f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"
+            )
+        },
     )
 
 
@@ -54,3 +66,24 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def advisory_xact_lock(session: Session, key: str) -> None:
     """Serialise transactions that name the same key, until they end."""
     session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+# SQLSTATEs that mean "the database could not do it just now; the same request may succeed
+# in a moment": lock_timeout (55P03), statement_timeout or cancel (57014), deadlock (40P01),
+# serialization failure (40001), too many connections (53300), server shutting down or
+# starting (57P01-57P03). Class 08 is the connection failing.
+_MOMENTARY_SQLSTATES = frozenset(
+    {"55P03", "57014", "40P01", "40001", "53300", "57P01", "57P02", "57P03"}
+)
+
+
+def is_momentary(error: DBAPIError) -> bool:
+    """A database failure worth retrying later rather than a bug: the API answers it with
+    503 and Retry-After, never 500."""
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is None:
+        # No answer from the server at all (refused, reset, timed out).
+        return isinstance(error, OperationalError | InterfaceError)
+    return sqlstate in _MOMENTARY_SQLSTATES or str(sqlstate).startswith("08")

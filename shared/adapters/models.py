@@ -4,6 +4,7 @@ of defence (the exclusion constraint on bookings is what makes double-booking im
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -13,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -24,12 +26,20 @@ from sqlalchemy import (
     UniqueConstraint,
     column,
     func,
+    or_,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.adapters.db import Base
+
+# The status enums live with the rules; re-exported for the rest of the code.
+from shared.domain.notifications import NotificationKind as NotificationKind
+from shared.domain.refunds import RefundReason as RefundReason
+from shared.domain.refunds import RefundStatus as RefundStatus
+from shared.domain.transitions import LIVE_STATUSES as LIVE_STATUSES
+from shared.domain.transitions import BookingStatus as BookingStatus
 
 Money = Numeric(14, 3)
 
@@ -40,16 +50,6 @@ def _uuid_pk() -> Mapped[uuid.UUID]:
 
 def _created_at() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
-
-
-class BookingStatus(StrEnum):
-    PENDING_PAYMENT = "PENDING_PAYMENT"
-    CONFIRMED = "CONFIRMED"
-    EXPIRED = "EXPIRED"
-    CANCELLED = "CANCELLED"
-
-
-LIVE_STATUSES = (BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED)
 
 
 class EventStatus(StrEnum):
@@ -69,20 +69,13 @@ class TransactionStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class NotificationKind(StrEnum):
-    BOOKING_CONFIRMED = "BOOKING_CONFIRMED"
-    PAYMENT_FAILED = "PAYMENT_FAILED"
-    HOLD_EXPIRED = "HOLD_EXPIRED"
-    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
-
-
 class NotificationStatus(StrEnum):
     PENDING = "PENDING"
     SENT = "SENT"
     FAILED = "FAILED"
 
 
-def _in(values: type[StrEnum]) -> str:
+def _in(values: Iterable[StrEnum]) -> str:
     return ", ".join(f"'{v.value}'" for v in values)
 
 
@@ -198,7 +191,7 @@ class Booking(Base):
                 "&&",
             ),
             using="gist",
-            where=text("status IN ('PENDING_PAYMENT', 'CONFIRMED')"),
+            where=text(f"status IN ({_in(LIVE_STATUSES)})"),
             name=BOOKINGS_NO_OVERLAP,
         ),
         Index("ix_bookings_artist_id_start_time", "artist_id", "start_time"),
@@ -227,6 +220,33 @@ class Booking(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # The conditions on a status that queries filter on, written once (they mirror the
+    # pure `shared.domain.transitions.is_live`, `hold_over` and `blocks_slot`).
+    @classmethod
+    def live(cls) -> ColumnElement[bool]:
+        """Holds its slot for the exclusion constraint: PENDING_PAYMENT or CONFIRMED."""
+        return cls.status.in_(LIVE_STATUSES)
+
+    @classmethod
+    def hold_over(cls, now: datetime) -> ColumnElement[bool]:
+        return cls.expires_at <= now
+
+    @classmethod
+    def open_hold(cls, now: datetime) -> ColumnElement[bool]:
+        """An unpaid hold that still blocks its slot."""
+        return (cls.status == BookingStatus.PENDING_PAYMENT) & (cls.expires_at > now)
+
+    @classmethod
+    def stale_hold(cls, now: datetime) -> ColumnElement[bool]:
+        """An unpaid hold past its expiry that nobody has marked EXPIRED yet: it blocks
+        nothing but is still live for the exclusion constraint."""
+        return (cls.status == BookingStatus.PENDING_PAYMENT) & cls.hold_over(now)
+
+    @classmethod
+    def blocks_slot(cls, now: datetime) -> ColumnElement[bool]:
+        """Keeps its slot from others at `now`: CONFIRMED, or a hold not yet run out."""
+        return or_(cls.status == BookingStatus.CONFIRMED, cls.open_hold(now))
 
 
 class IdempotencyKey(Base):
@@ -329,3 +349,39 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Refund(Base):
+    """A refund we owe, written in the transaction that decided it; Stripe is asked after
+    the commit (never inside a transaction), with the idempotency key stored here, so a
+    retry or a second task can never refund twice. The ledger's REFUND rows record what
+    Stripe reports; this row tracks our request."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(RefundStatus)})", name="status_known"),
+        CheckConstraint(f"reason IN ({_in(RefundReason)})", name="reason_known"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        # The sweeper's query: owed refunds not touched for a while.
+        Index(
+            "ix_refunds_pending_updated_at",
+            "updated_at",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), index=True)
+    payment_intent_id: Mapped[str] = mapped_column(String(255))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(30))
+    # Derived from the booking and the reason: one refund per booking action.
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default=RefundStatus.PENDING)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -17,6 +17,7 @@ from stripe.params import (
 
 from shared.config import Settings
 from shared.domain.money import platform_fee
+from shared.domain.refunds import RefundReason
 
 log = logging.getLogger("inkflow.payments")
 
@@ -61,8 +62,40 @@ def deposit_idempotency_key(booking_id: uuid.UUID) -> str:
     return f"inkflow-deposit-{booking_id}"
 
 
-def refund_idempotency_key(booking_id: uuid.UUID) -> str:
-    return f"inkflow-late-refund-{booking_id}"
+def refund_idempotency_key(booking_id: uuid.UUID, reason: RefundReason) -> str:
+    """One refund per booking and reason. The late-payment form predates the others and
+    is kept: a refund asked for before an upgrade is the same refund after it."""
+    if reason == RefundReason.LATE_PAYMENT:
+        return f"inkflow-late-refund-{booking_id}"
+    return f"inkflow-refund-{reason.lower().replace('_', '-')}-{booking_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    intent_id: str
+    booking_id: uuid.UUID
+    reason: RefundReason
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    id: str
+    amount: int
+    currency: str
+    status: str  # Stripe's: succeeded | pending | requires_action | failed | canceled
+    charge_id: str | None
+
+
+def _refund(obj: stripe.Refund) -> RefundResult:
+    charge = obj.charge
+    return RefundResult(
+        id=obj.id,
+        amount=obj.amount,
+        currency=obj.currency,
+        status=str(obj.status or "pending"),
+        charge_id=charge if isinstance(charge, str) or charge is None else charge.id,
+    )
 
 
 def _intent(obj: stripe.PaymentIntent) -> Intent:
@@ -134,22 +167,30 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise provider_error(exc) from exc
 
-    def refund_in_full(self, intent_id: str, booking_id: uuid.UUID) -> tuple[str, int, str]:
-        """Refund a destination charge in full, taking the transfer back from the artist.
-        Returns (refund id, amount, currency)."""
+    def refund_in_full(self, request: RefundRequest) -> RefundResult:
+        """Refund a destination charge in full, taking the transfer (and the platform fee)
+        back from the artist. Never call it inside a database transaction: it may take
+        as long as Stripe does. Asking again with the same key returns the same refund."""
         params: RefundCreateParams = {
-            "payment_intent": intent_id,
+            "payment_intent": request.intent_id,
             "reverse_transfer": True,
             "refund_application_fee": True,
-            "metadata": {"bookingId": str(booking_id), "reason": "late_payment"},
+            "metadata": {"bookingId": str(request.booking_id), "reason": request.reason.lower()},
         }
         try:
             refund = self._client.v1.refunds.create(
-                params, {"idempotency_key": refund_idempotency_key(booking_id)}
+                params, {"idempotency_key": request.idempotency_key}
             )
         except stripe.StripeError as exc:
+            log.warning("refund for booking %s failed: %s", request.booking_id, exc)
             raise provider_error(exc) from exc
-        return refund.id, refund.amount, refund.currency
+        return _refund(refund)
+
+    def retrieve_refund(self, refund_id: str) -> RefundResult:
+        try:
+            return _refund(self._client.v1.refunds.retrieve(refund_id))
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
 
     def charges_enabled(self, account_id: str) -> bool:
         try:

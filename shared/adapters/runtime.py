@@ -38,7 +38,12 @@ def make_redis(url: str) -> redis.Redis:
 
 
 def build_resources(settings: Settings, *, pool_size: int = 5) -> Resources:
-    engine = make_engine(settings.database_url, pool_size=pool_size)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=pool_size,
+        lock_timeout_ms=settings.database_lock_timeout_ms,
+        statement_timeout_ms=settings.database_statement_timeout_ms,
+    )
     return Resources(
         settings=settings,
         engine=engine,

@@ -41,7 +41,7 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_STATE: "The booking's status does not allow this.",
     ErrorCode.POLICY_VIOLATION: "The artist's policy does not allow this.",
     ErrorCode.PAYLOAD_TOO_LARGE: "The request body is too large.",
-    ErrorCode.SERVICE_UNAVAILABLE: "Temporarily unavailable; retry later.",
+    ErrorCode.SERVICE_UNAVAILABLE: "A service we depend on is momentarily unavailable; retry.",
     ErrorCode.INTERNAL_ERROR: "Something went wrong on our side.",
 }
 

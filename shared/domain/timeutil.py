@@ -1,8 +1,12 @@
-"""The API's timestamp form: UTC, milliseconds, `Z`."""
+"""The API's timestamp form (UTC, milliseconds, `Z`) and the clock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+# What the app and the worker ask for the time: UTC-aware `now`. Tests pass their own.
+Clock = Callable[[], datetime]
 
 
 def iso_utc(moment: datetime | None) -> str | None:

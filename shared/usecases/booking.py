@@ -21,26 +21,20 @@ from sqlalchemy.orm import Session
 
 from shared.adapters.db import advisory_xact_lock, transaction
 from shared.adapters.locks import SlotLocks, SlotTaken
-from shared.adapters.models import (
-    BOOKINGS_NO_OVERLAP,
-    Artist,
-    Booking,
-    BookingStatus,
-    Client,
-    NotificationKind,
-    Service,
-)
+from shared.adapters.models import BOOKINGS_NO_OVERLAP, Artist, Booking, Client, Service
 from shared.adapters.payments import DepositRequest, Intent, PaymentProviderError, StripeGateway
-from shared.adapters.queue import TaskQueue
 from shared.adapters.runtime import Resources
 from shared.domain import availability as rules
 from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.money import to_minor_units
-from shared.tasks import SEND_NOTIFICATION
+from shared.domain.notifications import NotificationKind
+from shared.domain.transitions import Action, BookingStatus, initial_status
 from shared.usecases.catalog import get_or_404, parse_id, service_of_artist
+from shared.usecases.effects import EffectRunner, Effects
 from shared.usecases.holds import expire_overlapping_holds
 from shared.usecases.notifications import notify_booking
 from shared.usecases.schedule import load_schedule
+from shared.usecases.transitions import conditional_update, single_rule
 
 log = logging.getLogger("inkflow.booking")
 
@@ -103,11 +97,7 @@ def _check_open_holds(session: Session, client: Client, limit: int, now: datetim
     open_holds = session.scalar(
         select(func.count())
         .select_from(Booking)
-        .where(
-            Booking.client_id == client.id,
-            Booking.status == BookingStatus.PENDING_PAYMENT,
-            Booking.expires_at > now,
-        )
+        .where(Booking.client_id == client.id, Booking.open_hold(now))
     )
     if (open_holds or 0) >= limit:
         raise DomainError(
@@ -147,8 +137,7 @@ class SlotClaim:
     and the effects of the stale holds it expired (intents to cancel, mails to send)."""
 
     taken: bool
-    stale_intents: list[str]
-    outbox: list[uuid.UUID]
+    effects: Effects
 
 
 def claim_slot(
@@ -165,11 +154,9 @@ def claim_slot(
     exclusion constraint still counts them), then re-check for a live booking."""
     lock_artist_schedule(session, artist.id)
     buffer = timedelta(minutes=artist.buffer_min)
-    stale_intents, outbox = expire_overlapping_holds(
-        session, artist.id, start - buffer, end + buffer, now
-    )
+    expired = expire_overlapping_holds(session, artist.id, start - buffer, end + buffer, now)
     taken = live_overlap_exists(session, artist, start, end, exclude=exclude)
-    return SlotClaim(taken, stale_intents, outbox)
+    return SlotClaim(taken, expired)
 
 
 def live_overlap_exists(
@@ -187,7 +174,7 @@ def live_overlap_exists(
         Booking.artist_id == artist.id,
         Booking.start_time < end + buffer,
         Booking.end_time > start - buffer,
-        Booking.status.in_([BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED]),
+        Booking.live(),
     )
     if exclude is not None:
         query = query.where(Booking.id != exclude)
@@ -203,14 +190,14 @@ def _insert_booking(
     start: datetime,
     now: datetime,
     hold_seconds: int,
-) -> tuple[Booking, list[str], list[uuid.UUID]]:
-    """The constrained part. Returns the booking, the payment intents of stale holds it
-    expired, and new outbox rows."""
+) -> tuple[Booking, Effects]:
+    """The constrained part. Returns the booking and the effects of its transaction (stale
+    holds it expired, the confirmation of a booking without deposit)."""
     end = start + timedelta(minutes=service.duration_min)
     claim = claim_slot(session, artist, start, end, now)
     if claim.taken:
         raise _slot_taken()
-    stale_intents, outbox = claim.stale_intents, claim.outbox
+    effects = claim.effects
     free = service.deposit_amount == 0
     booking = Booking(
         id=uuid.uuid4(),
@@ -219,7 +206,7 @@ def _insert_booking(
         service_id=service.id,
         start_time=start,
         end_time=end,
-        status=BookingStatus.CONFIRMED if free else BookingStatus.PENDING_PAYMENT,
+        status=initial_status(deposit_required=not free),
         deposit_amount=service.deposit_amount,
         currency=service.currency,
         expires_at=None if free else now + timedelta(seconds=hold_seconds),
@@ -235,8 +222,9 @@ def _insert_booking(
             raise _slot_taken() from None
         raise
     if free:
-        outbox += notify_booking(session, booking, NotificationKind.BOOKING_CONFIRMED)
-    return booking, stale_intents, outbox
+        mails = notify_booking(session, booking, NotificationKind.BOOKING_CONFIRMED)
+        effects += Effects(mails=tuple(mails))
+    return booking, effects
 
 
 class BookingService:
@@ -245,12 +233,12 @@ class BookingService:
         resources: Resources,
         gateway: StripeGateway,
         locks: SlotLocks,
-        queue: TaskQueue,
+        effects: EffectRunner,
     ) -> None:
         self._resources = resources
         self._gateway = gateway
         self._locks = locks
-        self._queue = queue
+        self._effects = effects
 
     def create(self, request: BookingRequest, *, now: datetime) -> Created:
         settings = self._resources.settings
@@ -266,7 +254,7 @@ class BookingService:
                 _check_payments_possible(artist, service)
                 _check_open_holds(session, client, settings.max_open_holds_per_client, now)
                 _check_rules(session, artist, start, timedelta(minutes=service.duration_min), now)
-                booking, stale_intents, outbox = _insert_booking(
+                booking, decided = _insert_booking(
                     session,
                     client=client,
                     artist=artist,
@@ -277,12 +265,13 @@ class BookingService:
                 )
         except SlotTaken:
             raise _slot_taken() from None
-        self._after_commit(stale_intents, outbox)
+        # Before Stripe is asked for the deposit intent, which may fail.
+        self._effects.run(decided)
         if booking.status == BookingStatus.CONFIRMED:
             return Created(booking, None)
-        return Created(booking, self._attach_intent(booking, artist))
+        return Created(booking, self._attach_intent(booking, artist, now))
 
-    def _attach_intent(self, booking: Booking, artist: Artist) -> Intent:
+    def _attach_intent(self, booking: Booking, artist: Artist, now: datetime) -> Intent:
         assert artist.stripe_account_id is not None
         deposit = DepositRequest(
             booking_id=booking.id,
@@ -296,7 +285,7 @@ class BookingService:
         try:
             intent = self._gateway.create_deposit_intent(deposit)
         except PaymentProviderError:
-            self._cancel(booking.id)
+            self._cancel(booking.id, now)
             raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from None
         with self._resources.autocommit_sessions() as session:
             session.execute(
@@ -305,22 +294,10 @@ class BookingService:
         booking.payment_intent_id = intent.id
         return intent
 
-    def _cancel(self, booking_id: uuid.UUID) -> None:
+    def _cancel(self, booking_id: uuid.UUID, now: datetime) -> None:
+        """The slot is free again at once (one autocommit statement; the rule has no
+        intents to carry out)."""
+        rule = single_rule(Action.PROVIDER_FAILED, BookingStatus.PENDING_PAYMENT)
         with self._resources.autocommit_sessions() as session:
-            session.execute(
-                update(Booking)
-                .where(Booking.id == booking_id, Booking.status == BookingStatus.PENDING_PAYMENT)
-                .values(status=BookingStatus.CANCELLED, cancelled_at=func.now())
-            )
+            session.execute(conditional_update(rule, Booking.id == booking_id, now))
         log.warning("booking %s cancelled: the payment provider failed", booking_id)
-
-    def _after_commit(self, stale_intents: list[str], outbox: list[uuid.UUID]) -> None:
-        for note_id in outbox:
-            self._queue.enqueue(SEND_NOTIFICATION, str(note_id))
-        for intent_id in stale_intents:
-            try:
-                self._gateway.cancel_intent(intent_id)
-            except PaymentProviderError as exc:
-                # The hold is EXPIRED either way; a late payment on it is refunded or
-                # confirmed by the webhook path.
-                log.warning("could not cancel expired intent %s: %s", intent_id, exc)

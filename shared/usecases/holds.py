@@ -4,45 +4,34 @@ periodic sweeper or by a new booking that needs the slot."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from shared.adapters.db import transaction
-from shared.adapters.models import Booking, BookingStatus, NotificationKind
-from shared.adapters.payments import PaymentProviderError, StripeGateway
-from shared.adapters.queue import TaskQueue
+from shared.adapters.models import Booking
 from shared.adapters.runtime import Resources
-from shared.tasks import SEND_NOTIFICATION
-from shared.usecases.notifications import notify_booking
+from shared.domain.transitions import Action, BookingStatus
+from shared.usecases.effects import NONE, EffectRunner, Effects
+from shared.usecases.transitions import carry_out, conditional_update, single_rule
 
-log = logging.getLogger("inkflow.holds")
 
-
-def _expire(
-    session: Session, which: ColumnElement[bool], now: datetime
-) -> tuple[list[str], list[uuid.UUID]]:
+def _expire(session: Session, which: ColumnElement[bool], now: datetime) -> Effects:
     # Conditional update: a booking confirmed meanwhile stays confirmed.
-    expired = session.scalars(
-        update(Booking)
-        .where(which, Booking.status == BookingStatus.PENDING_PAYMENT, Booking.expires_at <= now)
-        .values(status=BookingStatus.EXPIRED, expired_at=now)
-        .returning(Booking)
-    ).all()
-    intents = [b.payment_intent_id for b in expired if b.payment_intent_id]
-    outbox: list[uuid.UUID] = []
+    rule = single_rule(Action.HOLD_EXPIRED, BookingStatus.PENDING_PAYMENT)
+    expired = session.scalars(conditional_update(rule, which, now).returning(Booking)).all()
+    effects = NONE
     for booking in expired:
-        outbox += notify_booking(session, booking, NotificationKind.HOLD_EXPIRED)
-    return intents, outbox
+        effects += carry_out(session, booking, rule, now)
+    return effects
 
 
 def expire_overlapping_holds(
     session: Session, artist_id: uuid.UUID, start: datetime, end: datetime, now: datetime
-) -> tuple[list[str], list[uuid.UUID]]:
+) -> Effects:
     """Inside a booking transaction: stale holds overlapping [start, end) would still
     trip the exclusion constraint, so they are expired first (one statement; usually it
     matches nothing)."""
@@ -60,41 +49,25 @@ class SweepResult:
 
 
 def expire_holds(
-    resources: Resources,
-    gateway: StripeGateway,
-    queue: TaskQueue,
-    *,
-    now: datetime,
-    batch: int = 200,
+    resources: Resources, effects: EffectRunner, *, now: datetime, batch: int = 200
 ) -> SweepResult:
-    """The periodic sweep. SKIP LOCKED lets two sweepers run without waiting on each
-    other; cancelling an intent twice is harmless (idempotent on Stripe's side)."""
+    """The periodic sweep, one commit per batch, each batch's effects run after its
+    commit. SKIP LOCKED lets two sweepers run without waiting on each other; cancelling
+    an intent twice is harmless (idempotent on Stripe's side)."""
     result = SweepResult()
     while True:
         with transaction(resources.sessions) as session:
             ids = list(
                 session.scalars(
                     select(Booking.id)
-                    .where(
-                        Booking.status == BookingStatus.PENDING_PAYMENT,
-                        Booking.expires_at <= now,
-                    )
+                    .where(Booking.stale_hold(now))
                     .order_by(Booking.expires_at)
                     .limit(batch)
                     .with_for_update(skip_locked=True)
                 )
             )
-            intents, outbox = _expire(session, Booking.id.in_(ids), now) if ids else ([], [])
+            decided = _expire(session, Booking.id.in_(ids), now) if ids else NONE
         result.expired += len(ids)
-        for note_id in outbox:
-            queue.enqueue(SEND_NOTIFICATION, str(note_id))
-        for intent_id in intents:
-            try:
-                gateway.cancel_intent(intent_id)
-                result.intents_cancelled.append(intent_id)
-            except PaymentProviderError as exc:
-                # Left open on Stripe: a payment arriving late is confirmed if the slot
-                # is still free, refunded otherwise (the webhook path).
-                log.warning("could not cancel intent %s of an expired hold: %s", intent_id, exc)
+        result.intents_cancelled += effects.run(decided).intents_cancelled
         if len(ids) < batch:
             return result

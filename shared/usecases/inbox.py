@@ -16,10 +16,10 @@ from sqlalchemy.dialects.postgresql import insert
 
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
-from shared.adapters.queue import TaskQueue
 from shared.adapters.runtime import Resources
 from shared.domain.errors import DomainError, ErrorCode
 from shared.tasks import APPLY_STRIPE_EVENT
+from shared.usecases.effects import NONE, Effects
 from shared.usecases.stripe_events import HANDLED_EVENT_TYPES
 
 log = logging.getLogger("inkflow.inbox")
@@ -84,17 +84,21 @@ def store_event(resources: Resources, event: VerifiedEvent) -> bool:
     return inserted is not None and handled
 
 
-def receive(resources: Resources, queue: TaskQueue, raw_body: bytes, signature: str | None) -> None:
+def _apply(event_id: str) -> Effects:
+    return Effects(tasks=((APPLY_STRIPE_EVENT, (event_id,)),))
+
+
+def receive(resources: Resources, raw_body: bytes, signature: str | None) -> Effects:
+    """Verify and store; the effects enqueue the event for the workers."""
     event = verify(raw_body, signature, resources.settings.stripe_webhook_secret)
     if store_event(resources, event):
-        queue.enqueue(APPLY_STRIPE_EVENT, event.id)
+        return _apply(event.id)
     # A duplicate delivery is not re-enqueued: the first one is applied or the sweeper
     # will pick it up, and applying is idempotent anyway.
+    return NONE
 
 
-def redeliver_stale_events(
-    resources: Resources, queue: TaskQueue, *, now: datetime, limit: int = 500
-) -> int:
+def redeliver_stale_events(resources: Resources, *, now: datetime, limit: int = 500) -> Effects:
     """Re-enqueue events still unprocessed after the configured delay (the broker was
     down, or a worker lost the task)."""
     older_than = now - timedelta(seconds=resources.settings.inbox_redelivery_seconds)
@@ -111,8 +115,9 @@ def redeliver_stale_events(
                 .limit(limit)
             )
         )
-    for event_id in ids:
-        queue.enqueue(APPLY_STRIPE_EVENT, event_id)
     if ids:
-        log.info("re-enqueued %d unprocessed Stripe events", len(ids))
-    return len(ids)
+        log.info("re-enqueuing %d unprocessed Stripe events", len(ids))
+    effects = NONE
+    for event_id in ids:
+        effects += _apply(event_id)
+    return effects

@@ -1,13 +1,87 @@
-"""Reads over the money ledger and the notification outbox."""
+"""The money ledger (what Stripe reports) and reads over it and the notification outbox."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.adapters.models import Notification, StripeTransaction
+from shared.adapters.models import (
+    Notification,
+    StripeTransaction,
+    TransactionKind,
+    TransactionStatus,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    booking_id: uuid.UUID | None
+    kind: TransactionKind
+    status: TransactionStatus
+    amount_minor: int
+    currency: str
+    object_id: str  # the Stripe object (intent, refund) the entry is about
+    intent_id: str | None
+    event_id: str | None = None  # the webhook event that reported it, if any
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+def record(session: Session, entry: Entry) -> bool:
+    """One ledger row; a second report of the same fact inserts nothing. Successes are
+    unique per Stripe object and kind (one event may carry several refunds); failed
+    attempts per event (the same intent may fail several times). True when inserted."""
+    inserted = session.execute(
+        insert(StripeTransaction)
+        .values(
+            id=uuid.uuid4(),
+            booking_id=entry.booking_id,
+            kind=entry.kind,
+            status=entry.status,
+            amount_minor=entry.amount_minor,
+            currency=entry.currency.lower(),
+            stripe_object_id=entry.object_id,
+            payment_intent_id=entry.intent_id,
+            stripe_event_id=entry.event_id,
+            failure_code=entry.failure_code,
+            failure_message=entry.failure_message,
+        )
+        .on_conflict_do_nothing()
+        .returning(StripeTransaction.id)
+    ).first()
+    return inserted is not None
+
+
+def _succeeded_sum(session: Session, kind: TransactionKind, *where: ColumnElement[bool]) -> int:
+    query = select(func.coalesce(func.sum(StripeTransaction.amount_minor), 0)).where(
+        StripeTransaction.kind == kind,
+        StripeTransaction.status == TransactionStatus.SUCCEEDED,
+        *where,
+    )
+    return int(session.scalar(query) or 0)
+
+
+def refunded_so_far(session: Session, *, intent_id: str | None, charge_id: str) -> int:
+    """Refunds the ledger counts on a charge (by its intent when known)."""
+    if intent_id:
+        return _succeeded_sum(
+            session, TransactionKind.REFUND, StripeTransaction.payment_intent_id == intent_id
+        )
+    return _succeeded_sum(
+        session,
+        TransactionKind.REFUND,
+        StripeTransaction.stripe_object_id.startswith(f"{charge_id}:refunded:"),
+    )
+
+
+def paid_on(session: Session, intent_id: str) -> int:
+    return _succeeded_sum(
+        session, TransactionKind.PAYMENT, StripeTransaction.payment_intent_id == intent_id
+    )
 
 
 def booking_history(

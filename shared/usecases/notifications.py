@@ -65,19 +65,18 @@ from shared.adapters.db import transaction
 from shared.adapters.models import (
     Artist,
     Booking,
-    BookingStatus,
     Client,
     Notification,
-    NotificationKind,
     NotificationStatus,
     Service,
 )
-from shared.adapters.queue import TaskQueue
 from shared.adapters.runtime import Resources
 from shared.config import Settings
 from shared.domain.money import format_amount
+from shared.domain.notifications import NotificationKind
 from shared.domain.timeutil import utcnow
-from shared.tasks import SEND_NOTIFICATION
+from shared.domain.transitions import BookingStatus
+from shared.usecases.effects import Effects
 
 __all__ = [
     "RECIPIENT_ROLES",
@@ -223,13 +222,12 @@ def pending_notification_ids(
 
 def redeliver_pending(
     resources: Resources,
-    queue: TaskQueue,
     *,
     older_than: timedelta = REDELIVERY_AFTER,
     limit: int = 100,
-) -> int:
-    """The outbox sweeper: enqueue a send task for each PENDING row older than `older_than`.
-    Returns how many were enqueued.
+) -> Effects:
+    """The outbox sweeper: a send task for each PENDING row older than `older_than` (as
+    Effects, which the caller runs).
 
     A row whose task is still retrying (SMTP down) is PENDING too; a Redis key per row
     (expiring after `older_than`) keeps the sweeper from piling up a new task for it on
@@ -238,17 +236,17 @@ def redeliver_pending(
     with transaction(resources.sessions) as session:
         ids = pending_notification_ids(session, older_than, limit)
     ttl = max(1, int(older_than.total_seconds()))
-    enqueued = 0
+    due: list[uuid.UUID] = []
     for note_id in ids:
         try:
             fresh = resources.redis.set(f"inkflow:outbox:redelivered:{note_id}", 1, nx=True, ex=ttl)
         except redis.RedisError:
             fresh = True
-        if fresh and queue.enqueue(SEND_NOTIFICATION, str(note_id)):
-            enqueued += 1
-    if enqueued:
-        log.info("re-enqueued %d pending notifications", enqueued)
-    return enqueued
+        if fresh:
+            due.append(note_id)
+    if due:
+        log.info("re-enqueuing %d pending notifications", len(due))
+    return Effects(mails=tuple(due))
 
 
 # -- rendering (pure) --------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.adapters.models import Artist, Booking, BookingStatus, Leave, Service, WorkingHours
+from shared.adapters.models import Artist, Booking, Leave, Service, WorkingHours
 from shared.domain import availability as rules
 from shared.domain.errors import DomainError, ErrorCode
 from shared.usecases.catalog import get_or_404, invalid, parse_id, service_of_artist
@@ -71,12 +71,9 @@ def load_schedule(
         Booking.artist_id == artist.id,
         Booking.start_time < window.end,
         Booking.end_time > window.start,
-        or_(
-            Booking.status == BookingStatus.CONFIRMED,
-            # An unpaid hold stops blocking the slot the moment it expires, before the
-            # sweeper gets to it.
-            (Booking.status == BookingStatus.PENDING_PAYMENT) & (Booking.expires_at > now),
-        ),
+        # An unpaid hold stops blocking the slot the moment it expires, before the sweeper
+        # gets to it.
+        Booking.blocks_slot(now),
     )
     if exclude_booking is not None:
         booking_query = booking_query.where(Booking.id != exclude_booking)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,42 +23,35 @@ from shared.adapters.db import advisory_xact_lock, transaction
 from shared.adapters.models import (
     Artist,
     Booking,
-    BookingStatus,
     EventStatus,
-    NotificationKind,
     StripeEvent,
-    StripeTransaction,
     TransactionKind,
     TransactionStatus,
 )
-from shared.adapters.payments import PaymentProviderError, StripeGateway
-from shared.adapters.queue import TaskQueue
 from shared.adapters.runtime import Resources
 from shared.domain.money import to_minor_units
-from shared.domain.timeutil import utcnow
-from shared.tasks import SEND_NOTIFICATION
+from shared.domain.transitions import Action, BookingStatus, Facts, Rule, decide, needs_slot_check
+from shared.usecases import ledger
+from shared.usecases import transitions as transition
 from shared.usecases.booking import claim_slot, is_overlap_violation
-from shared.usecases.notifications import notify_booking
+from shared.usecases.effects import NONE, Effects, Outcome
 
 log = logging.getLogger("inkflow.stripe_events")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Applied:
-    """What a handler did: a note for the inbox row and outbox rows to send after commit."""
+    """What a handler did: a note for the inbox row and the effects for after commit."""
 
     note: str
-    outbox: list[uuid.UUID] = field(default_factory=list)
+    effects: Effects = NONE
     ignored: bool = False
     problem: str | None = None  # kept on the inbox row for operators
-    # Intents of stale holds this event expired: cancelled on Stripe after commit.
-    cancel_intents: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Context:
     session: Session
-    gateway: StripeGateway
     event: StripeEvent
     now: datetime
 
@@ -102,28 +94,25 @@ def _record(
     failure_code: str | None = None,
     failure_message: str | None = None,
 ) -> bool:
-    """One ledger row; a second delivery of the same fact inserts nothing. Successes are
-    unique per Stripe object and kind (one event may carry several refunds); failed
-    attempts per event (the same intent may fail several times)."""
-    inserted = ctx.session.execute(
-        insert(StripeTransaction)
-        .values(
-            id=uuid.uuid4(),
+    return ledger.record(
+        ctx.session,
+        ledger.Entry(
             booking_id=booking.id if booking else None,
             kind=kind,
             status=status,
             amount_minor=amount_minor,
-            currency=currency.lower(),
-            stripe_object_id=object_id,
-            payment_intent_id=intent_id,
-            stripe_event_id=ctx.event.id,
+            currency=currency,
+            object_id=object_id,
+            intent_id=intent_id,
+            event_id=ctx.event.id,
             failure_code=failure_code,
             failure_message=failure_message,
-        )
-        .on_conflict_do_nothing()
-        .returning(StripeTransaction.id)
-    ).first()
-    return inserted is not None
+        ),
+    )
+
+
+def _facts(booking: Booking, now: datetime) -> Facts:
+    return Facts(status=BookingStatus(booking.status), now=now, expires_at=booking.expires_at)
 
 
 def _mismatch(booking: Booking, intent: dict[str, Any], artist: Artist) -> str | None:
@@ -138,11 +127,6 @@ def _mismatch(booking: Booking, intent: dict[str, Any], artist: Artist) -> str |
     if destination != artist.stripe_account_id:
         return f"destination {destination} != artist account {artist.stripe_account_id}"
     return None
-
-
-def _confirm(booking: Booking, now: datetime) -> None:
-    booking.status = BookingStatus.CONFIRMED
-    booking.confirmed_at = now
 
 
 # --- handlers ------------------------------------------------------------------------
@@ -175,57 +159,48 @@ def payment_succeeded(ctx: Context) -> Applied:
         return Applied("not confirmed: mismatch", problem=problem)
     if booking.payment_intent_id is None:
         booking.payment_intent_id = intent_id
-    if booking.status == BookingStatus.CONFIRMED:
-        return Applied("already confirmed")
-    if booking.status == BookingStatus.PENDING_PAYMENT:
-        # Still PENDING_PAYMENT means nobody took the slot: the constraint kept it ours.
-        _confirm(booking, ctx.now)
-        return Applied(
-            "confirmed", notify_booking(ctx.session, booking, NotificationKind.BOOKING_CONFIRMED)
+    facts = _facts(booking, ctx.now)
+    effects = NONE
+    if needs_slot_check(Action.PAYMENT_SUCCEEDED, facts.status):
+        # Paid after the hold ended: is the slot still free? (Under the artist's lock,
+        # stale holds on it expired first.)
+        claim = claim_slot(
+            ctx.session, artist, booking.start_time, booking.end_time, ctx.now, exclude=booking.id
         )
-    return _late_payment(ctx, booking, artist, intent_id, received)
+        facts = replace(facts, slot_free=not claim.taken)
+        effects = claim.effects
+    rule = decide(Action.PAYMENT_SUCCEEDED, facts)
+    if rule is None:
+        return Applied(f"already {booking.status.lower()}")
+    if rule.makes_live and not _becomes_live(ctx.session, booking, rule, ctx.now):
+        # The exclusion constraint saw an overlap the check missed: the slot is taken.
+        rule = decide(Action.PAYMENT_SUCCEEDED, replace(facts, slot_free=False))
+        assert rule is not None
+    effects += transition.apply(ctx.session, booking, rule, ctx.now)
+    return Applied(_payment_note(rule), effects)
 
 
-def _late_payment(
-    ctx: Context, booking: Booking, artist: Artist, intent_id: str, received: int
-) -> Applied:
-    """Paid after the hold EXPIRED (or was CANCELLED): keep the booking if its slot is
-    still free, otherwise give the money back."""
-    claim = claim_slot(
-        ctx.session, artist, booking.start_time, booking.end_time, ctx.now, exclude=booking.id
-    )
-    if not claim.taken:
-        try:
-            with ctx.session.begin_nested():
-                _confirm(booking, ctx.now)
-                ctx.session.flush()
-        except IntegrityError as exc:
-            if not is_overlap_violation(exc):
-                raise
-            ctx.session.refresh(booking)
-        else:
-            return Applied(
-                "late payment confirmed",
-                claim.outbox
-                + notify_booking(ctx.session, booking, NotificationKind.BOOKING_CONFIRMED),
-                cancel_intents=claim.stale_intents,
-            )
-    refund_id, amount, currency = ctx.gateway.refund_in_full(intent_id, booking.id)
-    _record(
-        ctx,
-        booking,
-        kind=TransactionKind.REFUND,
-        status=TransactionStatus.SUCCEEDED,
-        amount_minor=amount or received,
-        currency=currency or booking.currency,
-        object_id=refund_id,
-        intent_id=intent_id,
-    )
-    return Applied(
-        f"late payment refunded ({refund_id})",
-        claim.outbox + notify_booking(ctx.session, booking, NotificationKind.PAYMENT_REFUNDED),
-        cancel_intents=claim.stale_intents,
-    )
+def _becomes_live(session: Session, booking: Booking, rule: Rule, now: datetime) -> bool:
+    """Try the status change under a savepoint: False (and the booking as it was) when the
+    exclusion constraint refuses it."""
+    try:
+        with session.begin_nested():
+            transition.set_status(booking, rule, now)
+            session.flush()
+    except IntegrityError as exc:
+        if not is_overlap_violation(exc):
+            raise
+        session.refresh(booking)
+        return False
+    return True
+
+
+def _payment_note(rule: Rule) -> str:
+    if rule.source == BookingStatus.PENDING_PAYMENT:
+        return "confirmed"
+    if rule.target == BookingStatus.CONFIRMED:
+        return "late payment confirmed"
+    return "late payment: refund owed"
 
 
 def payment_failed(ctx: Context) -> Applied:
@@ -249,14 +224,11 @@ def payment_failed(ctx: Context) -> Applied:
         failure_code=error.get("code") or error.get("decline_code"),
         failure_message=error.get("message"),
     )
-    if booking.status != BookingStatus.PENDING_PAYMENT:
+    rule = decide(Action.PAYMENT_FAILED, _facts(booking, ctx.now))
+    if rule is None:
         # A failure reported after the booking was settled changes nothing.
         return Applied(f"failed attempt recorded; booking is {booking.status}")
-    # The hold stays: the client may retry with another card.
-    return Applied(
-        "failed attempt recorded",
-        notify_booking(ctx.session, booking, NotificationKind.PAYMENT_FAILED),
-    )
+    return Applied("failed attempt recorded", transition.apply(ctx.session, booking, rule, ctx.now))
 
 
 def payment_canceled(ctx: Context) -> Applied:
@@ -264,23 +236,10 @@ def payment_canceled(ctx: Context) -> Applied:
     booking = _booking_for_intent(ctx.session, intent)
     if booking is None:
         return Applied(f"no booking for intent {intent.get('id')}", ignored=True)
-    if booking.status != BookingStatus.PENDING_PAYMENT:
+    rule = decide(Action.INTENT_CANCELED, _facts(booking, ctx.now))
+    if rule is None:
         return Applied(f"booking is {booking.status}")
-    booking.status = BookingStatus.CANCELLED
-    booking.cancelled_at = ctx.now
-    return Applied("cancelled")
-
-
-def _refunded_so_far(ctx: Context, charge_id: str, intent_id: str | None) -> int:
-    query = select(func.coalesce(func.sum(StripeTransaction.amount_minor), 0)).where(
-        StripeTransaction.kind == TransactionKind.REFUND,
-        StripeTransaction.status == TransactionStatus.SUCCEEDED,
-    )
-    if intent_id:
-        query = query.where(StripeTransaction.payment_intent_id == intent_id)
-    else:
-        query = query.where(StripeTransaction.stripe_object_id.startswith(f"{charge_id}:refunded:"))
-    return int(ctx.session.scalar(query) or 0)
+    return Applied("cancelled", transition.apply(ctx.session, booking, rule, ctx.now))
 
 
 def charge_refunded(ctx: Context) -> Applied:
@@ -304,7 +263,9 @@ def charge_refunded(ctx: Context) -> Applied:
         # Payloads without the refunds list carry only the running total: record what it
         # adds to the refunds already in the ledger (in any order, never twice).
         total = int(charge.get("amount_refunded") or 0)
-        missing = total - _refunded_so_far(ctx, charge_id, intent_id)
+        missing = total - ledger.refunded_so_far(
+            ctx.session, intent_id=intent_id, charge_id=charge_id
+        )
         if missing > 0:
             refunds = [
                 {
@@ -360,43 +321,34 @@ HANDLED_EVENT_TYPES = frozenset(HANDLERS)
 # --- the use case --------------------------------------------------------------------
 
 
-def apply_event(
-    resources: Resources, gateway: StripeGateway, queue: TaskQueue, event_id: str
-) -> str:
-    """Apply one inbox event at most once. Returns what happened (for logs and tests).
-    Raises on transient failures (the task retries); the event is then marked FAILED
-    with the error so an operator can see it."""
+def apply_event(resources: Resources, event_id: str, *, now: datetime) -> Outcome:
+    """Apply one inbox event at most once, in one transaction. Returns what happened (for
+    logs and tests) and the effects the caller runs after the commit. Raises on transient
+    failures (the task retries); the event is then marked FAILED with the error so an
+    operator can see it."""
     try:
         with transaction(resources.sessions) as session:
             event = session.scalar(
                 select(StripeEvent).where(StripeEvent.id == event_id).with_for_update()
             )
             if event is None:
-                return "unknown event"
+                return Outcome("unknown event")
             if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
-                return f"already {event.status.lower()}"
+                return Outcome(f"already {event.status.lower()}")
             event.attempts += 1
             handler = HANDLERS.get(event.type)
             if handler is None:
                 applied = Applied(f"type {event.type} is not handled", ignored=True)
             else:
-                applied = handler(Context(session, gateway, event, utcnow()))
+                applied = handler(Context(session, event, now))
             event.status = EventStatus.IGNORED if applied.ignored else EventStatus.PROCESSED
             event.processed_at = func.now()
             event.last_error = applied.problem
     except Exception as exc:
         _mark_failed(resources, event_id, exc)
         raise
-    for note_id in applied.outbox:
-        queue.enqueue(SEND_NOTIFICATION, str(note_id))
-    for intent_id in applied.cancel_intents:
-        try:
-            gateway.cancel_intent(intent_id)
-        except PaymentProviderError as exc:
-            # The hold is EXPIRED either way; a payment on it is the late-payment path.
-            log.warning("could not cancel intent %s of an expired hold: %s", intent_id, exc)
     log.info("stripe event %s applied: %s", event_id, applied.note)
-    return applied.note
+    return Outcome(applied.note, applied.effects)
 
 
 def _mark_failed(resources: Resources, event_id: str, exc: BaseException) -> None:

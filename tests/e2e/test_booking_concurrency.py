@@ -28,7 +28,9 @@ import requests
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.embedded import EmbeddedValkey, port_is_open
+from devtools.embedded import EmbeddedValkey
+from devtools.processes import port_is_open
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import Booking, BookingStatus
 from shared.usecases import catalog
@@ -44,7 +46,6 @@ from tests.e2e.load import (
     warm_up,
 )
 from tests.factories import World, make_world
-from tests.fakes.stripe_emulator import StripeEmulator
 
 PARIS = ZoneInfo("Europe/Paris")
 LOSER_CODES = {"SLOT_TAKEN", "SLOT_UNAVAILABLE"}
@@ -268,7 +269,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 def warm(server: LiveServer, database_url: str) -> LiveServer:
     warm_up(
         server.url,
-        server.process.proc.pid,
+        server.process.pid,
         workers=WORKERS,
         db_port=make_url(database_url).port or 5432,
     )

@@ -6,7 +6,7 @@ Stripe's scheme (`t=…,v1=HMAC-SHA256("t.body")`).
 Covered: the seed flow (availability → booking → signed payment_intent.succeeded →
 CONFIRMED → two e-mails); one event delivered 5 times, some concurrently; payment_failed
 after succeeded; bad and stale signatures; both late-payment branches; the worker killed
-with SIGKILL while it applies an event; the broker down when a webhook arrives. And the
+with SIGKILL while it makes a refund; the broker down when a webhook arrives. And the
 latency figures: receiver p50/p95 and webhook → CONFIRMED p50/p95 over 200 events.
 
 Tests that stop or kill things use a broker of their own (an embedded Valkey), so that
@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,20 +29,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 import pytest
 import requests
 import stripe
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.embedded import EmbeddedValkey, port_is_open
+from devtools import commands
+from devtools.embedded import EmbeddedValkey
+from devtools.processes import Child, port_is_open
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import (
     Booking,
     Client,
     EventStatus,
     Notification,
+    Refund,
+    RefundReason,
+    RefundStatus,
     StripeEvent,
     StripeTransaction,
 )
@@ -52,12 +57,12 @@ from shared.adapters.queue import CeleryQueue
 from shared.adapters.runtime import build_resources
 from shared.config import Settings
 from shared.tasks import APPLY_STRIPE_EVENT
+from shared.usecases.effects import EffectRunner
 from shared.usecases.holds import expire_holds
 from tests import support
 from tests.e2e.conftest import LiveServer
 from tests.factories import World, make_world
 from tests.fakes.smtp_sink import ReceivedMessage, SmtpSink
-from tests.fakes.stripe_emulator import StripeEmulator
 
 JSON = dict[str, Any]
 WEBHOOK = "/api/webhooks/stripe"
@@ -79,46 +84,41 @@ class Worker:
         self, env: dict[str, str], queue: str, log_dir: Path, *, beat_schedule: Path | None = None
     ) -> None:
         self.env, self.queue, self.log_dir, self.beat_schedule = env, queue, log_dir, beat_schedule
-        self.process: support.Process | None = None
+        self.process: Child | None = None
 
     def start(self, concurrency: int = 1) -> Worker:
         args = [
-            sys.executable, "-m", "celery", "-A", "services.worker.celery_app", "worker",
-            "-Q", self.queue, f"--concurrency={concurrency}", "--pool=prefork",
+            "worker", "-Q", self.queue, f"--concurrency={concurrency}", "--pool=prefork",
             "--without-mingle", "--without-gossip", "--loglevel=INFO",
         ]  # fmt: skip
         if self.beat_schedule is not None:
             args += ["--beat", "--schedule", str(self.beat_schedule)]
-        process = self.process = support.Process("celery-worker", args, self.env, self.log_dir)
-        ready = support.wait_until(
-            lambda: "ready." in process.output() or process.proc.poll() is not None, timeout=30
+        process = support.start_child(
+            "celery-worker", commands.celery(*args), self.env, self.log_dir
         )
-        if not ready or process.proc.poll() is not None:
-            raise RuntimeError(f"celery worker did not start:\n{process.output()}")
+        self.process = process
+        process.wait_ready(lambda: process.printed("ready."), timeout=30)
         return self
 
     def output(self) -> str:
         return self.process.output() if self.process else ""
 
     def full_log(self) -> str:
-        if self.process is None:
-            return ""
-        self.process.output()  # flushes
-        return self.process.log_path.read_text(errors="replace")
+        return self.process.full_output() if self.process else ""
 
     def pool_pids(self) -> list[int]:
         assert self.process is not None
-        return [p.pid for p in psutil.Process(self.process.proc.pid).children(recursive=True)]
+        return [p.pid for p in self.process.family()[1:]]
 
     def kill(self, *, pool_only: bool) -> None:
         """SIGKILL the pool processes only (the main process survives and notices), or the
         main process first and then its children (nothing gets to react)."""
         assert self.process is not None
-        main = psutil.Process(self.process.proc.pid)
+        main = psutil.Process(self.process.pid)
         children = main.children(recursive=True)
         if not pool_only:
             main.kill()
-            self.process.proc.wait(10)
+            self.process.wait(10)
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
@@ -316,11 +316,31 @@ def expire_now(settings: Settings, sessions: sessionmaker[Session], booking_id: 
     resources = build_resources(settings, pool_size=1)
     queue = CeleryQueue(settings)
     try:
-        result = expire_holds(resources, StripeGateway(settings), queue, now=datetime.now(UTC))
+        effects = EffectRunner(queue, StripeGateway(settings))
+        result = expire_holds(resources, effects, now=datetime.now(UTC))
     finally:
         queue.close()
         resources.close()
     assert result.expired == 1
+
+
+def refund_row(sessions: sessionmaker[Session], booking_id: str) -> Refund | None:
+    with transaction(sessions) as session:
+        return session.scalar(select(Refund).where(Refund.booking_id == uuid.UUID(booking_id)))
+
+
+def wait_refund(
+    sessions: sessionmaker[Session], booking_id: str, status: str, timeout: float = 30
+) -> Refund:
+    def reached() -> bool:
+        row = refund_row(sessions, booking_id)
+        return row is not None and row.status == status
+
+    if not support.wait_until(reached, timeout=timeout, interval=0.05):
+        raise AssertionError(f"refund of {booking_id}: {refund_row(sessions, booking_id)!r}")
+    row = refund_row(sessions, booking_id)
+    assert row is not None
+    return row
 
 
 @pytest.fixture
@@ -340,7 +360,7 @@ def test_seed_flow_availability_booking_signed_webhook_confirmed_two_emails(
     sessions: sessionmaker[Session],
 ) -> None:
     seeded = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "seed"],
+        commands.seed(),
         env=e2e_env,
         cwd=support.ROOT,
         capture_output=True,
@@ -539,6 +559,9 @@ def test_late_payment_confirmed_or_refunded(
     else:
         assert status_of(live_server, booking["id"]) == "EXPIRED"
         assert status_of(live_server, taker["id"]) == "PENDING_PAYMENT"
+        # The refund is made after the event's commit, by a task of its own.
+        wait_refund(sessions, booking["id"], RefundStatus.SUCCEEDED)
+        refunds = stripe_emulator.charge_object(paid["id"])["refunds"]["data"]
         [refund] = refunds
         assert refund["amount"] == 5000 and refund["transfer_reversal"]
         assert refund["metadata"] == {"bookingId": booking["id"], "reason": "late_payment"}
@@ -554,7 +577,7 @@ def test_late_payment_confirmed_or_refunded(
 
 
 @pytest.mark.parametrize("victim", ["pool process", "whole worker"])
-def test_worker_killed_while_applying_an_event_applies_it_once_after_restart(
+def test_worker_killed_while_making_a_refund_makes_it_once_after_restart(
     valkey_server: LiveServer,
     valkey_env: dict[str, str],
     celery_queue_name: str,
@@ -564,10 +587,10 @@ def test_worker_killed_while_applying_an_event_applies_it_once_after_restart(
     sessions: sessionmaker[Session],
     victim: str,
 ) -> None:
-    """A late payment whose slot was taken: the worker calls Stripe for the refund inside
-    the event's transaction. Stripe is slow to answer; the worker is SIGKILLed meanwhile
-    (Stripe does refund). After the restart the event is applied again: the refund's
-    idempotency key (from the booking) makes Stripe answer with the same refund."""
+    """A late payment whose slot was taken: the event's transaction owes the refund and
+    commits; a task of its own then asks Stripe. Stripe is slow to answer; the worker is
+    SIGKILLed meanwhile (Stripe does refund). After the restart the task runs again: the
+    refund's idempotency key (from the booking) makes Stripe answer with the same refund."""
     world = make_world(sessions)
     start = in_days(6)
     booking = book(valkey_server, world, start)
@@ -575,7 +598,7 @@ def test_worker_killed_while_applying_an_event_applies_it_once_after_restart(
     expire_now(Settings.from_env(valkey_env), sessions, booking["id"])
     book(valkey_server, world, start, client_id=make_world(sessions).client_id)
     client_mail, _ = addresses(sessions, world)
-    key = refund_idempotency_key(uuid.UUID(booking["id"]))
+    key = refund_idempotency_key(uuid.UUID(booking["id"]), RefundReason.LATE_PAYMENT)
 
     def refund_calls() -> list[Any]:
         return [r for r in stripe_emulator.requests_to("/v1/refunds") if r.idempotency_key == key]
@@ -586,15 +609,17 @@ def test_worker_killed_while_applying_an_event_applies_it_once_after_restart(
         payload = stripe_emulator.event("payment_intent.succeeded", paid)
         assert signed_post(valkey_server, payload).status_code == 200
         assert support.wait_until(lambda: len(refund_calls()) == 1, timeout=20)
+        # Decided and committed before Stripe was asked: no transaction waits on it.
+        row = event_row(sessions, payload["id"])
+        assert row is not None and row.status == EventStatus.PROCESSED
+        owed = refund_row(sessions, booking["id"])
+        assert owed is not None and owed.status == RefundStatus.PENDING
         pids = worker.pool_pids()
         worker.kill(pool_only=victim == "pool process")
         assert not [pid for pid in pids if alive(pid)]
-        # Nothing was committed: the transaction died with the process.
-        row = event_row(sessions, payload["id"])
-        assert row is not None and row.status == EventStatus.RECEIVED
         if victim == "whole worker":
             worker.start(concurrency=1)
-        row = wait_event(sessions, payload["id"], timeout=30)
+        wait_refund(sessions, booking["id"], RefundStatus.SUCCEEDED)
         wait_mails(smtp_sink, {client_mail: 2})  # hold expired, then refunded
     finally:
         stripe_emulator.reset_failures()

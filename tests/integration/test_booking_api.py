@@ -3,18 +3,23 @@ emulator over HTTP with the real SDK."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
+from shared.adapters.db import transaction
 from shared.adapters.locks import slot_lock_key
 from shared.adapters.models import Booking, BookingStatus
 from shared.adapters.payments import StripeGateway
+from shared.usecases.booking import lock_artist_schedule
+from shared.usecases.effects import EffectRunner
 from shared.usecases.holds import expire_holds
 from tests.factories import make_world
+from tests.fakes.clock import FakeClock
+from tests.fakes.queue import RecordingQueue
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -105,8 +110,6 @@ def test_a_held_lock_answers_slot_taken(client, app, sessions):
     world = make_world(sessions)
     start = next_local(11)
     redis_client = app.extensions["inkflow"].resources.redis
-    import uuid
-
     key = slot_lock_key(uuid.UUID(world.artist_id), start)
     redis_client.set(key, "someone-else", px=5000)
     try:
@@ -258,40 +261,31 @@ def test_service_of_another_artist_is_not_found(client, sessions):
 
 
 def test_expired_hold_frees_the_slot_and_is_swept(make_app, settings, sessions, stripe_emulator):
-    short = replace(settings, booking_hold_seconds=1)
-    app = make_app(booking_hold_seconds=1)
+    clock = FakeClock()
+    app = make_app(booking_hold_seconds=60, clock=clock)
     http = app.test_client()
     world = make_world(sessions)
     start = next_local(11)
     first = book(http, world, start)
     assert first.status_code == 201
     intent_id = first.json["paymentIntent"]["id"]
-    import time
+    query = {
+        "artistId": world.artist_id,
+        "startDate": start.isoformat(),
+        "endDate": (start + timedelta(hours=1)).isoformat(),
+        "serviceDurationMin": 60,
+    }
+    assert http.post("/api/availability", json=query).json["slots"][0]["available"] is False
 
-    time.sleep(1.2)
-    availability = http.post(
-        "/api/availability",
-        json={
-            "artistId": world.artist_id,
-            "startDate": start.isoformat(),
-            "endDate": (start + timedelta(hours=1)).isoformat(),
-            "serviceDurationMin": 60,
-        },
-    )
-    assert availability.json["slots"][0]["available"] is True
+    clock.advance(seconds=60)  # the hold's last instant: it no longer blocks the slot
+    assert http.post("/api/availability", json=query).json["slots"][0]["available"] is True
     resources = app.extensions["inkflow"].resources
-
-    class Recorder:
-        sent: list[tuple[str, ...]] = []
-
-        def enqueue(self, name: str, *args: str) -> bool:
-            self.sent.append((name, *args))
-            return True
-
-    result = expire_holds(resources, StripeGateway(short), Recorder(), now=datetime.now(UTC))
+    queue = RecordingQueue()
+    result = expire_holds(resources, EffectRunner(queue, StripeGateway(settings)), now=clock())
     assert result.expired == 1
     assert result.intents_cancelled == [intent_id]
     assert stripe_emulator.payment_intent(intent_id)["status"] == "canceled"
+    assert len(queue.notifications()) == 1  # HOLD_EXPIRED, to the client
     with sessions() as session:
         assert session.scalars(select(Booking.status)).all() == [BookingStatus.EXPIRED]
     second = book(http, world, start)
@@ -299,21 +293,22 @@ def test_expired_hold_frees_the_slot_and_is_swept(make_app, settings, sessions, 
 
 
 def test_new_booking_expires_an_overlapping_stale_hold(make_app, sessions, stripe_emulator):
-    app = make_app(booking_hold_seconds=1)
-    http = app.test_client()
+    clock = FakeClock()
+    queue = RecordingQueue()
+    http = make_app(booking_hold_seconds=60, clock=clock, queue=queue).test_client()
     world = make_world(sessions)
     start = next_local(11)
     first = book(http, world, start)
-    import time
-
-    time.sleep(1.2)
+    clock.advance(seconds=61)
     second = book(http, world, start + timedelta(minutes=30))
     assert second.status_code == 201, second.json
     with sessions() as session:
-        old = session.get(Booking, __import__("uuid").UUID(first.json["booking"]["id"]))
+        old = session.get(Booking, uuid.UUID(first.json["booking"]["id"]))
         assert old.status == BookingStatus.EXPIRED
+        assert old.expired_at == clock()
     intent_id = first.json["paymentIntent"]["id"]
     assert stripe_emulator.payment_intent(intent_id)["status"] == "canceled"
+    assert len(queue.notifications()) == 1  # HOLD_EXPIRED, enqueued after the commit
 
 
 def test_too_many_open_holds_is_rate_limited(make_app, sessions):
@@ -324,3 +319,20 @@ def test_too_many_open_holds_is_rate_limited(make_app, sessions):
     third = book(http, world, next_local(14))
     assert third.status_code == 429
     assert third.json["error"] == "RATE_LIMITED"
+
+
+def test_a_lock_that_times_out_answers_503_with_retry_after(make_app, sessions):
+    """Another transaction holds the artist's schedule lock longer than lock_timeout (a
+    worker stuck on something slow): the booking answers 503 SERVICE_UNAVAILABLE, which
+    the client may retry, never a 500; nothing is left half-written."""
+    http = make_app(database_lock_timeout_ms=200).test_client()
+    world = make_world(sessions)
+    with transaction(sessions) as holder:
+        lock_artist_schedule(holder, uuid.UUID(world.artist_id))
+        response = book(http, world, next_local(11))
+    assert response.status_code == 503, response.json
+    assert response.json["error"] == "SERVICE_UNAVAILABLE"
+    assert int(response.headers["Retry-After"]) > 0
+    with sessions() as session:
+        assert session.scalars(select(Booking)).all() == []
+    assert book(http, world, next_local(11)).status_code == 201  # once the lock is free

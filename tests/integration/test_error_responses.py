@@ -15,7 +15,7 @@ def test_every_code_has_a_status_a_message_and_a_description():
     assert set(HTTP_STATUS) == set(ErrorCode) == set(MESSAGES) == set(WHEN)
 
 
-@pytest.mark.parametrize(("details", "retry_after"), [(None, "1"), ({"retryAfterSeconds": 5}, "5")])
+@pytest.mark.parametrize(("details", "retry_after"), [(None, "2"), ({"retryAfterSeconds": 5}, "5")])
 def test_service_unavailable_says_when_to_retry(app, details, retry_after):
     with app.app_context():
         response = error_response(DomainError(ErrorCode.SERVICE_UNAVAILABLE, details=details))

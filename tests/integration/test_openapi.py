@@ -223,8 +223,10 @@ def test_error_table_of_the_contract(document):
         "429": {"RATE_LIMITED"},
         "500": {"INTERNAL_ERROR"},
         "502": {"PAYMENT_PROVIDER_ERROR"},
+        "503": {"SERVICE_UNAVAILABLE"},
     }
     assert {s: _error_codes(document, create[s]) for s in create if s != "201"} == expected
+    assert create["503"]["headers"]["Retry-After"]["required"] is True
     unavailable = schemas["SlotUnavailableError"]
     assert "details" in unavailable["required"]
     reason = resolve(document, unavailable["properties"]["details"]["$ref"])["properties"]

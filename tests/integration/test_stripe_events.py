@@ -13,14 +13,17 @@ import logging
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from devtools.stripe_emulator import RecordedRequest, StripeEmulator
 from shared import cli
 from shared.adapters.db import transaction
 from shared.adapters.locks import SlotLocks
@@ -31,37 +34,32 @@ from shared.adapters.models import (
     Client,
     EventStatus,
     Notification,
+    Refund,
+    RefundReason,
+    RefundStatus,
     StripeEvent,
     StripeTransaction,
 )
-from shared.adapters.payments import PaymentProviderError, StripeGateway, refund_idempotency_key
+from shared.adapters.payments import (
+    RefundRequest,
+    StripeGateway,
+    TransientPaymentError,
+    refund_idempotency_key,
+)
 from shared.adapters.runtime import Resources, build_resources
 from shared.config import Settings
-from shared.tasks import SEND_NOTIFICATION
+from shared.usecases import refunds
 from shared.usecases.booking import BookingRequest, BookingService
+from shared.usecases.effects import EffectRunner
 from shared.usecases.holds import expire_holds
 from shared.usecases.inbox import VerifiedEvent, store_event
 from shared.usecases.stripe_events import apply_event
 from tests import support
 from tests.factories import World, make_world
-from tests.fakes.stripe_emulator import RecordedRequest, StripeEmulator
+from tests.fakes.queue import RecordingQueue
 
 JSON = dict[str, Any]
 START = (datetime.now(UTC) + timedelta(days=3)).replace(hour=11, minute=0, second=0, microsecond=0)
-
-
-@dataclass
-class RecordingQueue:
-    """Stands in for CeleryQueue: keeps (task, args) instead of sending them."""
-
-    sent: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-
-    def enqueue(self, task_name: str, *args: str) -> bool:
-        self.sent.append((task_name, args))
-        return True
-
-    def notifications(self) -> list[str]:
-        return [args[0] for name, args in self.sent if name == SEND_NOTIFICATION]
 
 
 @dataclass
@@ -69,8 +67,10 @@ class Env:
     resources: Resources
     gateway: StripeGateway
     queue: RecordingQueue
+    effects: EffectRunner
     emulator: StripeEmulator
     bookings: BookingService
+    refunds_made: set[str] = field(default_factory=set)
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -94,9 +94,33 @@ class Env:
         )
         return str(payload["id"])
 
+    def apply_id(self, event_id: str) -> str:
+        """Apply a stored event as the worker's task does: then run its effects."""
+        outcome = apply_event(self.resources, event_id, now=datetime.now(UTC))
+        self.effects.run(outcome.effects)
+        return outcome.note
+
     def apply(self, payload: JSON) -> str:
         """Deliver an event as the receiver would (store, deduplicated) and apply it."""
-        return apply_event(self.resources, self.gateway, self.queue, self.store(payload))
+        return self.apply_id(self.store(payload))
+
+    def make_refund(self, refund_id: str) -> str:
+        """The refund task, as the worker runs it."""
+        outcome = refunds.make(
+            self.resources, self.gateway, uuid.UUID(refund_id), now=datetime.now(UTC)
+        )
+        self.effects.run(outcome.effects)
+        self.refunds_made.add(refund_id)
+        return outcome.note
+
+    def make_owed_refunds(self) -> list[str]:
+        """Run the refund tasks enqueued and not run yet."""
+        todo = [r for r in dict.fromkeys(self.queue.refunds()) if r not in self.refunds_made]
+        return [self.make_refund(r) for r in todo]
+
+    def owed(self, booking_id: uuid.UUID) -> list[Refund]:
+        with transaction(self.sessions) as session:
+            return list(session.scalars(select(Refund).where(Refund.booking_id == booking_id)))
 
     def booking(self, booking_id: uuid.UUID) -> Booking:
         with transaction(self.sessions) as session:
@@ -132,9 +156,15 @@ def env(settings: Settings, stripe_emulator: StripeEmulator) -> Iterator[Env]:
     resources = build_resources(settings, pool_size=6)
     gateway = StripeGateway(settings)
     queue = RecordingQueue()
+    effects = EffectRunner(queue, gateway)
     locks = SlotLocks(resources.redis, ttl_seconds=settings.lock_ttl_seconds)
     yield Env(
-        resources, gateway, queue, stripe_emulator, BookingService(resources, gateway, locks, queue)
+        resources,
+        gateway,
+        queue,
+        effects,
+        stripe_emulator,
+        BookingService(resources, gateway, locks, effects),
     )
     stripe_emulator.reset_failures()
     resources.close()
@@ -217,11 +247,7 @@ def test_duplicate_deliveries_sequential_and_concurrent_apply_once(env: Env, wor
 
     # Five workers handed the same event at once: the inbox row lock lets one apply it.
     with ThreadPoolExecutor(max_workers=5) as pool:
-        outcomes = list(
-            pool.map(
-                lambda _: apply_event(env.resources, env.gateway, env.queue, event_id), range(5)
-            )
-        )
+        outcomes = list(pool.map(lambda _: env.apply_id(event_id), range(5)))
     assert sorted(outcomes) == ["already processed"] * 4 + ["confirmed"]
     # Then five more deliveries, one after the other.
     for _ in range(5):
@@ -443,7 +469,7 @@ def test_other_types_and_unknown_intents_are_stored_and_ignored(env: Env) -> Non
     )
     assert env.apply(stray) == "no booking for intent pi_1Unknown"
     assert env.inbox(stray["id"]).status == EventStatus.IGNORED
-    assert apply_event(env.resources, env.gateway, env.queue, "evt_1NeverStored") == "unknown event"
+    assert env.apply_id("evt_1NeverStored") == "unknown event"
 
 
 # --- mismatches -----------------------------------------------------------------------------
@@ -490,7 +516,7 @@ def _expire(env: Env, booking: Booking, status: BookingStatus) -> None:
         past = datetime.now(UTC) - timedelta(seconds=1)
         with transaction(env.sessions) as session:
             session.execute(update(Booking).where(Booking.id == booking.id).values(expires_at=past))
-        result = expire_holds(env.resources, env.gateway, env.queue, now=datetime.now(UTC))
+        result = expire_holds(env.resources, env.effects, now=datetime.now(UTC))
         assert result.expired == 1
     else:
         with transaction(env.sessions) as session:
@@ -530,25 +556,49 @@ def test_late_payment_is_refunded_in_full_when_the_slot_was_taken(
     payload = env.event("payment_intent.succeeded", paid)
     note = env.apply(payload)
 
-    assert note.startswith("late payment refunded (re_")
+    # Decided and committed: the refund is owed, Stripe not asked yet.
+    assert note == "late payment: refund owed"
     assert env.booking(booking.id).status == status
     assert env.booking(taker.id).status == BookingStatus.PENDING_PAYMENT
+    [owed] = env.owed(booking.id)
+    assert (owed.status, owed.reason, owed.amount_minor, owed.currency) == (
+        RefundStatus.PENDING,
+        RefundReason.LATE_PAYMENT,
+        5000,
+        "eur",
+    )
+    assert owed.payment_intent_id == paid["id"] and owed.stripe_refund_id is None
+    assert env.queue.refunds() == [str(owed.id)]
+    assert refund_requests(env, paid["id"]) == []
+
+    # The task (after the commit, no transaction open) makes it.
+    [made] = env.make_owed_refunds()
+    assert made.startswith("refund re_") and made.endswith(" succeeded")
     [refund_request] = refund_requests(env, paid["id"])
-    assert refund_request.idempotency_key == refund_idempotency_key(booking.id)
+    assert refund_request.idempotency_key == refund_idempotency_key(
+        booking.id, RefundReason.LATE_PAYMENT
+    )
     assert refund_request.params["payment_intent"] == paid["id"]
     assert refund_request.params["reverse_transfer"] == "true"
+    assert refund_request.params["refund_application_fee"] == "true"
     assert "amount" not in refund_request.params  # in full
+    [owed] = env.owed(booking.id)
+    assert owed.status == RefundStatus.SUCCEEDED and owed.stripe_refund_id
+    assert owed.attempts == 1 and owed.settled_at is not None
     ledger = {(t.kind, t.status, t.amount_minor) for t in env.ledger(booking.id)}
     assert ledger == {("PAYMENT", "SUCCEEDED", 5000), ("REFUND", "SUCCEEDED", 5000)}
     client_email, _ = emails(world, env)
     refund_notes = [n for n in env.notes(booking.id) if n.kind == "PAYMENT_REFUNDED"]
     assert [n.recipient for n in refund_notes] == [client_email]
+    assert str(refund_notes[0].id) in env.queue.notifications()
 
-    # Redelivered, and followed by Stripe's charge.refunded: nothing more.
+    # Redelivered, the task run again, and Stripe's charge.refunded: nothing more.
     assert env.apply(payload) == "already processed"
+    assert env.make_refund(str(owed.id)) == "already succeeded"
     env.apply(env.event("charge.refunded", env.emulator.charge_object(paid["id"])))
     assert len(refund_requests(env, paid["id"])) == 1
     assert len([t for t in env.ledger(booking.id) if t.kind == "REFUND"]) == 1
+    assert len(env.owed(booking.id)) == 1
 
 
 def test_late_payment_is_confirmed_over_a_stale_hold(env: Env, world: World) -> None:
@@ -574,28 +624,122 @@ def test_late_payment_is_confirmed_over_a_stale_hold(env: Env, world: World) -> 
     assert refund_requests(env, paid["id"]) == []
 
 
-def test_a_failed_refund_leaves_the_event_failed_and_a_retry_applies_it(
-    env: Env, world: World
-) -> None:
+def _owe_late_refund(env: Env, world: World) -> tuple[Booking, JSON, Refund]:
+    """A late payment on a taken slot, applied: its refund is owed, not made yet."""
     booking = env.book(world)
     assert booking.payment_intent_id
     paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
     _expire(env, booking, BookingStatus.EXPIRED)
     env.book(replace(world, client_id=make_world(env.sessions).client_id))
-    payload = env.event("payment_intent.succeeded", paid)
-    event_id = env.store(payload)
+    assert env.apply(env.event("payment_intent.succeeded", paid)) == "late payment: refund owed"
+    [owed] = env.owed(booking.id)
+    return booking, paid, owed
+
+
+def test_a_refund_that_fails_transiently_stays_owed_and_a_retry_makes_it_once(
+    env: Env, world: World
+) -> None:
+    booking, paid, owed = _owe_late_refund(env, world)
 
     env.emulator.fail_next(1, status=500, path_prefix="/v1/refunds")
-    with pytest.raises(PaymentProviderError):
-        apply_event(env.resources, env.gateway, env.queue, event_id)
-    failed = env.inbox(event_id)
-    assert failed.status == EventStatus.FAILED
-    assert failed.last_error and failed.last_error.startswith("TransientPaymentError")
-    assert env.ledger(booking.id) == []  # rolled back with the rest
+    with pytest.raises(TransientPaymentError):  # the task retries it with backoff
+        env.make_refund(str(owed.id))
+    [after] = env.owed(booking.id)
+    assert after.status == RefundStatus.PENDING and after.attempts == 1
+    assert after.last_error and after.last_error.startswith("TransientPaymentError")
+    assert [t.kind for t in env.ledger(booking.id)] == ["PAYMENT"]
+    assert not [n for n in env.notes(booking.id) if n.kind == "PAYMENT_REFUNDED"]
 
-    assert env.apply(payload).startswith("late payment refunded")
-    assert env.inbox(event_id).status == EventStatus.PROCESSED
+    assert env.make_refund(str(owed.id)).endswith("succeeded")
+    [after] = env.owed(booking.id)
+    assert after.status == RefundStatus.SUCCEEDED and after.attempts == 2
+    assert after.last_error is None
     assert len([t for t in env.ledger(booking.id) if t.kind == "REFUND"]) == 1
+    assert len(env.emulator.charge_object(paid["id"])["refunds"]["data"]) == 1
+
+
+def test_a_refused_refund_is_failed_for_an_operator_and_not_retried(env: Env, world: World) -> None:
+    booking, paid, owed = _owe_late_refund(env, world)
+    env.emulator.fail_next(
+        1, status=400, error_type="invalid_request_error", path_prefix="/v1/refunds"
+    )
+    note = env.make_refund(str(owed.id))  # no exception: a retry would be refused again
+    assert note.startswith("failed: ")
+    [after] = env.owed(booking.id)
+    assert after.status == RefundStatus.FAILED and after.settled_at is not None
+    assert after.last_error and after.last_error.startswith("PaymentProviderError")
+    assert env.make_refund(str(owed.id)) == "already failed"
+    assert [t.kind for t in env.ledger(booking.id)] == ["PAYMENT"]
+    assert not [n for n in env.notes(booking.id) if n.kind == "PAYMENT_REFUNDED"]
+    assert env.emulator.charge_object(paid["id"])["refunds"]["data"] == []
+
+
+def test_a_refund_stripe_already_has_is_looked_up_not_asked_again(env: Env, world: World) -> None:
+    """Stripe answered `pending` earlier (the row keeps its id, still owed): the next run
+    retrieves the refund instead of creating one."""
+    booking, paid, owed = _owe_late_refund(env, world)
+    made = env.emulator.refund_payment_intent(paid["id"])
+    with transaction(env.sessions) as session:
+        session.execute(
+            update(Refund).where(Refund.id == owed.id).values(stripe_refund_id=made["id"])
+        )
+    env.emulator.clear()
+
+    assert env.make_refund(str(owed.id)) == f"refund {made['id']} succeeded"
+    assert env.emulator.requests_to("/v1/refunds", "POST") == []
+    assert [r.path for r in env.emulator.requests_to("/v1/refunds", "GET")] == [
+        f"/v1/refunds/{made['id']}"
+    ]
+    assert env.owed(booking.id)[0].status == RefundStatus.SUCCEEDED
+    assert sorted(t.kind for t in env.ledger(booking.id)) == ["PAYMENT", "REFUND"]
+
+
+@pytest.mark.parametrize("first", ["our answer", "charge.refunded"])
+def test_the_ledger_counts_a_refund_once_whichever_report_comes_first(
+    env: Env, world: World, first: str
+) -> None:
+    """Current API versions send charge.refunded with the running total only: whether it
+    is applied before or after the answer to our own request is recorded, the ledger
+    counts the refund once."""
+    booking, paid, owed = _owe_late_refund(env, world)
+
+    def charge_refunded() -> str:
+        env.gateway.refund_in_full(  # Stripe has the refund before either report
+            RefundRequest(
+                paid["id"],
+                booking.id,
+                RefundReason.LATE_PAYMENT,
+                owed.idempotency_key,
+            )
+        )
+        charge = env.emulator.charge_object(paid["id"])
+        del charge["refunds"]
+        return env.apply(env.event("charge.refunded", charge))
+
+    if first == "charge.refunded":
+        assert charge_refunded() == "1 refund(s) recorded"
+        env.make_refund(str(owed.id))
+    else:
+        env.make_refund(str(owed.id))
+        assert charge_refunded() == "0 refund(s) recorded"
+    refunded = [t.amount_minor for t in env.ledger(booking.id) if t.kind == "REFUND"]
+    assert refunded == [5000]
+    assert len(env.emulator.charge_object(paid["id"])["refunds"]["data"]) == 1
+
+
+def test_the_sweeper_enqueues_owed_refunds_whose_task_was_lost(env: Env, world: World) -> None:
+    booking, _, owed = _owe_late_refund(env, world)
+    now = datetime.now(UTC)
+    assert not refunds.redeliver_pending(env.resources, now=now)  # its task may be running
+    later = now + refunds.REDELIVERY_AFTER + timedelta(seconds=1)
+    assert refunds.redeliver_pending(env.resources, now=later).refunds == (owed.id,)
+    # Touched by that sweep: the next ones leave it to the task they enqueued.
+    assert not refunds.redeliver_pending(env.resources, now=later + timedelta(seconds=1))
+    env.effects.run(refunds.redeliver_pending(env.resources, now=later + timedelta(minutes=6)))
+    env.make_owed_refunds()
+    assert env.owed(booking.id)[0].status == RefundStatus.SUCCEEDED
+    much_later = later + timedelta(hours=1)
+    assert not refunds.redeliver_pending(env.resources, now=much_later)  # settled
 
 
 # --- the operator CLI -----------------------------------------------------------------------
@@ -614,6 +758,7 @@ def cli_env(
         STRIPE_MAX_RETRIES="0",
         STRIPE_TIMEOUT_SECONDS="2",
         CELERY_QUEUE=celery_queue_name,
+        DATABASE_LOCK_TIMEOUT_MS="200",
     )
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -622,6 +767,15 @@ def cli_env(
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[JSON]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+
+
+@contextmanager
+def booking_locked(env: Env, booking: Booking) -> Iterator[None]:
+    """Another transaction holds the booking's row (a slow writer): applying its events
+    meanwhile fails on lock_timeout, a transient failure."""
+    with transaction(env.sessions) as holder:
+        holder.execute(select(Booking.id).where(Booking.id == booking.id).with_for_update())
+        yield
 
 
 def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
@@ -634,16 +788,16 @@ def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
         "payment_intent.succeeded", env.emulator.succeed_payment_intent(first.payment_intent_id)
     )
     env.store(received)  # stored, never applied (its task was lost)
-    paid = env.emulator.succeed_payment_intent(second.payment_intent_id)
-    failing = env.event("payment_intent.succeeded", paid)
-    env.store(failing)
-    _expire(env, second, BookingStatus.EXPIRED)
-    env.book(
-        replace(world, client_id=make_world(env.sessions).client_id), START + timedelta(hours=2)
+    failing = env.event(
+        "payment_intent.succeeded", env.emulator.succeed_payment_intent(second.payment_intent_id)
     )
-    env.emulator.fail_next(1, status=500, path_prefix="/v1/refunds")
-    with pytest.raises(PaymentProviderError):
-        apply_event(env.resources, env.gateway, env.queue, failing["id"])
+    env.store(failing)
+    impatient = build_resources(replace(env.resources.settings, database_lock_timeout_ms=200))
+    try:
+        with booking_locked(env, second), pytest.raises(OperationalError):
+            apply_event(impatient, failing["id"], now=datetime.now(UTC))
+    finally:
+        impatient.close()
     done = env.event("customer.created", {"id": "cus_1"})
     env.apply(done)
 
@@ -652,7 +806,8 @@ def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
     assert set(listed) == {received["id"], failing["id"]}
     assert listed[received["id"]]["status"] == "RECEIVED"
     assert listed[failing["id"]]["status"] == "FAILED"
-    assert listed[failing["id"]]["lastError"].startswith("TransientPaymentError")
+    assert listed[failing["id"]]["lastError"].startswith("OperationalError")
+    assert "LockNotAvailable" in listed[failing["id"]]["lastError"]
     assert cli.main(["events", "list", "--status", "IGNORED"]) == 0
     assert [row["id"] for row in _lines(capsys)] == [done["id"]]
 
@@ -664,8 +819,8 @@ def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
     assert env.booking(first.id).status == BookingStatus.CONFIRMED
 
     assert cli.main(["events", "replay", "--all-unprocessed"]) == 0
-    [row] = _lines(capsys)
-    assert row["id"] == failing["id"] and row["outcome"].startswith("late payment refunded")
+    assert _lines(capsys) == [{"id": failing["id"], "outcome": "confirmed"}]
+    assert env.booking(second.id).status == BookingStatus.CONFIRMED
     assert cli.main(["events", "list"]) == 0
     assert _lines(capsys) == []
 
@@ -676,12 +831,11 @@ def test_cli_replay_reports_a_failure_with_exit_status_1(
     booking = env.book(world)
     assert booking.payment_intent_id
     paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
-    _expire(env, booking, BookingStatus.EXPIRED)
-    env.book(replace(world, client_id=make_world(env.sessions).client_id))
     payload = env.event("payment_intent.succeeded", paid)
     env.store(payload)
-    env.emulator.fail_next(1, status=500, path_prefix="/v1/refunds")
-    assert cli.main(["events", "replay", payload["id"]]) == 1
+    with booking_locked(env, booking):
+        assert cli.main(["events", "replay", payload["id"]]) == 1
     [row] = _lines(capsys)
-    assert row["outcome"].startswith("failed: TransientPaymentError")
+    assert row["outcome"].startswith("failed: OperationalError")
     assert env.inbox(payload["id"]).status == EventStatus.FAILED
+    assert env.booking(booking.id).status == BookingStatus.PENDING_PAYMENT

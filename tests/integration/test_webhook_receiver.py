@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,43 +18,18 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.api.state import EXTENSION_KEY, ApiState
+from devtools.stripe_emulator import StripeEmulator
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
-from shared.adapters.queue import CeleryQueue
 from shared.adapters.runtime import build_resources
 from shared.config import Settings
 from shared.domain.timeutil import utcnow
 from shared.tasks import APPLY_STRIPE_EVENT
 from shared.usecases.inbox import MAX_AUTOMATIC_ATTEMPTS, redeliver_stale_events
 from tests import support
-from tests.fakes.stripe_emulator import StripeEmulator
+from tests.fakes.queue import RecordingQueue
 
 PATH = "/api/webhooks/stripe"
-
-
-@dataclass
-class RecordingQueue:
-    """Takes the place of the app's CeleryQueue: records instead of sending."""
-
-    replaced: CeleryQueue | None = None
-    sent: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-
-    def enqueue(self, task_name: str, *args: str) -> bool:
-        self.sent.append((task_name, args))
-        return True
-
-    def close(self) -> None:
-        if self.replaced is not None:
-            self.replaced.close()
-
-
-def record_queue(app: Flask) -> RecordingQueue:
-    state: ApiState = app.extensions[EXTENSION_KEY]
-    queue = RecordingQueue(replaced=state.queue)
-    state.queue = queue  # type: ignore[assignment]
-    state.bookings._queue = queue  # type: ignore[attr-defined]
-    return queue
 
 
 def sign(body: str, *, age: int = 0, secret: str = support.WEBHOOK_SECRET) -> str:
@@ -74,8 +49,13 @@ def stored(sessions: sessionmaker[Session]) -> list[StripeEvent]:
 
 
 @pytest.fixture
-def queue(app: Flask) -> RecordingQueue:
-    return record_queue(app)
+def queue() -> RecordingQueue:
+    return RecordingQueue()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask], queue: RecordingQueue) -> Flask:
+    return make_app(queue=queue)
 
 
 def test_a_signed_event_is_stored_enqueued_and_acknowledged(
@@ -191,14 +171,18 @@ def test_the_database_down_is_a_5xx_so_that_stripe_retries(
     make_app: Callable[..., Flask], stripe_emulator: Any
 ) -> None:
     closed = support.free_port()
-    app = make_app(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/inkflow")
-    queue = record_queue(app)
+    queue = RecordingQueue()
+    app = make_app(
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/inkflow", queue=queue
+    )
     body = event_body(stripe_emulator)
 
     response = app.test_client().post(PATH, data=body, headers={"Stripe-Signature": sign(body)})
 
-    assert response.status_code >= 500
-    assert response.json is not None and response.json["error"] == "INTERNAL_ERROR"
+    # A database that does not answer is momentary: 503 with Retry-After, never 2xx.
+    assert response.status_code == 503
+    assert response.json is not None and response.json["error"] == "SERVICE_UNAVAILABLE"
+    assert int(response.headers["Retry-After"]) > 0
     assert "SELECT" not in response.text and "INSERT" not in response.text
     assert queue.sent == []
 
@@ -224,15 +208,14 @@ def test_the_broker_down_still_answers_200_fast_and_the_sweeper_enqueues_later(
 
     # The inbox sweeper (a beat task) re-enqueues it once it is older than the delay.
     resources = build_resources(settings, pool_size=1)
-    sweeper_queue = RecordingQueue()
     try:
         delay = timedelta(seconds=settings.inbox_redelivery_seconds)
-        assert redeliver_stale_events(resources, sweeper_queue, now=utcnow()) == 0
+        assert not redeliver_stale_events(resources, now=utcnow())
         later = utcnow() + delay + timedelta(seconds=1)
-        assert redeliver_stale_events(resources, sweeper_queue, now=later) == 1
+        again = redeliver_stale_events(resources, now=later)
     finally:
         resources.close()
-    assert sweeper_queue.sent == [(APPLY_STRIPE_EVENT, (event.id,))]
+    assert again.tasks == ((APPLY_STRIPE_EVENT, (event.id,)),)
 
 
 def test_the_sweeper_skips_applied_events_and_those_left_to_the_operator(
@@ -257,10 +240,9 @@ def test_the_sweeper_skips_applied_events_and_those_left_to_the_operator(
         assert session.scalar(select(func.count()).select_from(StripeEvent)) == 4
 
     resources = build_resources(replace(settings, inbox_redelivery_seconds=1), pool_size=1)
-    sweeper_queue = RecordingQueue()
     try:
         later = utcnow() + timedelta(seconds=5)
-        assert redeliver_stale_events(resources, sweeper_queue, now=later) == 2
+        again = redeliver_stale_events(resources, now=later)
     finally:
         resources.close()
-    assert sorted(args[0] for _, args in sweeper_queue.sent) == sorted([received, failed])
+    assert sorted(args[0] for _, args in again.tasks) == sorted([received, failed])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError, Settings, database_url_from_env
 
 BASE = {
     "DATABASE_URL": "postgresql://u@h/db",
@@ -76,3 +76,20 @@ def test_short_jwt_secret_is_refused():
     with pytest.raises(ConfigError, match="AUTH_JWT_SECRET"):
         Settings.from_env({**BASE, "AUTH_JWT_SECRET": "short"})
     assert Settings.from_env({**BASE, "AUTH_JWT_SECRET": "x" * 32}).auth_jwt_secret == "x" * 32
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        (" postgresql://u@h:5433/db ", "postgresql+psycopg://u@h:5433/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_database_url_alone_is_normalised(url, expected):
+    assert database_url_from_env({"DATABASE_URL": url}) == expected
+
+
+def test_database_url_alone_names_itself_when_missing():
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        database_url_from_env({"DATABASE_URL": "  ", "REDIS_URL": "redis://x"})

@@ -8,8 +8,18 @@ from services.worker import tasks
 from services.worker.celery_app import configure
 from shared.adapters.payments import PaymentProviderError, TransientPaymentError
 from shared.config import Settings
-from shared.tasks import APPLY_STRIPE_EVENT, EXPIRE_HOLDS, SEND_NOTIFICATION, SWEEP_INBOX
+from shared.tasks import (
+    APPLY_STRIPE_EVENT,
+    EXPIRE_HOLDS,
+    PROCESS_REFUND,
+    SEND_NOTIFICATION,
+    SWEEP_INBOX,
+    SWEEP_REFUNDS,
+)
+from shared.usecases.effects import Effects
 from shared.usecases.notifications import TransientMailError
+from tests.fakes.clock import FakeClock
+from tests.fakes.queue import RecordingQueue
 
 ENV = {
     "DATABASE_URL": "postgresql://u@h/db",
@@ -36,6 +46,7 @@ def test_delivery_guarantees_and_schedule():
     schedule = {entry["task"]: entry["schedule"] for entry in conf.beat_schedule.values()}
     assert schedule[EXPIRE_HOLDS] == 45.0
     assert SWEEP_INBOX in schedule
+    assert SWEEP_REFUNDS in schedule  # owed refunds whose task was lost
     app.close()
 
 
@@ -43,8 +54,9 @@ def test_only_transient_errors_are_retried():
     retried = {
         tasks.apply_stripe_event.name: tasks.apply_stripe_event,
         tasks.send_notification.name: tasks.send_notification,
+        tasks.process_refund.name: tasks.process_refund,
     }
-    assert set(retried) == {APPLY_STRIPE_EVENT, SEND_NOTIFICATION}
+    assert set(retried) == {APPLY_STRIPE_EVENT, SEND_NOTIFICATION, PROCESS_REFUND}
     for task in retried.values():
         kinds = task.autoretry_for
         assert TransientMailError in kinds
@@ -52,3 +64,14 @@ def test_only_transient_errors_are_retried():
         # A refused or invalid Stripe request will not succeed by retrying.
         assert PaymentProviderError not in kinds
         assert task.retry_backoff and task.retry_jitter
+
+
+def test_the_runtime_takes_the_collaborators_it_is_given():
+    clock, queue = FakeClock(), RecordingQueue()
+    runtime = tasks.Runtime(Settings.from_env(ENV), clock=clock, queue=queue)
+    try:
+        assert runtime.clock is clock and runtime.queue is queue
+        runtime.effects.run(Effects(tasks=((APPLY_STRIPE_EVENT, ("evt_1",)),)))
+        assert queue.events() == ["evt_1"]  # the runner sends through the given queue
+    finally:
+        runtime.resources.close()

@@ -23,7 +23,7 @@ from services.api.responses import JSON, AvailabilityAnswer
 from services.api.schemas import AvailabilityRequest, parse_body
 from services.api.state import autocommit, state, unit_of_work
 from shared.domain.errors import ErrorCode
-from shared.domain.timeutil import iso_utc, utcnow
+from shared.domain.timeutil import iso_utc
 from shared.usecases.schedule import (
     Availability,
     AvailabilityQuery,
@@ -78,7 +78,7 @@ def post_availability() -> Response:
         service_id=body.service_id,
         step_min=body.slot_interval_min,
     )
-    now = utcnow()
+    now = current.clock()
     with autocommit() as session:
         key = peek_cache_key(session, query)
     payload = current.availability_cache.get(key, now) if key is not None else None

@@ -14,7 +14,7 @@ from services.api.schemas import CreateBookingRequest, parse_body
 from services.api.state import state, unit_of_work
 from shared.adapters.models import Booking
 from shared.domain.errors import DomainError, ErrorCode
-from shared.domain.timeutil import iso_utc, utcnow
+from shared.domain.timeutil import iso_utc
 from shared.usecases import idempotency
 from shared.usecases.booking import BookingRequest
 from shared.usecases.catalog import get_or_404
@@ -83,7 +83,7 @@ def create_booking() -> tuple[Response, int]:
     )
 
     def produce() -> tuple[int, dict[str, Any], uuid.UUID | None]:
-        created = current.bookings.create(booking_request, now=utcnow())
+        created = current.bookings.create(booking_request, now=current.clock())
         # A plain dict: the Idempotency-Key store keeps it for replays.
         return 201, BookingCreated.of(created).model_dump(mode="json"), created.booking.id
 
@@ -103,7 +103,7 @@ def create_booking() -> tuple[Response, int]:
             }
         ),
         produce,
-        now=utcnow(),
+        now=current.clock(),
     )
     return jsonify(answer.body), answer.status
 

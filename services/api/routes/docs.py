@@ -17,6 +17,7 @@ bp = Blueprint("docs", __name__)
     tag="operations",
     security=PUBLIC,
     responses={200: Reply("The OpenAPI 3.1 document.")},
+    database=False,
 )
 def openapi_document() -> Response:
     return Response(openapi_json(current_app), mimetype=JSON)

@@ -23,6 +23,7 @@ bp = Blueprint("health", __name__)
     tag="operations",
     security=PUBLIC,
     responses={200: Reply("Up.", Health)},
+    database=False,
 )
 def healthz() -> Response:
     return reply(Health(status="ok"))
@@ -47,6 +48,7 @@ def _check_redis(client: redis.Redis) -> None:
         200: Reply("All reachable.", Ready),
         503: Reply("Something is unreachable.", NotReady),
     },
+    database=False,  # it reports a failing database itself
 )
 def readyz() -> Response:
     resources = state().resources

@@ -53,10 +53,8 @@ _ACK = WebhookAck(received=True).model_dump_json().encode()
 def stripe_webhook() -> Response:
     current = state()
     # The signature covers the raw bytes: never re-serialise before verifying.
-    receive(
-        current.resources,
-        current.queue,
-        request.get_data(cache=False),
-        request.headers.get("Stripe-Signature"),
+    stored = receive(
+        current.resources, request.get_data(cache=False), request.headers.get("Stripe-Signature")
     )
+    current.effects.run(stored)
     return Response(_ACK, mimetype=JSON)

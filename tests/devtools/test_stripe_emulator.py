@@ -18,7 +18,7 @@ import requests
 import stripe
 from stripe.params import PaymentIntentCreateParams
 
-from tests.fakes.stripe_emulator import API_VERSION, StripeEmulator, decode_form
+from devtools.stripe_emulator import API_VERSION, StripeEmulator, decode_form
 from tests.support import free_port
 
 API_KEY = "sk_test_emulator"
@@ -597,7 +597,7 @@ def test_decode_form() -> None:
 def test_standalone_process(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.stripe_emulator", "--port", str(port)],
+        [sys.executable, "-m", "devtools.stripe_emulator", "--port", str(port)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,

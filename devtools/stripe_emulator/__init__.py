@@ -1,0 +1,43 @@
+"""Stripe API emulator for tests and local runs: no network, standard library + ``stripe``.
+
+A real HTTP server (``ThreadingHTTPServer`` on 127.0.0.1 in a background thread) speaking
+Stripe's v1 form-encoded API, so the unmodified ``stripe`` SDK works against it::
+
+    with StripeEmulator() as emu:
+        client = stripe.StripeClient(
+            "sk_test_x", base_addresses={"api": emu.url}, max_network_retries=0
+        )
+        pi = client.v1.payment_intents.create({"amount": 5000, "currency": "eur"})
+        emu.succeed_payment_intent(pi.id)
+
+Modelled: PaymentIntents (create/retrieve/update/cancel), Refunds (create/retrieve), Charges
+(retrieve) and connected Accounts (retrieve; unknown ``acct_`` ids are auto-created, enabled).
+
+- Allowed parameters (also nested ones) come from the SDK's typed params
+  (``stripe.params.*Params``): anything else -> 400 ``parameter_unknown`` like Stripe. Parameters
+  the SDK knows but the emulator does not model -> 400 ``emulator_unsupported_parameter``.
+- ``Idempotency-Key`` per API key: same request -> stored answer replayed with
+  ``Idempotent-Replayed: true``; other endpoint/parameters -> 400 ``idempotency_error``;
+  concurrent use -> 409. Validation errors are not stored (as at Stripe).
+- Failure injection: ``fail_next``/``fail_always`` answer before the API runs (nothing stored,
+  so a retry with the same key succeeds); ``delay_next`` sleeps after processing by default (the
+  answer is "lost", as in a client timeout) or before it with ``phase="before"``.
+- JSON control API under ``/_emulator/`` (see ``control.py``), no auth.
+- Standalone: ``python -m devtools.stripe_emulator --port 12111`` (stops on SIGTERM/SIGINT).
+
+Modules: ``emulator`` (state, request pipeline, the methods tests call), one module per
+resource (``payment_intents``, ``refunds``, ``charges``, ``accounts``: handlers and their
+``ROUTES``), ``events``, ``control`` (``/_emulator/``), ``idempotency``, ``faults``
+(failure injection), ``params`` (validation from the SDK's typed params), ``wire`` (form
+decoding, headers, recorded requests), ``store``, ``errors``, ``server`` (HTTP),
+``__main__`` (the command line). A new resource is a module with handlers and ``ROUTES``
+(``routing.route(method, path, handler, sdk_params_typeddict)``), listed in
+``emulator.ROUTES``; its out-of-band actions become ``StripeEmulator`` methods and
+``control.ROUTES`` entries.
+"""
+
+from devtools.stripe_emulator.emulator import StripeEmulator
+from devtools.stripe_emulator.errors import ApiError
+from devtools.stripe_emulator.wire import API_VERSION, Headers, RecordedRequest, decode_form
+
+__all__ = ["API_VERSION", "ApiError", "Headers", "RecordedRequest", "StripeEmulator", "decode_form"]

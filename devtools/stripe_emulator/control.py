@@ -1,0 +1,88 @@
+"""The JSON control API under ``/_emulator/`` (no auth): what tests and tools outside the
+process use to act as the customer or the Dashboard, and to inject failures.
+
+Answers 200 with the result (``{"ok": true}`` for actions), 400/404 with ``{"error": …}``.
+Bodies are the keywords of the ``StripeEmulator`` method a route calls.
+
+    POST payment_intents/{id}/succeed | fail {code, message} | refund {amount}
+    GET  payment_intents/{id} | payment_intents/{id}/charge
+    POST accounts/{id} {charges_enabled, payouts_enabled}
+    POST events {type, object} | {type, payment_intent}   (optional id, created)
+    POST fail_next {n, status, error_type, path_prefix, method, code, message, always}
+    POST delay_next {seconds, n, path_prefix, method, phase}
+    POST reset_failures | reset | clear
+    GET  requests
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from devtools.stripe_emulator.errors import ApiError
+from devtools.stripe_emulator.store import JSON
+from devtools.stripe_emulator.wire import Response
+
+if TYPE_CHECKING:
+    from devtools.stripe_emulator.emulator import StripeEmulator
+
+PREFIX = "/_emulator/"
+
+# (method, path with the id as "*") -> action(emulator, body, id)
+Action = Callable[["StripeEmulator", JSON, str], Any]
+
+
+def _fail(emu: StripeEmulator, d: JSON) -> None:
+    """``{n, status, error_type, path_prefix, method, code, message}``; ``always: true``."""
+    if d.pop("always", False):
+        d.pop("n", None)
+        emu.fail_always(**d)
+    else:
+        emu.fail_next(**d)
+
+
+def _event(emu: StripeEmulator, d: JSON) -> JSON:
+    """``{"type", "object"}``, or ``{"type", "payment_intent"}`` built from current state
+    (``charge.*`` types wrap the intent's charge); optional ``id`` and ``created``."""
+    obj = d.get("object")
+    if obj is None:
+        pi_id = d["payment_intent"]
+        charge = str(d["type"]).startswith("charge.")
+        obj = emu.charge_object(pi_id) if charge else emu.payment_intent(pi_id)
+    return emu.event(d["type"], obj, event_id=d.get("id"), created=d.get("created"))
+
+
+ROUTES: dict[tuple[str, str], Action] = {
+    ("POST", "payment_intents/*/succeed"): lambda e, d, i: e.succeed_payment_intent(i),
+    ("POST", "payment_intents/*/fail"): lambda e, d, i: e.fail_payment_intent(i, **d),
+    ("POST", "payment_intents/*/refund"): lambda e, d, i: e.refund_payment_intent(
+        i, d.get("amount")
+    ),
+    ("GET", "payment_intents/*"): lambda e, d, i: e.payment_intent(i),
+    ("GET", "payment_intents/*/charge"): lambda e, d, i: e.charge_object(i),
+    ("POST", "accounts/*"): lambda e, d, i: e.set_account(i, **d),
+    ("POST", "events"): lambda e, d, i: _event(e, d),
+    ("POST", "fail_next"): lambda e, d, i: _fail(e, d),
+    ("POST", "delay_next"): lambda e, d, i: e.delay_next(**d),
+    ("POST", "reset_failures"): lambda e, d, i: e.reset_failures(),
+    ("POST", "reset"): lambda e, d, i: e.reset(),
+    ("POST", "clear"): lambda e, d, i: e.clear(),
+    ("GET", "requests"): lambda e, d, i: [r.to_dict() for r in e.requests],
+}
+
+
+def handle(emulator: StripeEmulator, method: str, path: str, body: str) -> Response:
+    parts = path.removeprefix(PREFIX).strip("/").split("/")
+    obj_id = parts[1] if len(parts) > 1 else ""
+    route = "/".join("*" if n == 1 else part for n, part in enumerate(parts))
+    action = ROUTES.get((method, route))
+    if action is None:
+        return Response(404, {"error": f"no control route {method} {path}"})
+    try:
+        result = action(emulator, json.loads(body or "{}"), obj_id)
+        return Response(200, {"ok": True} if result is None else result)
+    except ApiError as e:
+        return Response(e.status, e.body())
+    except (ValueError, TypeError, KeyError) as e:
+        return Response(400, {"error": f"{type(e).__name__}: {e}"})

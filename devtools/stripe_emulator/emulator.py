@@ -1,0 +1,252 @@
+"""The emulator: its state, the request pipeline, and what tests and tools call on it."""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from typing import Literal
+from urllib.parse import urlsplit
+
+from devtools.stripe_emulator import (
+    accounts,
+    charges,
+    control,
+    events,
+    idempotency,
+    payment_intents,
+    refunds,
+)
+from devtools.stripe_emulator.errors import ApiError
+from devtools.stripe_emulator.faults import Faults, Rule
+from devtools.stripe_emulator.idempotency import Claim, IdempotencyKeys
+from devtools.stripe_emulator.params import check_params
+from devtools.stripe_emulator.routing import Route, find
+from devtools.stripe_emulator.server import EmulatorServer
+from devtools.stripe_emulator.store import JSON, Store, new_id
+from devtools.stripe_emulator.wire import (
+    API_VERSION,
+    Headers,
+    RecordedRequest,
+    Response,
+    decode_form,
+)
+
+# A new resource: a module with its handlers and ROUTES, added here.
+ROUTES: list[Route] = [
+    *payment_intents.ROUTES,
+    *refunds.ROUTES,
+    *charges.ROUTES,
+    *accounts.ROUTES,
+]
+
+
+class StripeEmulator:
+    """Stateful Stripe v1 API emulator; all public methods are thread-safe."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False) -> None:
+        self.host, self.port, self.verbose = host, port, verbose
+        self._lock = threading.RLock()  # held while the store is read or written
+        self._stopping = threading.Event()
+        self._server: EmulatorServer | None = None
+        self._thread: threading.Thread | None = None
+        self._store = Store()
+        self._idempotency = IdempotencyKeys()
+        self._faults = Faults()
+        self._requests: list[RecordedRequest] = []
+
+    def reset(self) -> None:
+        """Forget everything: objects, idempotency keys, failure rules and recorded requests."""
+        with self._lock:
+            self._store.clear()
+            self._idempotency.clear()
+            self._faults.clear()
+            self._requests.clear()
+
+    # lifecycle
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return f"http://{self.host}:{self._server.server_address[1]}"
+
+    def start(self) -> StripeEmulator:
+        self._stopping.clear()
+        self._server = EmulatorServer((self.host, self.port), self.dispatch, verbose=self.verbose)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="stripe-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            self._stopping.set()  # wakes delayed answers
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> StripeEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # recorded requests
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, path_prefix: str, method: str | None = None) -> list[RecordedRequest]:
+        method = method and method.upper()
+        return [
+            r
+            for r in self.requests
+            if r.path.startswith(path_prefix) and method in (None, r.method)
+        ]
+
+    def clear(self) -> None:
+        """Forget recorded requests (objects and idempotency keys are kept)."""
+        with self._lock:
+            self._requests.clear()
+
+    # failure injection (see faults.py): rules select requests by ``path_prefix`` and ``method``
+    def fail_next(
+        self, n: int = 1, status: int = 500, error_type: str = "api_error", *,
+        path_prefix: str = "/v1/", method: str | None = None, code: str | None = None,
+        message: str = "An unknown error occurred.",
+    ) -> None:  # fmt: skip
+        """Answer the next ``n`` matching requests with this error, without processing them."""
+        self._faults.add(Rule("fail", n, path_prefix, method, status, error_type, code, message))
+
+    def fail_always(
+        self, status: int = 500, error_type: str = "api_error", *, path_prefix: str = "/v1/",
+        method: str | None = None, code: str | None = None,
+        message: str = "An unknown error occurred.",
+    ) -> None:  # fmt: skip
+        """Like ``fail_next`` for every matching request until ``reset_failures()``."""
+        rule = Rule("fail", None, path_prefix, method, status, error_type, code, message)
+        self._faults.add(rule)
+
+    def delay_next(
+        self, seconds: float, n: int = 1, *, path_prefix: str = "/v1/", method: str | None = None,
+        phase: Literal["before", "after"] = "after",
+    ) -> None:  # fmt: skip
+        """Sleep before answering the next ``n`` matching requests: ``after`` processing (the
+        answer comes too late, as in a client timeout) or ``before`` it (the request hangs)."""
+        self._faults.add(Rule("delay", n, path_prefix, method, seconds=seconds, phase=phase))
+
+    def reset_failures(self) -> None:
+        self._faults.clear()
+
+    # state changes Stripe makes out of band, and snapshots
+    def payment_intent(self, pi_id: str) -> JSON:
+        with self._lock:
+            return copy.deepcopy(payment_intents.intent(self._store, pi_id))
+
+    def succeed_payment_intent(self, pi_id: str) -> JSON:
+        """The customer paid: status ``succeeded`` with a new charge as ``latest_charge``."""
+        with self._lock:
+            return payment_intents.succeed(self._store, pi_id)
+
+    def fail_payment_intent(
+        self, pi_id: str, code: str = "card_declined", message: str = "Your card was declined."
+    ) -> JSON:
+        """A payment attempt failed: back to ``requires_payment_method`` with the error."""
+        with self._lock:
+            return payment_intents.fail(self._store, pi_id, code, message)
+
+    def refund_payment_intent(self, pi_id: str, amount: int | None = None) -> JSON:
+        """A refund made outside the API (e.g. in the Dashboard)."""
+        with self._lock:
+            return refunds.refund_out_of_band(self._store, pi_id, amount)
+
+    def set_account(
+        self, acct_id: str, charges_enabled: bool = True, payouts_enabled: bool | None = None
+    ) -> JSON:
+        """Create or change a connected account (``details_submitted`` follows charges)."""
+        with self._lock:
+            return accounts.set_account(self._store, acct_id, charges_enabled, payouts_enabled)
+
+    def charge_object(self, pi_id: str) -> JSON:
+        """The intent's latest charge as Stripe shows it (e.g. ``charge.refunded`` payloads);
+        ``refunded`` is true once refunds (API or ``refund_payment_intent``) cover the amount."""
+        with self._lock:
+            return payment_intents.latest_charge(self._store, pi_id)
+
+    def event(
+        self, type: str, obj: JSON, *, event_id: str | None = None, created: int | None = None
+    ) -> JSON:
+        """A complete Stripe Event wrapping ``obj`` (serialise and sign it yourself)."""
+        return events.event(type, obj, event_id=event_id, created=created)
+
+    # request pipeline: record -> injected failure -> auth -> idempotency -> handler -> delay
+    def dispatch(self, method: str, target: str, headers: Headers, body: str) -> Response:
+        """Answer one HTTP request (the server calls this from its handler threads)."""
+        url = urlsplit(target)
+        if url.path.startswith(control.PREFIX):
+            return control.handle(self, method, url.path, body)
+        req = RecordedRequest(method, url.path, decode_form(body or url.query), headers)
+        with self._lock:
+            self._requests.append(req)
+        resp = self._answer(req)
+        req.status, req.response = resp.status, resp.body
+        return resp
+
+    def _answer(self, req: RecordedRequest) -> Response:
+        version = req.headers.get("Stripe-Version") or API_VERSION
+        base = {"Request-Id": new_id("req_", 14), "Stripe-Version": version}
+        fail, delay = self._faults.take("fail", req), self._faults.take("delay", req)
+        if fail is not None:
+            self._sleep(delay.seconds if delay else 0)
+            err = ApiError(fail.status, fail.message, fail.code, type=fail.error_type)
+            return Response(fail.status, err.body(), base)
+        key = req.api_key or ""
+        if not re.fullmatch(r"sk_test_\w+", key):
+            msg = f"Invalid API Key provided: {key[:8]}****" if key else "No API key provided."
+            return Response(401, ApiError(401, msg, type="authentication_error").body(), base)
+        idem = req.idempotency_key if req.method == "POST" else None
+        slot = (key, idem or "")
+        if idem:
+            base["Idempotency-Key"] = idem
+            claim = self._idempotency.claim(slot)
+            if claim is Claim.BUSY:
+                return idempotency.busy(idem, base)
+            if claim is not Claim.NEW:
+                return idempotency.replay(req, claim, base)
+        try:
+            if delay is not None and delay.phase == "before":
+                self._sleep(delay.seconds)
+            resp, store = self._process(req, base)
+            if idem and store:
+                self._idempotency.keep(slot, req, resp)
+        finally:
+            if idem:
+                self._idempotency.release(slot)
+        if delay is not None and delay.phase == "after":
+            req.status, req.response = resp.status, resp.body  # the answer is decided already
+            self._sleep(delay.seconds)
+        return resp
+
+    def _process(self, req: RecordedRequest, base: dict[str, str]) -> tuple[Response, bool]:
+        """Route and run; also returns whether Stripe would store the answer (idempotency)."""
+        found = find(ROUTES, req.method, req.path)
+        if found is None:
+            msg = f"Unrecognized request URL ({req.method}: {req.path})."
+            return Response(404, ApiError(404, msg).body(), base), False
+        route, obj_id = found
+        try:
+            with self._lock:
+                check_params(req.params, route.params)
+                return Response(200, route.handler(self._store, req, obj_id), base), True
+        except ApiError as e:
+            return Response(e.status, e.body(), base), e.store
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)  # returns early on stop()

@@ -1,0 +1,40 @@
+"""What the emulator holds: Stripe objects by id, and how new ids and times are made.
+
+Plain JSON-able dicts, so that a later version can save and load them as they are.
+Whoever reads or writes a `Store` holds the emulator's lock.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass
+class Store:
+    """Every object by id. Intents, refunds and accounts are kept as the API shows them;
+    a charge is kept as ``{id, payment_intent, created, refunds, payment_method}`` and
+    rendered from its intent (see ``charges.charge_json``)."""
+
+    intents: dict[str, JSON] = field(default_factory=dict)
+    charges: dict[str, JSON] = field(default_factory=dict)
+    refunds: dict[str, JSON] = field(default_factory=dict)
+    accounts: dict[str, JSON] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        for objects in (self.intents, self.charges, self.refunds, self.accounts):
+            objects.clear()

@@ -1,0 +1,97 @@
+"""What travels over HTTP: the API version, form bodies, headers, requests and answers."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import stripe
+
+from devtools.stripe_emulator.store import JSON
+
+API_VERSION: str = stripe.api_version  # what the SDK sends, e.g. "2026-10-28.endive"
+
+
+def decode_form(body: str) -> JSON:
+    """Decode ``a[b][c]=1&l[0]=x&l[1]=y`` into ``{"a": {"b": {"c": "1"}}, "l": ["x", "y"]}``.
+
+    Values stay strings; hashes whose keys are all indexes become lists (not ``metadata``).
+    """
+    root: JSON = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        head, _, rest = key.partition("[")
+        parts = [head, *re.findall(r"([^\[\]]*)\]", "[" + rest)] if rest else [head]
+        node = root
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1] or str(len(node))] = value  # ``a[]=x`` appends
+    return {k: _listify(v, k) for k, v in root.items()}
+
+
+def _listify(node: Any, name: str) -> Any:
+    if not isinstance(node, dict):
+        return node
+    out = {k: _listify(v, k) for k, v in node.items()}
+    if out and name != "metadata" and all(k.isdigit() for k in out):
+        return [out[k] for k in sorted(out, key=int)]
+    return out
+
+
+class Headers(dict[str, str]):
+    """Request headers with case-insensitive lookup (keys are stored lower-cased)."""
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class RecordedRequest:
+    """An API request as the emulator saw it, and (once decided) its answer."""
+
+    method: str
+    path: str
+    params: JSON  # decoded form body (POST) or query string (GET)
+    headers: Headers
+    status: int | None = None  # set just before the answer is written
+    response: Any = None
+    replayed: bool = False  # answered from the idempotency store
+    at: float = field(default_factory=time.time)
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.headers.get("Idempotency-Key")
+
+    @property
+    def stripe_account(self) -> str | None:
+        return self.headers.get("Stripe-Account")
+
+    @property
+    def api_key(self) -> str | None:
+        auth = self.headers.get("Authorization") or ""
+        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+
+    def to_dict(self) -> JSON:
+        return {**asdict(self), "headers": dict(self.headers)}
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,12 @@
+"""What a client or an artist is told about a booking (one outbox row per recipient)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class NotificationKind(StrEnum):
+    BOOKING_CONFIRMED = "BOOKING_CONFIRMED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    HOLD_EXPIRED = "HOLD_EXPIRED"
+    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
