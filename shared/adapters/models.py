@@ -35,6 +35,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.adapters.db import Base
 
 # The status enums live with the rules; re-exported for the rest of the code.
+from shared.domain.deposits import CancelledBy as CancelledBy
+from shared.domain.deposits import DepositStatus as DepositStatus
 from shared.domain.notifications import NotificationKind as NotificationKind
 from shared.domain.refunds import RefundReason as RefundReason
 from shared.domain.refunds import RefundStatus as RefundStatus
@@ -94,6 +96,12 @@ class Artist(Base):
         CheckConstraint("buffer_min >= 0", name="buffer_min_non_negative"),
         CheckConstraint("min_notice_min >= 0", name="min_notice_non_negative"),
         CheckConstraint("max_advance_days >= 0", name="max_advance_non_negative"),
+        CheckConstraint(
+            "(refund_window_hours IS NULL OR refund_window_hours >= 0) "
+            "AND reschedule_notice_hours >= 0 AND max_reschedules >= 0 "
+            "AND reminder_hours >= 0 AND no_show_limit >= 0",
+            name="policy_non_negative",
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -111,6 +119,12 @@ class Artist(Base):
     buffer_min: Mapped[int] = mapped_column(Integer, default=0)
     min_notice_min: Mapped[int] = mapped_column(Integer, default=0)
     max_advance_days: Mapped[int] = mapped_column(Integer, default=365)
+    # The deposit policy (shared.domain.policy.DepositPolicy; the defaults are its own).
+    refund_window_hours: Mapped[int | None] = mapped_column(Integer)
+    reschedule_notice_hours: Mapped[int] = mapped_column(Integer, server_default=text("48"))
+    max_reschedules: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    reminder_hours: Mapped[int] = mapped_column(Integer, server_default=text("24"))
+    no_show_limit: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -133,6 +147,8 @@ class Service(Base):
     price: Mapped[Decimal] = mapped_column(Money)
     deposit_amount: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
+    # A service with bookings is never deleted: inactive, it takes no new bookings.
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -182,6 +198,13 @@ class Booking(Base):
         CheckConstraint("end_time > start_time", name="end_after_start"),
         CheckConstraint(f"status IN ({_in(BookingStatus)})", name="status_known"),
         CheckConstraint("deposit_amount >= 0", name="deposit_non_negative"),
+        CheckConstraint(f"deposit_status IN ({_in(DepositStatus)})", name="deposit_status_known"),
+        CheckConstraint(
+            f"cancelled_by IS NULL OR cancelled_by IN ({_in(CancelledBy)})",
+            name="cancelled_by_known",
+        ),
+        CheckConstraint("reschedule_count >= 0", name="reschedule_count_non_negative"),
+        CheckConstraint("amount_refunded_minor >= 0", name="amount_refunded_non_negative"),
         # Two live bookings of one artist can never overlap: the database is the fence
         # that the Redis lock is not (a lock can expire under a paused holder).
         ExcludeConstraint(
@@ -195,6 +218,8 @@ class Booking(Base):
             name=BOOKINGS_NO_OVERLAP,
         ),
         Index("ix_bookings_artist_id_start_time", "artist_id", "start_time"),
+        # The operator's list in start order, keyset-paginated on (start_time, id).
+        Index("ix_bookings_start_time_id", "start_time", "id"),
         Index(
             "ix_bookings_pending_expires_at",
             "expires_at",
@@ -220,6 +245,14 @@ class Booking(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    no_show_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_by: Mapped[str | None] = mapped_column(String(10))
+    cancellation_reason: Mapped[str | None] = mapped_column(String(500))
+    reschedule_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    deposit_status: Mapped[str] = mapped_column(String(20))
+    # What Stripe reports refunded on the deposit, in the currency's minor unit.
+    amount_refunded_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
     # The conditions on a status that queries filter on, written once (they mirror the
     # pure `shared.domain.transitions.is_live`, `hold_over` and `blocks_slot`).
@@ -336,7 +369,9 @@ class Notification(Base):
     __table_args__ = (
         CheckConstraint(f"kind IN ({_in(NotificationKind)})", name="kind_known"),
         CheckConstraint(f"status IN ({_in(NotificationStatus)})", name="status_known"),
-        UniqueConstraint("booking_id", "kind", "recipient"),
+        # At most one email per booking, kind, recipient and occasion (a second
+        # reschedule, another refund, a reminder for a new start time is a new occasion).
+        UniqueConstraint("booking_id", "kind", "recipient", "occasion"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -344,6 +379,7 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(30))
     channel: Mapped[str] = mapped_column(String(20), default="email")
     recipient: Mapped[str] = mapped_column(String(320))
+    occasion: Mapped[str] = mapped_column(String(100), server_default=text("''"))
     status: Mapped[str] = mapped_column(String(20), default=NotificationStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -59,6 +59,8 @@ class BookingStatus(StrEnum):
     CONFIRMED = "CONFIRMED"
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
+    COMPLETED = "COMPLETED"
+    NO_SHOW = "NO_SHOW"
 
 
 # What the exclusion constraint counts (order kept: the constraint's SQL is built from it).

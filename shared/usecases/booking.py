@@ -25,6 +25,7 @@ from shared.adapters.models import BOOKINGS_NO_OVERLAP, Artist, Booking, Client,
 from shared.adapters.payments import DepositRequest, Intent, PaymentProviderError, StripeGateway
 from shared.adapters.runtime import Resources
 from shared.domain import availability as rules
+from shared.domain.deposits import initial_deposit_status
 from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.money import to_minor_units
 from shared.domain.notifications import NotificationKind
@@ -207,6 +208,7 @@ def _insert_booking(
         start_time=start,
         end_time=end,
         status=initial_status(deposit_required=not free),
+        deposit_status=initial_deposit_status(deposit_required=not free),
         deposit_amount=service.deposit_amount,
         currency=service.currency,
         expires_at=None if free else now + timedelta(seconds=hold_seconds),

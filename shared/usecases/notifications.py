@@ -128,6 +128,10 @@ RECIPIENT_ROLES: dict[NotificationKind, tuple[RecipientRole, ...]] = {
     NotificationKind.PAYMENT_FAILED: ("client",),
     NotificationKind.HOLD_EXPIRED: ("client",),
     NotificationKind.PAYMENT_REFUNDED: ("client",),
+    NotificationKind.BOOKING_CANCELLED: ("client", "artist"),
+    NotificationKind.BOOKING_RESCHEDULED: ("client", "artist"),
+    NotificationKind.REMINDER: ("client",),
+    NotificationKind.NO_SHOW_RECORDED: ("client",),
 }
 
 # Template base names: NAME.subject.txt, NAME.txt and NAME.html in TEMPLATE_DIR.
@@ -137,6 +141,12 @@ _TEMPLATES: dict[tuple[NotificationKind, RecipientRole], str] = {
     (NotificationKind.PAYMENT_FAILED, "client"): "payment_failed",
     (NotificationKind.HOLD_EXPIRED, "client"): "hold_expired",
     (NotificationKind.PAYMENT_REFUNDED, "client"): "payment_refunded",
+    (NotificationKind.BOOKING_CANCELLED, "client"): "booking_cancelled_client",
+    (NotificationKind.BOOKING_CANCELLED, "artist"): "booking_cancelled_artist",
+    (NotificationKind.BOOKING_RESCHEDULED, "client"): "booking_rescheduled_client",
+    (NotificationKind.BOOKING_RESCHEDULED, "artist"): "booking_rescheduled_artist",
+    (NotificationKind.REMINDER, "client"): "reminder",
+    (NotificationKind.NO_SHOW_RECORDED, "client"): "no_show_recorded",
 }
 
 
@@ -161,11 +171,17 @@ class TransientMailError(Exception):
 
 
 def add_notification(
-    session: Session, booking: Booking, kind: NotificationKind, recipient: str
+    session: Session,
+    booking: Booking,
+    kind: NotificationKind,
+    recipient: str,
+    occasion: str = "",
 ) -> uuid.UUID | None:
     """Add one PENDING e-mail to the outbox in the caller's transaction (no commit).
 
-    Returns the new row's id, or None when (booking, kind, recipient) already has a row.
+    Returns the new row's id, or None when (booking, kind, recipient, occasion) already
+    has a row. `occasion` tells apart the emails of one kind that a booking may get more
+    than once (each refund, each reschedule, each reminded start time).
     """
     if booking.id is None:  # a new Booking gets its id when it is flushed
         session.flush()
@@ -177,16 +193,19 @@ def add_notification(
             kind=kind.value,
             channel=CHANNEL_EMAIL,
             recipient=recipient,
+            occasion=occasion,
             status=NotificationStatus.PENDING.value,
             attempts=0,
         )
-        .on_conflict_do_nothing(index_elements=["booking_id", "kind", "recipient"])
+        .on_conflict_do_nothing(index_elements=["booking_id", "kind", "recipient", "occasion"])
         .returning(Notification.id)
     )
     return session.execute(stmt).scalar_one_or_none()
 
 
-def notify_booking(session: Session, booking: Booking, kind: NotificationKind) -> list[uuid.UUID]:
+def notify_booking(
+    session: Session, booking: Booking, kind: NotificationKind, occasion: str = ""
+) -> list[uuid.UUID]:
     """Add the outbox rows `kind` calls for (see `RECIPIENT_ROLES`) in the caller's
     transaction. Returns the ids of the rows that are new: after commit, enqueue one send
     task for each. An empty list means everything was already in the outbox."""
@@ -197,7 +216,7 @@ def notify_booking(session: Session, booking: Booking, kind: NotificationKind) -
     emails: dict[RecipientRole, str] = {"client": client.email, "artist": artist.email}
     added: list[uuid.UUID] = []
     for role in RECIPIENT_ROLES[kind]:
-        new_id = add_notification(session, booking, kind, emails[role])
+        new_id = add_notification(session, booking, kind, emails[role], occasion)
         if new_id is not None:
             added.append(new_id)
     return added
@@ -400,7 +419,7 @@ def _load_rows(session: Session, booking_id: uuid.UUID) -> _Rows:
 
 
 def _role_of(kind: NotificationKind, recipient: str, rows: _Rows) -> RecipientRole:
-    # The row stores the address, not the role. Only BOOKING_CONFIRMED has an artist mail;
+    # The row stores the address, not the role (see RECIPIENT_ROLES for who gets which);
     # if client and artist share an address there is one row, and it gets the client's mail.
     address = recipient.casefold()
     if (

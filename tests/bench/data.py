@@ -147,6 +147,7 @@ def seed_availability(engine: Engine, run_id: str, rng: random.Random) -> Availa
                     "end_time": start + timedelta(minutes=30),
                     "status": BookingStatus.CONFIRMED.value,
                     "deposit_amount": Decimal("30.00"),
+                    "deposit_status": "PAID",
                     "currency": "eur",
                     "confirmed_at": datetime.now(UTC),
                 }

@@ -462,6 +462,7 @@ def test_self_join_detects_bookings_inside_the_buffer(
                     end_time=at(day, hour + 1),
                     status=BookingStatus.CONFIRMED,
                     deposit_amount=0,
+                    deposit_status="NOT_REQUIRED",
                     currency="eur",
                     confirmed_at=now,
                     created_at=now,

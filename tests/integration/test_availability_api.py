@@ -93,6 +93,7 @@ def test_live_bookings_block_and_expired_holds_do_not(client, sessions):
                     end_time=begin + timedelta(hours=1),
                     status=status,
                     deposit_amount=Decimal("50"),
+                    deposit_status="UNPAID",
                     currency="eur",
                     expires_at=expires,
                 )

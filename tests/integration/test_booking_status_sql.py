@@ -45,6 +45,7 @@ def _every_kind(sessions: sessionmaker[Session]) -> dict[uuid.UUID, tuple[str, d
                 end_time=start + timedelta(hours=1),
                 status=status,
                 deposit_amount=Decimal("50.00"),
+                deposit_status="UNPAID",
                 currency="eur",
                 expires_at=expires_at,
             )

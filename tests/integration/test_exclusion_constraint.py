@@ -26,6 +26,7 @@ def _insert(sessions, world, start: datetime, minutes: int, status=BookingStatus
             end_time=start + timedelta(minutes=minutes),
             status=status,
             deposit_amount=Decimal("50.00"),
+            deposit_status="UNPAID",
             currency="eur",
             expires_at=start,
         )

@@ -81,6 +81,7 @@ def _book(
             end_time=START + timedelta(hours=1),
             status=status,
             deposit_amount=Decimal("50.00"),
+            deposit_status="UNPAID",
             currency="eur",
             expires_at=START,
         )
@@ -168,6 +169,7 @@ def test_add_notification_flushes_a_new_booking_first(sessions):
             end_time=START + timedelta(hours=1),
             status=BookingStatus.CONFIRMED,
             deposit_amount=Decimal("50.00"),
+            deposit_status="UNPAID",
             currency="eur",
         )
         session.add(booking)
