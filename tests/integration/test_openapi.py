@@ -297,6 +297,8 @@ def test_response_conventions(document):
         "CONFIRMED",
         "EXPIRED",
         "CANCELLED",
+        "COMPLETED",
+        "NO_SHOW",
     }
     for name in ("ClientList", "ArtistList", "ServiceList", "LeaveList", "BookingList"):
         assert set(schemas[name]["properties"]) == {"items"}, name
