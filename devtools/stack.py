@@ -356,7 +356,7 @@ class Stack:
             self.console.say(f"Stopping {name}…")
             try:
                 stop()
-            except Exception as exc:  # keep stopping the others
+            except Exception as exc:  # noqa: BLE001 - one that will not stop must not keep the others running
                 self.console.say(f"could not stop {name}: {exc}")
 
     def __enter__(self) -> Self:

@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 from devtools.stripe_emulator import StripeEmulator
 from services.api.app import create_app
 from services.api.state import EXTENSION_KEY, ApiState
-from shared.adapters.db import make_engine, make_session_factory, transaction
-from shared.adapters.models import Base
+from shared.adapters.db import Base, make_engine, make_session_factory, transaction
 from shared.adapters.payments import StripeGateway
 from shared.adapters.queue import TaskQueue
 from shared.config import Settings

@@ -66,7 +66,7 @@ class CeleryQueue:
     def enqueue(self, task_name: str, *args: str) -> bool:
         try:
             self._app.send_task(task_name, args=list(args), queue=self._queue, retry=False)
-        except Exception as exc:  # kombu raises a zoo of connection errors
+        except Exception as exc:  # noqa: BLE001 - kombu raises a zoo of connection errors; the sweepers re-enqueue
             log.warning("could not enqueue %s%s: %s", task_name, args, exc)
             return False
         return True

@@ -42,7 +42,7 @@ def _threaded(worker: Callable[[threading.Event], int], threads: int, seconds: f
     def body() -> None:
         try:
             n = worker(stop)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the harness thread
             with lock:
                 errors.append(exc)
             return

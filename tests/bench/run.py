@@ -609,7 +609,7 @@ class ConfirmationPoller(threading.Thread):
                         self.seen[booking] = now
                         self.pending.discard(booking)
                     self._stop_event.wait(CONFIRM_POLL_SECONDS)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.error = exc
 
     def stop(self) -> None:
@@ -820,7 +820,7 @@ def main() -> int:
     except HarnessError as exc:
         bench.say(f"HARNESS FAILURE: {exc}")
         status = 2
-    except Exception:
+    except Exception:  # noqa: BLE001 - the table is printed with the failure
         bench.say("HARNESS FAILURE:\n" + traceback.format_exc())
         status = 2
     finally:

@@ -312,7 +312,7 @@ class Stack:
             for name, stop in reversed(self._embedded):
                 try:
                     stop()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - stop the others anyway
                     self.say(f"could not stop embedded {name}: {exc}")
             self.state_file.unlink(missing_ok=True)
         finally:

@@ -57,7 +57,8 @@ def test_postgres_18_with_btree_gist_exclusion(tmp_path_factory: pytest.TempPath
         assert url == f"postgresql://postgres@127.0.0.1:{PG_PORT}/inkflow"
         with psycopg.connect(url, autocommit=True) as conn:
             row = conn.execute("SELECT version()").fetchone()
-            assert row is not None and row[0].startswith("PostgreSQL 18.")
+            assert row is not None
+            assert row[0].startswith("PostgreSQL 18.")
             conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
             conn.execute(EXCLUSION_TABLE)
             _insert(conn, 10, 11, "CONFIRMED")

@@ -90,7 +90,8 @@ def test_make_run_serves_the_readme_requests_and_ctrl_c_stops_everything(
         assert stack.wait(60) == 0
         assert stack.output().rstrip().endswith("All stopped.")
         assert psutil.wait_procs(processes, timeout=5)[1] == [] or all(map(process_gone, processes))
-        assert not port_is_open(api_port) and not port_is_open(stripe_port)
+        assert not port_is_open(api_port)
+        assert not port_is_open(stripe_port)
         assert not (var_dir / "stack.json").exists()
     finally:
         stack.stop()

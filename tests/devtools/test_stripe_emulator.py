@@ -99,11 +99,14 @@ def test_create_payment_intent_with_project_params(
         deposit_params(), {"idempotency_key": "booking-bk_1", "stripe_account": "acct_platform"}
     )
 
-    assert pi.id.startswith("pi_") and pi.object == "payment_intent"
+    assert pi.id.startswith("pi_")
+    assert pi.object == "payment_intent"
     assert (pi.amount, pi.currency, pi.status) == (5000, "eur", "requires_payment_method")
+    assert pi.client_secret is not None
     assert pi.client_secret.startswith(f"{pi.id}_secret_")
     assert pi.metadata.to_dict() == deposit_params()["metadata"]
-    assert pi.transfer_data is not None and pi.transfer_data.destination == "acct_artist1"
+    assert pi.transfer_data is not None
+    assert pi.transfer_data.destination == "acct_artist1"
     assert pi.application_fee_amount == 500
     assert pi.automatic_payment_methods is not None
     assert pi.automatic_payment_methods.to_dict() == {"enabled": True, "allow_redirects": "always"}
@@ -125,7 +128,8 @@ def test_create_payment_intent_with_project_params(
         "application_fee_amount": "500",
     }
     assert req.headers["idempotency-KEY"] == req.idempotency_key == "booking-bk_1"
-    assert req.stripe_account == "acct_platform" and req.api_key == API_KEY
+    assert req.stripe_account == "acct_platform"
+    assert req.api_key == API_KEY
     assert req.headers["Stripe-Version"] == API_VERSION
     assert (req.status, req.replayed) == (200, False)
     assert emulator.payment_intent(pi.id)["metadata"]["bookingId"] == "bk_1"
@@ -162,14 +166,17 @@ def test_cancel_after_succeeded_is_refused(
 ) -> None:
     pi = create_deposit(client)
     succeeded = emulator.succeed_payment_intent(pi.id)
-    assert succeeded["status"] == "succeeded" and succeeded["latest_charge"].startswith("ch_")
+    assert succeeded["status"] == "succeeded"
+    assert succeeded["latest_charge"].startswith("ch_")
     assert succeeded["amount_received"] == 5000
 
     with pytest.raises(stripe.InvalidRequestError) as exc:
         client.v1.payment_intents.cancel(pi.id, {"cancellation_reason": "requested_by_customer"})
     assert exc.value.code == "payment_intent_unexpected_state"
     assert "status of succeeded" in exc.value.user_message
-    assert exc.value.json_body["error"]["payment_intent"]["id"] == pi.id
+    body = exc.value.json_body
+    assert isinstance(body, dict)
+    assert body["error"]["payment_intent"]["id"] == pi.id
     assert client.v1.payment_intents.retrieve(pi.id).status == "succeeded"
 
 
@@ -360,14 +367,18 @@ def test_refund_full_and_partial(client: stripe.StripeClient, emulator: StripeEm
         {"idempotency_key": "refund-bk_1"},
     )
     assert (partial.amount, rest.amount) == (1000, 4000)
-    assert rest.id.startswith("re_") and rest.object == "refund" and rest.status == "succeeded"
+    assert rest.id.startswith("re_")
+    assert rest.object == "refund"
+    assert rest.status == "succeeded"
+    assert rest.metadata is not None
     assert (rest.payment_intent, rest.currency, rest.metadata.to_dict()) == (
         pi.id,
         "eur",
         {"bookingId": "bk_1"},
     )
     assert rest.charge == emulator.payment_intent(pi.id)["latest_charge"]
-    assert rest.transfer_reversal is not None and rest.transfer_reversal.startswith("trr_")
+    assert isinstance(rest.transfer_reversal, str)
+    assert rest.transfer_reversal.startswith("trr_")
     assert client.v1.refunds.retrieve(rest.id).to_dict() == rest.to_dict()
 
     with pytest.raises(stripe.InvalidRequestError) as again:
@@ -391,7 +402,8 @@ def test_refund_defaults_to_full_amount(
     pi = create_deposit(client)
     emulator.succeed_payment_intent(pi.id)
     refund = client.v1.refunds.create({"payment_intent": pi.id})
-    assert refund.amount == 5000 and refund.transfer_reversal is None
+    assert refund.amount == 5000
+    assert refund.transfer_reversal is None
     assert emulator.charge_object(pi.id)["refunded"] is True
 
 
@@ -443,9 +455,8 @@ def test_sdk_retry_reuses_one_idempotency_key(
     pi = make_client(retries=2).v1.payment_intents.create(deposit_params())  # SDK picks the key
     attempts = emulator.requests_to("/v1/payment_intents", method="POST")
     assert [r.status for r in attempts] == [500, 200]
-    assert (
-        attempts[0].idempotency_key and attempts[0].idempotency_key == attempts[1].idempotency_key
-    )
+    assert attempts[0].idempotency_key
+    assert attempts[0].idempotency_key == attempts[1].idempotency_key
     assert emulator.payment_intent(pi.id)["status"] == "requires_payment_method"
 
 
@@ -472,7 +483,8 @@ def test_timeout_then_retry_with_same_key_gets_the_same_intent(
     retried = create_deposit(make_client(), key="booking-bk_1")
     attempts = emulator.requests_to("/v1/payment_intents")
     assert [r.replayed for r in attempts] == [False, True]
-    assert attempts[0].response is not None and attempts[0].response["id"] == retried.id
+    assert attempts[0].response is not None
+    assert attempts[0].response["id"] == retried.id
 
 
 def test_delay_before_processing(make_client: ClientFactory, emulator: StripeEmulator) -> None:
@@ -492,7 +504,7 @@ def test_stop_wakes_delayed_answers() -> None:
     def call() -> None:
         try:
             client.v1.accounts.retrieve("acct_1")
-        except Exception as e:
+        except stripe.StripeError as e:
             errors.append(e)
 
     caller = threading.Thread(target=call)
@@ -502,7 +514,8 @@ def test_stop_wakes_delayed_answers() -> None:
     emu.stop()
     caller.join(5)
     http_client.close()
-    assert time.monotonic() - started < 3 and not caller.is_alive()
+    assert time.monotonic() - started < 3
+    assert not caller.is_alive()
 
 
 # --- events, control API, decoding, standalone process ----------------------------------------
@@ -513,13 +526,15 @@ def test_event_payloads(client: stripe.StripeClient, emulator: StripeEmulator) -
     event = emulator.event(
         "payment_intent.succeeded", emulator.succeed_payment_intent(pi.id), created=1_700_000_000
     )
-    assert event["id"].startswith("evt_") and event["object"] == "event"
+    assert event["id"].startswith("evt_")
+    assert event["object"] == "event"
     assert (event["type"], event["created"], event["livemode"]) == (
         "payment_intent.succeeded",
         1_700_000_000,
         False,
     )
-    assert event["api_version"] == API_VERSION and event["api_version"].startswith("2026-10-28")
+    assert event["api_version"] == API_VERSION
+    assert event["api_version"].startswith("2026-10-28")
     assert event["pending_webhooks"] == 1
     assert event["request"] == {"id": None, "idempotency_key": None}
     assert event["data"]["object"]["id"] == pi.id
@@ -531,7 +546,8 @@ def test_event_payloads(client: stripe.StripeClient, emulator: StripeEmulator) -
         payload, "whsec_test", timestamp=int(time.time())
     )
     parsed = stripe.Webhook.construct_event(payload, header, "whsec_test")
-    assert parsed.id == "evt_fixed" and parsed.data.object.object == "charge"
+    assert parsed.id == "evt_fixed"
+    assert parsed.data.object.object == "charge"
     assert parsed.data.object.payment_intent == pi.id
 
 

@@ -436,6 +436,7 @@ def test_soak_with_redis_stopped_falls_back_to_the_database(
             server.stop()
         valkey.stop()
     assert server is not None
+    assert server.process.log_path is not None
     log = server.process.log_path.read_text(errors="replace")
     assert "Redis unreachable or refusing commands (OutOfMemoryError" in log
     assert "Redis unreachable or refusing commands (ConnectionError" in log

@@ -277,7 +277,8 @@ def addresses(sessions: sessionmaker[Session], world: World) -> tuple[str, str]:
     with transaction(sessions) as session:
         client = session.get(Client, uuid.UUID(world.client_id))
         artist = session.get(Artist, uuid.UUID(world.artist_id))
-        assert client is not None and artist is not None
+        assert client is not None
+        assert artist is not None
         return client.email, artist.email
 
 
@@ -400,17 +401,20 @@ def test_seed_flow_availability_booking_signed_webhook_confirmed_two_emails(
     paid = stripe_emulator.succeed_payment_intent(intent["id"])
     payload = stripe_emulator.event("payment_intent.succeeded", paid)
     response = signed_post(live_server, payload)
-    assert response.status_code == 200 and response.json() == {"received": True}
+    assert response.status_code == 200
+    assert response.json() == {"received": True}
 
     wait_status(live_server, booking["id"], "CONFIRMED")
     wait_mails(smtp_sink, {a: n + 1 for a, n in before.items()})
     [to_client] = mails_to(smtp_sink, client_mail)[before[client_mail] :]
     [to_artist] = mails_to(smtp_sink, artist_mail)[before[artist_mail] :]
-    assert "Demo Artist" in (to_client.text or "") and to_client.html is not None
+    assert "Demo Artist" in (to_client.text or "")
+    assert to_client.html is not None
     assert to_client.subject != to_artist.subject
 
     details = live_server.get(f"/api/admin/bookings/{booking['id']}", headers=ADMIN).json()
-    assert details["booking"]["status"] == "CONFIRMED" and details["booking"]["confirmedAt"]
+    assert details["booking"]["status"] == "CONFIRMED"
+    assert details["booking"]["confirmedAt"]
     assert [(t["kind"], t["status"], t["amount"]) for t in details["transactions"]] == [
         ("PAYMENT", "SUCCEEDED", "50.00")
     ]
@@ -466,7 +470,9 @@ def test_one_event_delivered_five_times_some_concurrently_is_applied_once(
         ("BOOKING_CONFIRMED", client_mail, "SENT"),
     ]
     event = event_row(sessions, payload["id"])
-    assert event is not None and event.status == EventStatus.PROCESSED and event.attempts == 1
+    assert event is not None
+    assert event.status == EventStatus.PROCESSED
+    assert event.attempts == 1
 
 
 def test_payment_failed_after_succeeded_stays_confirmed(
@@ -563,7 +569,8 @@ def test_late_payment_confirmed_or_refunded(
         wait_refund(sessions, booking["id"], RefundStatus.SUCCEEDED)
         refunds = stripe_emulator.charge_object(paid["id"])["refunds"]["data"]
         [refund] = refunds
-        assert refund["amount"] == 5000 and refund["transfer_reversal"]
+        assert refund["amount"] == 5000
+        assert refund["transfer_reversal"]
         assert refund["metadata"] == {"bookingId": booking["id"], "reason": "late_payment"}
         assert ledger(sessions, booking["id"]) == [
             ("PAYMENT", "SUCCEEDED", 5000),
@@ -611,9 +618,11 @@ def test_worker_killed_while_making_a_refund_makes_it_once_after_restart(
         assert support.wait_until(lambda: len(refund_calls()) == 1, timeout=20)
         # Decided and committed before Stripe was asked: no transaction waits on it.
         row = event_row(sessions, payload["id"])
-        assert row is not None and row.status == EventStatus.PROCESSED
+        assert row is not None
+        assert row.status == EventStatus.PROCESSED
         owed = refund_row(sessions, booking["id"])
-        assert owed is not None and owed.status == RefundStatus.PENDING
+        assert owed is not None
+        assert owed.status == RefundStatus.PENDING
         pids = worker.pool_pids()
         worker.kill(pool_only=victim == "pool process")
         assert not [pid for pid in pids if alive(pid)]
@@ -663,10 +672,12 @@ def test_broker_down_when_the_webhook_arrives_then_applied_once_it_is_back(
         began = time.monotonic()
         response = signed_post(valkey_server, payload)
         elapsed = time.monotonic() - began
-        assert response.status_code == 200 and response.json() == {"received": True}
+        assert response.status_code == 200
+        assert response.json() == {"received": True}
         assert elapsed < 1.0, f"the receiver waited {elapsed:.2f} s for the broker"
         row = event_row(sessions, payload["id"])
-        assert row is not None and row.status == EventStatus.RECEIVED
+        assert row is not None
+        assert row.status == EventStatus.RECEIVED
         time.sleep(1.0)
         assert status_of(valkey_server, booking["id"]) == "PENDING_PAYMENT"
 
@@ -679,7 +690,8 @@ def test_broker_down_when_the_webhook_arrives_then_applied_once_it_is_back(
             valkey.start()
         worker.stop()
     row = event_row(sessions, payload["id"])
-    assert row is not None and row.status == EventStatus.PROCESSED
+    assert row is not None
+    assert row.status == EventStatus.PROCESSED
     assert ledger(sessions, booking["id"]) == [("PAYMENT", "SUCCEEDED", 5000)]
 
 

@@ -146,7 +146,7 @@ class _Controller(Controller):
         server = self.server
         if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
             self.port = int(server.sockets[0].getsockname()[1])
-        super()._trigger_server()  # type: ignore[no-untyped-call]
+        super()._trigger_server()
 
 
 class SmtpSink:

@@ -155,7 +155,8 @@ def test_unknown_artist_or_service_is_404(client, sessions):
     world, other = make_world(sessions), make_world(sessions)
     start = day()
     missing = ask(client, str(uuid.uuid4()), start, start + timedelta(days=1))
-    assert missing.status_code == 404 and missing.json["error"] == "NOT_FOUND"
+    assert missing.status_code == 404
+    assert missing.json["error"] == "NOT_FOUND"
     foreign = ask(
         client,
         world.artist_id,

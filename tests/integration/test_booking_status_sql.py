@@ -90,7 +90,9 @@ def test_a_conditional_transition_changes_exactly_the_rows_the_table_allows(
         for i, (s, x) in rows.items()
         if decide(Action.HOLD_EXPIRED, Facts(BookingStatus(s), NOW, expires_at=x)) is not None
     }
-    assert changed == allowed and allowed
+    assert changed == allowed
+    assert allowed
     with transaction(sessions) as session:
         for booking in session.scalars(select(Booking).where(Booking.id.in_(list(changed)))):
-            assert booking.status == BookingStatus.EXPIRED and booking.expired_at == NOW
+            assert booking.status == BookingStatus.EXPIRED
+            assert booking.expired_at == NOW

@@ -52,7 +52,8 @@ def test_runs_every_kind_of_effect(settings: Settings, stripe_emulator: StripeEm
         (PROCESS_REFUND, (str(refund),)),
         (APPLY_STRIPE_EVENT, ("evt_1",)),
     ]
-    assert ran.enqueued == 3 and ran.intents_cancelled == [intent]
+    assert ran.enqueued == 3
+    assert ran.intents_cancelled == [intent]
     assert stripe_emulator.payment_intent(intent)["status"] == "canceled"
 
 
@@ -70,6 +71,7 @@ def test_the_world_failing_is_logged_not_raised(
             )
     finally:
         stripe_emulator.reset_failures()
-    assert ran.enqueued == 0 and ran.intents_cancelled == []
+    assert ran.enqueued == 0
+    assert ran.intents_cancelled == []
     assert [r.getMessage() for r in caplog.records if intent in r.getMessage()]
     assert stripe_emulator.payment_intent(intent)["status"] == "requires_payment_method"

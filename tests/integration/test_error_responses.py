@@ -22,7 +22,8 @@ def test_service_unavailable_says_when_to_retry(app, details, retry_after):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == retry_after
     body = json.loads(response.get_data())
-    assert body["error"] == "SERVICE_UNAVAILABLE" and body["message"]
+    assert body["error"] == "SERVICE_UNAVAILABLE"
+    assert body["message"]
     assert body.get("details") == details
 
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
@@ -39,8 +40,10 @@ def test_overlapping_live_booking_is_refused_with_23p01(sessions):
     _insert(sessions, world, T0, 60)
     with pytest.raises(IntegrityError) as caught:
         _insert(sessions, world, T0 + timedelta(minutes=30), 60, BookingStatus.PENDING_PAYMENT)
-    assert caught.value.orig.sqlstate == "23P01"
-    assert caught.value.orig.diag.constraint_name == BOOKINGS_NO_OVERLAP
+    error = caught.value.orig
+    assert isinstance(error, psycopg.errors.ExclusionViolation)
+    assert error.sqlstate == "23P01"
+    assert error.diag.constraint_name == BOOKINGS_NO_OVERLAP
 
 
 def test_back_to_back_bookings_are_accepted(sessions):

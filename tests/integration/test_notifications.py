@@ -127,7 +127,9 @@ def test_confirmation_adds_one_row_per_recipient_once(sessions):
         assert row.kind == NotificationKind.BOOKING_CONFIRMED
         assert row.channel == "email"
         assert row.status == NotificationStatus.PENDING
-        assert row.attempts == 0 and row.sent_at is None and row.last_error is None
+        assert row.attempts == 0
+        assert row.sent_at is None
+        assert row.last_error is None
 
     # The same event applied again (a redelivered webhook) adds nothing.
     assert _notify(sessions, booked.booking_id, NotificationKind.BOOKING_CONFIRMED) == []
@@ -151,10 +153,17 @@ def test_other_kinds_go_to_the_client_only(sessions, kind):
 
 def test_add_notification_is_part_of_the_callers_transaction(sessions):
     booked = _book(sessions, make_world(sessions))
-    with pytest.raises(RuntimeError), transaction(sessions) as session:
-        booking = session.get_one(Booking, booked.booking_id)
-        assert add_notification(session, booking, NotificationKind.HOLD_EXPIRED, "x@example.com")
-        raise RuntimeError("the state change failed")
+
+    def fail_after_adding() -> None:
+        with transaction(sessions) as session:
+            booking = session.get_one(Booking, booked.booking_id)
+            assert add_notification(
+                session, booking, NotificationKind.HOLD_EXPIRED, "x@example.com"
+            )
+            raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError, match="state change failed"):
+        fail_after_adding()
     assert _rows(sessions) == []  # rolled back with it
 
 
@@ -247,7 +256,8 @@ def test_transient_failure_keeps_the_row_pending_then_a_retry_sends(sessions, re
     row = _row(sessions, note_id)
     assert row.status == NotificationStatus.PENDING
     assert row.attempts == 1
-    assert row.last_error is not None and "451" in row.last_error
+    assert row.last_error is not None
+    assert "451" in row.last_error
     assert sink.messages == []
 
     assert send_notification(resources, note_id) == "sent"
@@ -264,7 +274,8 @@ def test_unreachable_server_is_transient(sessions, resources):
         send_notification(resources, ids[0], backend=closed)
     row = _row(sessions, ids[0])
     assert (row.status, row.attempts) == (NotificationStatus.PENDING, 1)
-    assert row.last_error is not None and "ConnectionRefusedError" in row.last_error
+    assert row.last_error is not None
+    assert "ConnectionRefusedError" in row.last_error
 
 
 def test_permanent_refusal_marks_the_row_failed(sessions, resources, sink):
@@ -274,7 +285,8 @@ def test_permanent_refusal_marks_the_row_failed(sessions, resources, sink):
     row = _row(sessions, ids[0])
     assert row.status == NotificationStatus.FAILED
     assert row.attempts == 1
-    assert row.last_error is not None and "550" in row.last_error
+    assert row.last_error is not None
+    assert "550" in row.last_error
     assert row.sent_at is None
 
     # Not retried: a later call neither sends nor counts an attempt.
@@ -292,7 +304,8 @@ def test_refused_recipient_marks_the_row_failed(sessions, resources, sink):
     assert message.to == booked.artist_email
     failed = next(r for r in _rows(sessions) if r.recipient == booked.client_email)
     assert failed.status == NotificationStatus.FAILED
-    assert failed.last_error is not None and "recipient refused" in failed.last_error
+    assert failed.last_error is not None
+    assert "recipient refused" in failed.last_error
 
 
 def test_smtp_auth_from_the_url(sessions, settings):

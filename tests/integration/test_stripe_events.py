@@ -195,7 +195,8 @@ def emails(world: World, env: Env) -> tuple[str, str]:
     with transaction(env.sessions) as session:
         artist = session.get(Artist, uuid.UUID(world.artist_id))
         client = session.get(Client, uuid.UUID(world.client_id))
-        assert artist is not None and client is not None
+        assert artist is not None
+        assert client is not None
         return client.email, artist.email
 
 
@@ -204,7 +205,8 @@ def emails(world: World, env: Env) -> tuple[str, str]:
 
 def test_succeeded_confirms_records_payment_and_queues_two_emails(env: Env, world: World) -> None:
     booking = env.book(world)
-    assert booking.status == BookingStatus.PENDING_PAYMENT and booking.payment_intent_id
+    assert booking.status == BookingStatus.PENDING_PAYMENT
+    assert booking.payment_intent_id
     pi = env.emulator.succeed_payment_intent(booking.payment_intent_id)
     payload = env.event("payment_intent.succeeded", pi)
 
@@ -234,8 +236,10 @@ def test_succeeded_confirms_records_payment_and_queues_two_emails(env: Env, worl
     # Enqueued after the commit, one send task per outbox row.
     assert sorted(env.queue.notifications()) == sorted(str(n.id) for n in notes)
     event = env.inbox(payload["id"])
-    assert event.status == EventStatus.PROCESSED and event.processed_at is not None
-    assert event.attempts == 1 and event.last_error is None
+    assert event.status == EventStatus.PROCESSED
+    assert event.processed_at is not None
+    assert event.attempts == 1
+    assert event.last_error is None
 
 
 def test_duplicate_deliveries_sequential_and_concurrent_apply_once(env: Env, world: World) -> None:
@@ -376,10 +380,12 @@ def test_canceled_releases_a_pending_booking_only(env: Env, world: World) -> Non
     obj = env.emulator.payment_intent(canceled.id)
     assert env.apply(env.event("payment_intent.canceled", obj)) == "cancelled"
     after = env.booking(pending.id)
-    assert after.status == BookingStatus.CANCELLED and after.cancelled_at is not None
+    assert after.status == BookingStatus.CANCELLED
+    assert after.cancelled_at is not None
     # The slot is free again.
     again = env.book(world)
-    assert again.status == BookingStatus.PENDING_PAYMENT and again.payment_intent_id
+    assert again.status == BookingStatus.PENDING_PAYMENT
+    assert again.payment_intent_id
 
     paid = env.emulator.succeed_payment_intent(again.payment_intent_id)
     env.apply(env.event("payment_intent.succeeded", paid))
@@ -501,9 +507,11 @@ def test_a_payment_that_does_not_match_is_recorded_never_confirmed(
     assert env.notes(booking.id) == []
     event = env.inbox(payload["id"])
     assert event.status == EventStatus.PROCESSED
-    assert event.last_error is not None and problem in event.last_error
+    assert event.last_error is not None
+    assert problem in event.last_error
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and problem in errors[0].getMessage()
+    assert len(errors) == 1
+    assert problem in errors[0].getMessage()
 
 
 # --- late payments --------------------------------------------------------------------------
@@ -567,13 +575,15 @@ def test_late_payment_is_refunded_in_full_when_the_slot_was_taken(
         5000,
         "eur",
     )
-    assert owed.payment_intent_id == paid["id"] and owed.stripe_refund_id is None
+    assert owed.payment_intent_id == paid["id"]
+    assert owed.stripe_refund_id is None
     assert env.queue.refunds() == [str(owed.id)]
     assert refund_requests(env, paid["id"]) == []
 
     # The task (after the commit, no transaction open) makes it.
     [made] = env.make_owed_refunds()
-    assert made.startswith("refund re_") and made.endswith(" succeeded")
+    assert made.startswith("refund re_")
+    assert made.endswith(" succeeded")
     [refund_request] = refund_requests(env, paid["id"])
     assert refund_request.idempotency_key == refund_idempotency_key(
         booking.id, RefundReason.LATE_PAYMENT
@@ -583,8 +593,10 @@ def test_late_payment_is_refunded_in_full_when_the_slot_was_taken(
     assert refund_request.params["refund_application_fee"] == "true"
     assert "amount" not in refund_request.params  # in full
     [owed] = env.owed(booking.id)
-    assert owed.status == RefundStatus.SUCCEEDED and owed.stripe_refund_id
-    assert owed.attempts == 1 and owed.settled_at is not None
+    assert owed.status == RefundStatus.SUCCEEDED
+    assert owed.stripe_refund_id
+    assert owed.attempts == 1
+    assert owed.settled_at is not None
     ledger = {(t.kind, t.status, t.amount_minor) for t in env.ledger(booking.id)}
     assert ledger == {("PAYMENT", "SUCCEEDED", 5000), ("REFUND", "SUCCEEDED", 5000)}
     client_email, _ = emails(world, env)
@@ -613,7 +625,8 @@ def test_late_payment_is_confirmed_over_a_stale_hold(env: Env, world: World) -> 
         replace(world, client_id=other_client.client_id),
         now=datetime.now(UTC) - timedelta(seconds=env.resources.settings.booking_hold_seconds + 5),
     )
-    assert stale.status == BookingStatus.PENDING_PAYMENT and stale.payment_intent_id
+    assert stale.status == BookingStatus.PENDING_PAYMENT
+    assert stale.payment_intent_id
 
     assert env.apply(env.event("payment_intent.succeeded", paid)) == "late payment confirmed"
 
@@ -645,14 +658,17 @@ def test_a_refund_that_fails_transiently_stays_owed_and_a_retry_makes_it_once(
     with pytest.raises(TransientPaymentError):  # the task retries it with backoff
         env.make_refund(str(owed.id))
     [after] = env.owed(booking.id)
-    assert after.status == RefundStatus.PENDING and after.attempts == 1
-    assert after.last_error and after.last_error.startswith("TransientPaymentError")
+    assert after.status == RefundStatus.PENDING
+    assert after.attempts == 1
+    assert after.last_error
+    assert after.last_error.startswith("TransientPaymentError")
     assert [t.kind for t in env.ledger(booking.id)] == ["PAYMENT"]
     assert not [n for n in env.notes(booking.id) if n.kind == "PAYMENT_REFUNDED"]
 
     assert env.make_refund(str(owed.id)).endswith("succeeded")
     [after] = env.owed(booking.id)
-    assert after.status == RefundStatus.SUCCEEDED and after.attempts == 2
+    assert after.status == RefundStatus.SUCCEEDED
+    assert after.attempts == 2
     assert after.last_error is None
     assert len([t for t in env.ledger(booking.id) if t.kind == "REFUND"]) == 1
     assert len(env.emulator.charge_object(paid["id"])["refunds"]["data"]) == 1
@@ -666,8 +682,10 @@ def test_a_refused_refund_is_failed_for_an_operator_and_not_retried(env: Env, wo
     note = env.make_refund(str(owed.id))  # no exception: a retry would be refused again
     assert note.startswith("failed: ")
     [after] = env.owed(booking.id)
-    assert after.status == RefundStatus.FAILED and after.settled_at is not None
-    assert after.last_error and after.last_error.startswith("PaymentProviderError")
+    assert after.status == RefundStatus.FAILED
+    assert after.settled_at is not None
+    assert after.last_error
+    assert after.last_error.startswith("PaymentProviderError")
     assert env.make_refund(str(owed.id)) == "already failed"
     assert [t.kind for t in env.ledger(booking.id)] == ["PAYMENT"]
     assert not [n for n in env.notes(booking.id) if n.kind == "PAYMENT_REFUNDED"]
@@ -783,7 +801,8 @@ def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
 ) -> None:
     first = env.book(world)
     second = env.book(world, START + timedelta(hours=2))
-    assert first.payment_intent_id and second.payment_intent_id
+    assert first.payment_intent_id
+    assert second.payment_intent_id
     received = env.event(
         "payment_intent.succeeded", env.emulator.succeed_payment_intent(first.payment_intent_id)
     )

@@ -81,8 +81,10 @@ def test_a_signed_event_is_stored_enqueued_and_acknowledged(
         EventStatus.RECEIVED,
     )
     assert event.payload == payload
-    assert event.stripe_created == payload["created"] and event.received_at is not None
-    assert event.attempts == 0 and event.processed_at is None
+    assert event.stripe_created == payload["created"]
+    assert event.received_at is not None
+    assert event.attempts == 0
+    assert event.processed_at is None
     assert queue.sent == [(APPLY_STRIPE_EVENT, (payload["id"],))]
 
 
@@ -121,7 +123,8 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(
     response = app.test_client().post(PATH, data=body, headers=headers)
 
     assert response.status_code == 400
-    assert response.json is not None and response.json["error"] == "INVALID_SIGNATURE"
+    assert response.json is not None
+    assert response.json["error"] == "INVALID_SIGNATURE"
     assert stored(sessions) == []
     assert queue.sent == []
 
@@ -143,7 +146,8 @@ def test_a_signed_body_that_is_not_an_event_is_a_validation_error(
     for body in ('{"object": "event"}', "[1, 2]", "not json"):
         response = app.test_client().post(PATH, data=body, headers={"Stripe-Signature": sign(body)})
         assert response.status_code == 400, body
-        assert response.json is not None and response.json["error"] == "VALIDATION_ERROR"
+        assert response.json is not None
+        assert response.json["error"] == "VALIDATION_ERROR"
     assert stored(sessions) == []
     assert queue.sent == []
 
@@ -181,9 +185,11 @@ def test_the_database_down_is_a_5xx_so_that_stripe_retries(
 
     # A database that does not answer is momentary: 503 with Retry-After, never 2xx.
     assert response.status_code == 503
-    assert response.json is not None and response.json["error"] == "SERVICE_UNAVAILABLE"
+    assert response.json is not None
+    assert response.json["error"] == "SERVICE_UNAVAILABLE"
     assert int(response.headers["Retry-After"]) > 0
-    assert "SELECT" not in response.text and "INSERT" not in response.text
+    assert "SELECT" not in response.text
+    assert "INSERT" not in response.text
     assert queue.sent == []
 
 

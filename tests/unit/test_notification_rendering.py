@@ -65,7 +65,8 @@ def test_every_kind_has_recipients():
 @pytest.mark.parametrize(("kind", "role"), ALL_PAIRS, ids=lambda v: str(v))
 def test_each_kind_renders_subject_text_and_html(kind, role):
     email = render(kind, role, _context())
-    assert email.subject and "\n" not in email.subject
+    assert email.subject
+    assert "\n" not in email.subject
     for body in (email.text, email.html):
         assert "Ari Artist" in body
         assert "Camille Client" in body
@@ -87,7 +88,8 @@ def test_subjects_differ_per_kind_and_role():
 def test_confirmation_subjects_name_the_other_party():
     client = render(NotificationKind.BOOKING_CONFIRMED, "client", _context())
     artist = render(NotificationKind.BOOKING_CONFIRMED, "artist", _context())
-    assert "Ari Artist" in client.subject and "confirmed" in client.subject
+    assert "Ari Artist" in client.subject
+    assert "confirmed" in client.subject
     assert "Camille Client" in artist.subject
 
 
@@ -130,7 +132,7 @@ def test_winter_time_and_date_change():
 
 
 def test_naive_datetime_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="naive"):
         format_local_time(datetime(2026, 5, 5, 12, 0), "Europe/Paris")
 
 
@@ -144,7 +146,8 @@ def test_amounts_use_the_currency_decimals():
         _context(deposit_amount=Decimal("5000"), currency="jpy", timezone="Asia/Tokyo"),
     )
     assert "5000 JPY" in email.subject
-    assert "5000 JPY" in email.text and "5000 JPY" in email.html
+    assert "5000 JPY" in email.text
+    assert "5000 JPY" in email.html
     assert "5000.00" not in email.text + email.html
 
 
@@ -185,7 +188,8 @@ def test_console_backend_logs_subject_recipient_and_text(caplog):
     (record,) = [r for r in caplog.records if r.name == "inkflow.mail"]
     assert record.levelno == logging.INFO
     logged = record.getMessage()
-    assert "c@example.com" in logged and email.subject in logged
+    assert "c@example.com" in logged
+    assert email.subject in logged
     assert "has been released" in logged
 
 

@@ -66,5 +66,6 @@ def test_effects_combine_with_plus() -> None:
     assert both == Effects(
         mails=(a, b), refunds=(b,), cancel_intents=("pi_1",), tasks=(("inkflow.x", ("1",)),)
     )
-    assert not Effects() and both
+    assert not Effects()
+    assert both
     assert Effects() + first == first == first + Effects()

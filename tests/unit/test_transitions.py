@@ -197,7 +197,8 @@ def test_a_requested_action_without_a_row_is_refused() -> None:
     table = [Rule(cancel, S.CONFIRMED, S.CANCELLED, then=LATE_REFUND)]
     requested = frozenset({cancel})
     rule = decide(cancel, Facts(S.CONFIRMED, NOW), table=table, requested=requested)
-    assert rule is not None and rule.target == S.CANCELLED
+    assert rule is not None
+    assert rule.target == S.CANCELLED
     with pytest.raises(InvalidTransition) as refused:
         decide(cancel, Facts(S.EXPIRED, NOW), table=table, requested=requested)
     assert (refused.value.action, refused.value.status) == (cancel, S.EXPIRED)

@@ -63,14 +63,16 @@ def test_only_transient_errors_are_retried():
         assert TransientPaymentError in kinds
         # A refused or invalid Stripe request will not succeed by retrying.
         assert PaymentProviderError not in kinds
-        assert task.retry_backoff and task.retry_jitter
+        assert task.retry_backoff
+        assert task.retry_jitter
 
 
 def test_the_runtime_takes_the_collaborators_it_is_given():
     clock, queue = FakeClock(), RecordingQueue()
     runtime = tasks.Runtime(Settings.from_env(ENV), clock=clock, queue=queue)
     try:
-        assert runtime.clock is clock and runtime.queue is queue
+        assert runtime.clock is clock
+        assert runtime.queue is queue
         runtime.effects.run(Effects(tasks=((APPLY_STRIPE_EVENT, ("evt_1",)),)))
         assert queue.events() == ["evt_1"]  # the runner sends through the given queue
     finally:
