@@ -10,8 +10,14 @@ Stripe's v1 form-encoded API, so the unmodified ``stripe`` SDK works against it:
         pi = client.v1.payment_intents.create({"amount": 5000, "currency": "eur"})
         emu.succeed_payment_intent(pi.id)
 
-Modelled: PaymentIntents (create/retrieve/update/cancel), Refunds (create/retrieve), Charges
+Modelled: PaymentIntents (create/retrieve/update/cancel), Refunds (create/retrieve/list; several
+per charge; ``reverse_transfer`` and ``refund_application_fee`` on destination charges), Charges
 (retrieve) and connected Accounts (retrieve; unknown ``acct_`` ids are auto-created, enabled).
+What Stripe does later is a method call: a customer pays (``succeed_payment_intent``), a refund
+is made in the Dashboard (``refund_payment_intent``), pending refunds fail or succeed
+(``fail_next_refunds`` / ``pend_next_refunds`` then ``settle_refunds``, ``fail_refund``).
+The events Stripe sends about refunds are kept (``emitted_events``) and can be built on demand
+(``charge_refunded_event``, ``refund_event``), shaped as for API version 2026-10-28.
 
 - Allowed parameters (also nested ones) come from the SDK's typed params
   (``stripe.params.*Params``): anything else -> 400 ``parameter_unknown`` like Stripe. Parameters
@@ -27,10 +33,11 @@ Modelled: PaymentIntents (create/retrieve/update/cancel), Refunds (create/retrie
 
 Modules: ``emulator`` (state, request pipeline, the methods tests call), one module per
 resource (``payment_intents``, ``refunds``, ``charges``, ``accounts``: handlers and their
-``ROUTES``), ``events``, ``control`` (``/_emulator/``), ``idempotency``, ``faults``
-(failure injection), ``params`` (validation from the SDK's typed params), ``wire`` (form
-decoding, headers, recorded requests), ``store``, ``errors``, ``server`` (HTTP),
-``__main__`` (the command line). A new resource is a module with handlers and ``ROUTES``
+``ROUTES``; ``refunds`` also builds the refund events), ``events`` (Event objects, kept),
+``control`` (``/_emulator/``), ``idempotency``, ``faults`` (failure injection), ``params``
+(validation from the SDK's typed params), ``wire`` (form decoding, headers, recorded
+requests), ``store``, ``errors``, ``server`` (HTTP), ``__main__`` (the command line).
+A new resource is a module with handlers and ``ROUTES``
 (``routing.route(method, path, handler, sdk_params_typeddict)``), listed in
 ``emulator.ROUTES``; its out-of-band actions become ``StripeEmulator`` methods and
 ``control.ROUTES`` entries.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from devtools.stripe_emulator import (
@@ -162,7 +162,7 @@ class StripeEmulator:
             return payment_intents.fail(self._store, pi_id, code, message)
 
     def refund_payment_intent(self, pi_id: str, amount: int | None = None) -> JSON:
-        """A refund made outside the API (e.g. in the Dashboard)."""
+        """A refund made outside the API (e.g. in the Dashboard); emits its events."""
         with self._lock:
             return refunds.refund_out_of_band(self._store, pi_id, amount)
 
@@ -173,17 +173,99 @@ class StripeEmulator:
         with self._lock:
             return accounts.set_account(self._store, acct_id, charges_enabled, payouts_enabled)
 
-    def charge_object(self, pi_id: str) -> JSON:
+    def charge_object(self, pi_id: str, *, with_refunds: bool = False) -> JSON:
         """The intent's latest charge as Stripe shows it (e.g. ``charge.refunded`` payloads);
-        ``refunded`` is true once refunds (API or ``refund_payment_intent``) cover the amount."""
+        ``refunded`` is true once refunds (API or ``refund_payment_intent``) cover the amount.
+        Its refunds are listed only ``with_refunds`` (as with ``expand[]=refunds``)."""
         with self._lock:
-            return payment_intents.latest_charge(self._store, pi_id)
+            return payment_intents.latest_charge(self._store, pi_id, with_refunds=with_refunds)
 
+    # refunds: what Stripe holds and does with them (see refunds.py)
+    def refund(self, re_id: str) -> JSON:
+        with self._lock:
+            return copy.deepcopy(refunds.stored(self._store, re_id))
+
+    def refunds_of(self, pi_id: str) -> list[JSON]:
+        """The refunds of the intent's charges, oldest first (failed ones included)."""
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._store.refunds.values()
+                    if r["payment_intent"] == pi_id]  # fmt: skip
+
+    def transfer(self, pi_id: str) -> JSON | None:
+        """The transfer of the intent's destination charge, with its reversals."""
+        with self._lock:
+            return charges.transfer_json(self._store, self._latest_charge_id(pi_id))
+
+    def application_fee(self, pi_id: str) -> JSON | None:
+        """The platform's application fee on the intent's charge, with its refunds."""
+        with self._lock:
+            return charges.application_fee_json(self._store, self._latest_charge_id(pi_id))
+
+    def fail_next_refunds(
+        self, n: int = 1, reason: str = "expired_or_canceled_card", *, at_once: bool = False
+    ) -> None:
+        """The next ``n`` refunds created fail: answered ``pending`` and failed at the next
+        ``settle_refunds()`` (Stripe's asynchronous failure: ``refund.updated`` and
+        ``refund.failed``), or answered ``failed`` with ``at_once``."""
+        with self._lock:
+            refunds.plan_failures(self._store, n, reason, at_once=at_once)
+
+    def pend_next_refunds(self, n: int = 1) -> None:
+        """The next ``n`` refunds created are answered ``pending`` and succeed at the next
+        ``settle_refunds()`` (``refund.updated``)."""
+        with self._lock:
+            refunds.plan_pending(self._store, n)
+
+    def settle_refunds(self) -> list[JSON]:
+        """Stripe processes pending refunds: the planned failures fail, the others succeed.
+        Returns the events Stripe sends about it."""
+        with self._lock:
+            return refunds.settle(self._store)
+
+    def fail_refund(self, re_id: str, reason: str = "expired_or_canceled_card") -> list[JSON]:
+        """A refund fails now (even one that succeeded). Returns the events sent."""
+        with self._lock:
+            return refunds.fail(self._store, re_id, reason)
+
+    # events
     def event(
         self, type: str, obj: JSON, *, event_id: str | None = None, created: int | None = None
     ) -> JSON:
         """A complete Stripe Event wrapping ``obj`` (serialise and sign it yourself)."""
         return events.event(type, obj, event_id=event_id, created=created)
+
+    def charge_refunded_event(self, pi_id: str, refund_id: str | None = None, **at: Any) -> JSON:
+        """``charge.refunded`` for the intent's charge as Stripe sends it after ``refund_id``
+        (by default the latest refund): running total only, ``previous_attributes``.
+        ``at``: ``event_id``, ``created``."""
+        with self._lock:
+            ch_id = self._latest_charge_id(pi_id)
+            return refunds.charge_refunded_event(self._store, ch_id, refund_id=refund_id, **at)
+
+    def refund_event(self, type: str, re_id: str, previous: JSON | None = None, **at: Any) -> JSON:
+        """``refund.created`` / ``refund.updated`` / ``refund.failed`` about the refund now
+        (``previous``: the changed fields' former values). ``at``: ``event_id``, ``created``."""
+        with self._lock:
+            return refunds.refund_event(self._store, type, re_id, previous=previous, **at)
+
+    def emitted_events(
+        self, type: str | None = None, *, payment_intent: str | None = None
+    ) -> list[JSON]:
+        """The events Stripe sent (so far, oldest first), optionally of one type and about
+        one intent (its charge or refunds)."""
+        with self._lock:
+            return [
+                copy.deepcopy(e)
+                for e in self._store.events.values()
+                if type in (None, e["type"])
+                and payment_intent in (None, _intent_of(e["data"]["object"]))
+            ]
+
+    def _latest_charge_id(self, pi_id: str) -> str:
+        charge_id: str | None = payment_intents.intent(self._store, pi_id)["latest_charge"]
+        if charge_id is None:
+            raise ValueError(f"{pi_id} has no charge: succeed it first")
+        return charge_id
 
     # request pipeline: record -> injected failure -> auth -> idempotency -> handler -> delay
     def dispatch(self, method: str, target: str, headers: Headers, body: str) -> Response:
@@ -250,3 +332,11 @@ class StripeEmulator:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)  # returns early on stop()
+
+
+def _intent_of(obj: JSON) -> str | None:
+    """The intent an event's object is about (an intent, its charge, a refund)."""
+    if obj.get("object") == "payment_intent":
+        return str(obj["id"])
+    intent = obj.get("payment_intent")
+    return str(intent) if intent else None

@@ -26,15 +26,21 @@ def now() -> int:
 
 @dataclass
 class Store:
-    """Every object by id. Intents, refunds and accounts are kept as the API shows them;
-    a charge is kept as ``{id, payment_intent, created, refunds, payment_method}`` and
-    rendered from its intent (see ``charges.charge_json``)."""
+    """Every object by id. Intents, refunds, accounts and events are kept as the API shows
+    them; a charge is kept as ``{id, payment_intent, created, refunds, payment_method,
+    transfer, application_fee, failing_refunds}`` and rendered from its intent (see
+    ``charges.charge_json``). ``events`` are the Events Stripe would send, in the order they
+    happened; ``refund_plans`` what the next refunds created will do (see
+    ``refunds.plan_failures``)."""
 
     intents: dict[str, JSON] = field(default_factory=dict)
     charges: dict[str, JSON] = field(default_factory=dict)
     refunds: dict[str, JSON] = field(default_factory=dict)
     accounts: dict[str, JSON] = field(default_factory=dict)
+    events: dict[str, JSON] = field(default_factory=dict)
+    refund_plans: list[JSON] = field(default_factory=list)
 
     def clear(self) -> None:
-        for objects in (self.intents, self.charges, self.refunds, self.accounts):
+        for objects in (self.intents, self.charges, self.refunds, self.accounts, self.events):
             objects.clear()
+        self.refund_plans.clear()
