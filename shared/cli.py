@@ -3,6 +3,9 @@
 seed                          demo artist, service, hours and client; prints their ids
 events list [--status S]      inbox events not yet applied (RECEIVED, FAILED)
 events replay ID... | --all-unprocessed   re-apply events now
+refunds list [--failed] [--booking ID]    refunds owed or asked for; --failed: those an
+                              operator must act on (also failed refunds made in Stripe)
+refunds retry REFUND_ID...    ask Stripe again for failed refunds, now
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 from collections.abc import Sequence
 
 from shared.adapters.db import make_engine, make_session_factory, transaction
@@ -78,7 +82,8 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     resources = build_resources(settings, pool_size=1)
     queue = CeleryQueue(settings)
-    effects = EffectRunner(queue, StripeGateway(settings))
+    gateway = StripeGateway(settings)
+    effects = EffectRunner(queue, gateway)
     failures = 0
     try:
         ids = list(args.event_ids)
@@ -91,7 +96,7 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
                 ).all()
         for event_id in ids:
             try:
-                applied = apply_event(resources, event_id, now=utcnow())
+                applied = apply_event(resources, event_id, now=utcnow(), stripe=gateway)
             except Exception as exc:  # noqa: BLE001 - reported per event; the others still run
                 failures += 1
                 note = f"failed: {type(exc).__name__}: {exc}"
@@ -103,6 +108,100 @@ def cmd_events_replay(args: argparse.Namespace) -> int:
         queue.close()
         resources.close()
     return 1 if failures else 0
+
+
+# --- refunds (self-contained: the command, its parser, nothing else depends on them) -------
+
+
+def cmd_refunds_list(args: argparse.Namespace) -> int:
+    """One JSON line per refund, newest first."""
+    from shared.domain.money import format_amount, from_minor_units
+    from shared.usecases.refund_listing import list_refunds
+
+    engine = make_engine(database_url_from_env(), pool_size=1)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            listed = list_refunds(
+                session, failed_only=args.failed, booking_id=args.booking, limit=args.limit
+            )
+    finally:
+        engine.dispose()
+    for item in listed:
+        amount = from_minor_units(item.amount_minor, item.currency)
+        line = {
+            "refundId": str(item.refund_id) if item.refund_id else None,
+            "bookingId": str(item.booking_id) if item.booking_id else None,
+            "stripeRefundId": item.stripe_refund_id,
+            "madeBy": "inkflow" if item.refund_id else "elsewhere",
+            "reason": item.reason,
+            "status": item.status,
+            "amount": format_amount(amount, item.currency),
+            "currency": item.currency,
+            "attempts": item.attempts,
+            "lastError": item.last_error,
+            "depositStatus": item.deposit_status,
+            "updatedAt": item.updated_at.isoformat(),
+        }
+        print(json.dumps(line))
+    return 0
+
+
+def cmd_refunds_retry(args: argparse.Namespace) -> int:
+    """For each failed refund of ours: a new refund of what is left, made now in this
+    process (a transient failure leaves it owed: the worker's sweeper retries it)."""
+    from shared.adapters.payments import PaymentProviderError, StripeGateway
+    from shared.adapters.queue import CeleryQueue
+    from shared.adapters.runtime import build_resources
+    from shared.config import Settings
+    from shared.domain.timeutil import utcnow
+    from shared.usecases import refunds
+    from shared.usecases.effects import EffectRunner
+
+    settings = Settings.from_env()
+    resources = build_resources(settings, pool_size=1)
+    queue = CeleryQueue(settings)
+    gateway = StripeGateway(settings)
+    effects = EffectRunner(queue, gateway)
+    failures = 0
+    try:
+        for refund_id in args.refund_ids:
+            try:
+                with transaction(resources.sessions) as session:
+                    owed = refunds.retry(session, refund_id, now=utcnow())
+                notes = [
+                    refunds.make(resources, gateway, new_id, now=utcnow())
+                    for new_id in owed.refunds
+                ]
+            except (ValueError, PaymentProviderError) as exc:
+                failures += 1
+                outcome = f"failed: {exc}"
+            else:
+                for made in notes:
+                    effects.run(made.effects)
+                outcome = "; ".join(n.note for n in notes) or "already retried"
+                failures += any(n.note.startswith("failed") for n in notes)
+            print(json.dumps({"refundId": str(refund_id), "outcome": outcome}))
+    finally:
+        queue.close()
+        resources.close()
+    return 1 if failures else 0
+
+
+def add_refund_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    refunds = commands.add_parser("refunds", help="refunds owed, made, failed")
+    refund_commands = refunds.add_subparsers(dest="refunds_command", required=True)
+    listing = refund_commands.add_parser("list", help="refunds, newest first (JSON lines)")
+    listing.add_argument(
+        "--failed", action="store_true", help="only the failed ones an operator must act on"
+    )
+    listing.add_argument("--booking", type=uuid.UUID, metavar="BOOKING_ID")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(func=cmd_refunds_list)
+    retry = refund_commands.add_parser(
+        "retry", help="ask Stripe again for failed refunds (what is left of the deposit)"
+    )
+    retry.add_argument("refund_ids", nargs="+", type=uuid.UUID, metavar="REFUND_ID")
+    retry.set_defaults(func=cmd_refunds_retry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-unprocessed", action="store_true", help="every RECEIVED or FAILED event"
     )
     replay.set_defaults(func=cmd_events_replay)
+    add_refund_commands(commands)
     return parser
 
 
