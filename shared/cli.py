@@ -3,8 +3,8 @@
 seed                          demo artist, service, hours and client; prints their ids
 events list [--status S]      inbox events not yet applied (RECEIVED, FAILED)
 events replay ID... | --all-unprocessed   re-apply events now
-refunds list [--failed] [--booking ID]    refunds owed or asked for; --failed: those an
-                              operator must act on (also failed refunds made in Stripe)
+refunds list [--failed] [--booking ID]    refunds owed or asked for; --failed: the failed
+                              ones nobody made good (deposit REFUND_FAILED), ours or not
 refunds retry REFUND_ID...    ask Stripe again for failed refunds, now
 """
 
@@ -148,8 +148,8 @@ def cmd_refunds_list(args: argparse.Namespace) -> int:
 
 def cmd_refunds_retry(args: argparse.Namespace) -> int:
     """For each failed refund of ours: a new refund of what is left, made now in this
-    process (a transient failure leaves it owed: the worker's sweeper retries it)."""
-    from shared.adapters.payments import PaymentProviderError, StripeGateway
+    process (if Stripe does not answer, it stays owed and the worker retries it)."""
+    from shared.adapters.payments import StripeGateway, TransientPaymentError
     from shared.adapters.queue import CeleryQueue
     from shared.adapters.runtime import build_resources
     from shared.config import Settings
@@ -168,18 +168,19 @@ def cmd_refunds_retry(args: argparse.Namespace) -> int:
             try:
                 with transaction(resources.sessions) as session:
                     owed = refunds.retry(session, refund_id, now=utcnow())
-                notes = [
-                    refunds.make(resources, gateway, new_id, now=utcnow())
-                    for new_id in owed.refunds
-                ]
-            except (ValueError, PaymentProviderError) as exc:
+                outcome = owed.note
+                for new_id in owed.effects.refunds:
+                    made = refunds.make(resources, gateway, new_id, now=utcnow())
+                    effects.run(made.effects)
+                    outcome = made.note
+                    failures += made.note.startswith("failed")
+            except TransientPaymentError as exc:
+                effects.run(owed.effects)  # owed: the worker's task retries it
+                failures += 1
+                outcome = f"owed, Stripe did not answer ({exc}): the worker retries it"
+            except ValueError as exc:
                 failures += 1
                 outcome = f"failed: {exc}"
-            else:
-                for made in notes:
-                    effects.run(made.effects)
-                outcome = "; ".join(n.note for n in notes) or "already retried"
-                failures += any(n.note.startswith("failed") for n in notes)
             print(json.dumps({"refundId": str(refund_id), "outcome": outcome}))
     finally:
         queue.close()
@@ -192,7 +193,9 @@ def add_refund_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     refund_commands = refunds.add_subparsers(dest="refunds_command", required=True)
     listing = refund_commands.add_parser("list", help="refunds, newest first (JSON lines)")
     listing.add_argument(
-        "--failed", action="store_true", help="only the failed ones an operator must act on"
+        "--failed",
+        action="store_true",
+        help="failed refunds nobody made good since (deposit REFUND_FAILED): an operator's",
     )
     listing.add_argument("--booking", type=uuid.UUID, metavar="BOOKING_ID")
     listing.add_argument("--limit", type=int, default=100)

@@ -1,6 +1,7 @@
 """What an operator sees of refunds (`inkflow refunds list`): the refunds we owe or asked
-Stripe for, and — among the failed ones an operator must act on — also the refunds made
-elsewhere (Stripe's Dashboard) that Stripe reported failed. One `Listed` per refund."""
+Stripe for; or only the failed ones an operator must act on — failed refunds (ours, and
+those made elsewhere, e.g. in Stripe's Dashboard) of bookings whose deposit is still
+REFUND_FAILED (nobody made them good since). One `Listed` per refund."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.adapters.models import (
     Booking,
+    DepositStatus,
     Refund,
     RefundStatus,
     StripeTransaction,
@@ -43,11 +45,13 @@ def list_refunds(
     booking_id: uuid.UUID | None = None,
     limit: int = 100,
 ) -> list[Listed]:
-    """Newest first. `failed_only`: FAILED refunds of ours and failed refunds made
-    elsewhere (the ledger's failed REFUND rows that are not ours)."""
+    """Newest first. `failed_only`: see the module docstring."""
     ours = select(Refund, Booking.deposit_status).join(Booking, Booking.id == Refund.booking_id)
     if failed_only:
-        ours = ours.where(Refund.status == RefundStatus.FAILED)
+        ours = ours.where(
+            Refund.status == RefundStatus.FAILED,
+            Booking.deposit_status == DepositStatus.REFUND_FAILED,
+        )
     if booking_id is not None:
         ours = ours.where(Refund.booking_id == booking_id)
     listed = [
@@ -64,9 +68,7 @@ def list_refunds(
             deposit_status=deposit,
             updated_at=refund.updated_at,
         )
-        for refund, deposit in session.execute(
-            ours.order_by(Refund.updated_at.desc()).limit(limit)
-        ).tuples()
+        for refund, deposit in session.execute(ours.order_by(Refund.updated_at.desc()).limit(limit))
     ]
     if failed_only:
         listed += _failed_elsewhere(session, booking_id, limit)
@@ -77,8 +79,9 @@ def list_refunds(
 def _failed_elsewhere(session: Session, booking_id: uuid.UUID | None, limit: int) -> list[Listed]:
     query = (
         select(StripeTransaction, Booking.deposit_status)
-        .outerjoin(Booking, Booking.id == StripeTransaction.booking_id)
+        .join(Booking, Booking.id == StripeTransaction.booking_id)
         .where(
+            Booking.deposit_status == DepositStatus.REFUND_FAILED,
             StripeTransaction.kind == TransactionKind.REFUND,
             StripeTransaction.status == TransactionStatus.FAILED,
             ~select(Refund.id)
@@ -103,5 +106,5 @@ def _failed_elsewhere(session: Session, booking_id: uuid.UUID | None, limit: int
             deposit_status=deposit,
             updated_at=tx.created_at,
         )
-        for tx, deposit in rows.tuples()
+        for tx, deposit in rows
     ]

@@ -173,7 +173,7 @@ def _record(session: Session, refund_id: uuid.UUID, answer: RefundResult, now: d
     return Outcome(f"refund {answer.id} {answer.status}", recorded.effects)
 
 
-def retry(session: Session, refund_id: uuid.UUID, *, now: datetime) -> Effects:
+def retry(session: Session, refund_id: uuid.UUID, *, now: datetime) -> Outcome:
     """An operator asks again for a refund that FAILED: a new owed refund (PENDING) of what
     the booking's deposit still has unrefunded, under a key derived from the failed one
     (asking twice owes once). Effects: the refund to make. Raises ValueError when there
@@ -184,33 +184,32 @@ def retry(session: Session, refund_id: uuid.UUID, *, now: datetime) -> Effects:
     booking, failed = locked
     if failed.status != RefundStatus.FAILED:
         raise ValueError(f"refund {refund_id} is {failed.status}, not FAILED")
+    key = retry_idempotency_key(booking.id, RefundReason(failed.reason), failed.id)
+    again = session.scalar(select(Refund).where(Refund.idempotency_key == key))
+    if again is not None:
+        return Outcome(f"already retried: refund {again.id} is {again.status}")
     refund_reports.refresh_deposit(session, booking)
     paid = ledger.paid_on(session, failed.payment_intent_id) or failed.amount_minor
     left = paid - booking.amount_refunded_minor
     if left <= 0:
         raise ValueError(f"booking {booking.id} has nothing left to refund")
-    new_id = session.execute(
-        insert(Refund)
-        .values(
-            id=uuid.uuid4(),
-            booking_id=booking.id,
-            payment_intent_id=failed.payment_intent_id,
-            amount_minor=left,
-            currency=failed.currency,
-            reason=failed.reason,
-            idempotency_key=retry_idempotency_key(
-                booking.id, RefundReason(failed.reason), failed.id
-            ),
-            status=RefundStatus.PENDING,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Refund.id)
-    ).scalar_one_or_none()
+    again = Refund(
+        id=uuid.uuid4(),
+        booking_id=booking.id,
+        payment_intent_id=failed.payment_intent_id,
+        amount_minor=left,
+        currency=failed.currency,
+        reason=failed.reason,
+        idempotency_key=key,
+        status=RefundStatus.PENDING,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(again)
+    session.flush()
     refund_reports.refresh_deposit(session, booking)
-    return Effects(refunds=(new_id,)) if new_id is not None else NONE
+    return Outcome(f"refund {again.id} owed", Effects(refunds=(again.id,)))
 
 
 def redeliver_pending(
