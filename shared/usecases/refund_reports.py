@@ -105,7 +105,7 @@ def record(
                 report.failure_reason or report.status,
             )
         known[report.id] = after_report(before, status)
-        _bring_ours_along(session, booking, report, now)
+        _bring_ours_along(session, booking, report, known[report.id], now)
         if accepted(report.status) and known[report.id] != RefundStatus.FAILED:
             mails += notify_booking(
                 session, booking, NotificationKind.PAYMENT_REFUNDED, occasion=report.id
@@ -178,9 +178,10 @@ def _ledger(
 
 
 def _bring_ours_along(
-    session: Session, booking: Booking, report: RefundResult, now: datetime
+    session: Session, booking: Booking, report: RefundResult, known: RefundStatus, now: datetime
 ) -> None:
-    """Our refunds row for the reported refund, if it is ours, moved to what Stripe says."""
+    """Our refunds row for the reported refund, if it is ours, moved to what is known of
+    it (a stale report of a refund known to have failed does not make it succeeded)."""
     ours = session.scalar(
         select(Refund).where(Refund.stripe_refund_id == report.id).with_for_update()
     )
@@ -189,7 +190,7 @@ def _bring_ours_along(
         if ours is None:
             return  # made elsewhere (the Dashboard)
         ours.stripe_refund_id = report.id
-    status = after_report(RefundStatus(ours.status), status_from_stripe(report.status))
+    status = after_report(RefundStatus(ours.status), known)
     if status == ours.status:
         return
     ours.status = status
