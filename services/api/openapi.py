@@ -62,10 +62,12 @@ _FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A non-error response: its description and body model (None: any JSON object)."""
+    """A non-error response: its description and body model (None: any JSON object);
+    `has_body=False` for one without a body (204)."""
 
     description: str
     model: type[BaseModel] | None = None
+    has_body: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,11 +273,10 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
         }
     responses: dict[int, Schema] = {}
     for status, reply in op.responses.items():
-        schema = _ref(reply.model) if reply.model is not None else {"type": "object"}
-        responses[status] = {
-            "description": reply.description,
-            "content": {JSON: {"schema": schema}},
-        }
+        responses[status] = {"description": reply.description}
+        if reply.has_body:
+            schema = _ref(reply.model) if reply.model is not None else {"type": "object"}
+            responses[status]["content"] = {JSON: {"schema": schema}}
     for status, response in _error_responses(op.error_codes()).items():
         if status in responses:
             raise RuntimeError(f"{op.operation_id}: status {status} declared twice")
