@@ -33,6 +33,7 @@ from shared.adapters.payments import Intent
 from shared.domain.money import format_amount, from_minor_units
 from shared.domain.timeutil import iso_utc
 from shared.usecases.booking import Created
+from shared.usecases.booking_search import Page
 from shared.usecases.schedule import Availability
 
 JSON = "application/json"
@@ -272,6 +273,23 @@ class Booking(ResponseModel):
             created_at=booking.created_at,
             confirmed_at=booking.confirmed_at,
             payment_intent_id=booking.payment_intent_id,
+        )
+
+
+class BookingPage(ResponseModel):
+    """One page of a list in start-time order."""
+
+    items: list[Booking]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next page; null on the last page."
+    )
+
+    @classmethod
+    def of(cls, page: Page) -> Self:
+        after = page.next_after
+        return cls(
+            items=[Booking.of(b) for b in page.items],
+            next_cursor=None if after is None else after.encode(),
         )
 
 

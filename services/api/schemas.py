@@ -7,7 +7,8 @@ ignored so that older servers accept newer clients.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, TypeVar
+import uuid
+from typing import Annotated, Any, ClassVar, TypeVar, get_origin
 
 from flask import request
 from pydantic import (
@@ -15,15 +16,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     RootModel,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from shared.domain.deposits import DepositStatus
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.pagination import CursorError, Keyset
 from shared.domain.policy import DEFAULT_POLICY
+from shared.domain.transitions import BookingStatus
 
 
 class RequestModel(BaseModel):
@@ -76,6 +82,22 @@ def parse_value(model: type[Model], data: Any) -> Model:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def parse_query(model: type[Model]) -> Model:
+    """The query string as `model`: a parameter whose field is a list may repeat and may
+    hold comma-separated values; any other takes its first value."""
+    data: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        values = request.args.getlist(key)
+        if not values:
+            continue
+        if get_origin(info.annotation) is list:
+            data[key] = [part for value in values for part in value.split(",") if part]
+        else:
+            data[key] = values[0]
+    return parse_value(model, data)
 
 
 _ID = "A UUID. An id that is not a UUID (or names no row) answers NOT_FOUND."
@@ -370,6 +392,59 @@ class BookingRangeQuery(RequestModel):
     to: AwareDatetime | None = Field(
         default=None,
         description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
+    )
+
+
+def _keyset(value: Any) -> Keyset:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    try:
+        return Keyset.decode(value)
+    except CursorError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Cursor = Annotated[
+    Keyset,
+    PlainValidator(_keyset),
+    WithJsonSchema({"type": "string", "maxLength": 200}),
+]
+# The booking list's multi-valued filters.
+_MANY = (
+    "Any of these; repeat the parameter (`{name}=A&{name}=B`) or separate values with commas "
+    "(`{name}=A,B`)."
+)
+MAX_PAGE = 200
+
+
+class BookingListQuery(RequestModel):
+    model_config = ConfigDict(alias_generator=to_camel, strict=False, frozen=True)
+    artist_id: uuid.UUID | None = Field(default=None, description="Only this artist's bookings.")
+    client_id: uuid.UUID | None = Field(default=None, description="Only this client's bookings.")
+    status: list[BookingStatus] = Field(default=[], description=_MANY.format(name="status"))
+    deposit_status: list[DepositStatus] = Field(
+        default=[],
+        description=(
+            f"{_MANY.format(name='depositStatus')} `REFUND_FAILED` lists the refunds Stripe "
+            "refused."
+        ),
+    )
+    from_: AwareDatetime | None = Field(
+        default=None,
+        alias="from",
+        description=f"Bookings starting at or after this instant. {_TS} Encode `+` as `%2B`.",
+    )
+    to: AwareDatetime | None = Field(
+        default=None,
+        description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
+    )
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Page size (1–200).")
+    cursor: Cursor | None = Field(
+        default=None,
+        description=(
+            "The previous page's `nextCursor`, as it was given (opaque). Anything else is a "
+            "VALIDATION_ERROR."
+        ),
     )
 
 

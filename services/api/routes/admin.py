@@ -13,6 +13,7 @@ from services.api.responses import Items, reply
 from services.api.schemas import (
     ArtistPatch,
     ArtistRequest,
+    BookingListQuery,
     BookingRangeQuery,
     ClientPatch,
     ClientRequest,
@@ -22,12 +23,14 @@ from services.api.schemas import (
     WorkingHoursBody,
     minutes_of,
     parse_body,
+    parse_query,
     parse_value,
 )
 from services.api.state import state, unit_of_work
 from shared.adapters.models import Artist, Booking, Client
 from shared.domain.errors import ErrorCode
 from shared.usecases import catalog
+from shared.usecases.booking_search import BookingFilter, search_bookings
 from shared.usecases.ledger import booking_history
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -358,6 +361,37 @@ def list_artist_bookings(artist_id: str) -> Response:
     with unit_of_work() as session:
         rows = catalog.list_artist_bookings(session, artist_id, start=query.from_, end=query.to)
         return reply(Items[out.Booking](items=[out.Booking.of(b) for b in rows]))
+
+
+@bp.get("/bookings")
+@admin_operation(
+    "listBookings",
+    "All bookings, filtered, in start-time order, a page at a time",
+    query=BookingListQuery,
+    responses={200: Reply("One page of bookings, by start time then id.", out.BookingPage)},
+    errors=[INVALID],
+    description=(
+        "Filters combine (all must hold); `status` and `depositStatus` each match any of "
+        "their values. `from`/`to` bound the start time: `from` <= start < `to`. Keyset "
+        "pagination: pass the answer's `nextCursor` as `cursor` to get the next page (null "
+        "on the last one). A walk lists each booking once, in order, even while bookings "
+        "are added. An id that is not a UUID, an unknown status, a limit outside 1–200 or "
+        "a cursor this API did not give is a VALIDATION_ERROR naming the parameter."
+    ),
+)
+def list_bookings() -> Response:
+    query = parse_query(BookingListQuery)
+    where = BookingFilter(
+        artist_id=query.artist_id,
+        client_id=query.client_id,
+        statuses=query.status,
+        deposit_statuses=query.deposit_status,
+        start_from=query.from_,
+        start_before=query.to,
+    )
+    with unit_of_work() as session:
+        page = search_bookings(session, where, after=query.cursor, limit=query.limit)
+        return reply(out.BookingPage.of(page))
 
 
 @bp.get("/bookings/<booking_id>")
