@@ -147,6 +147,15 @@ class Stack:
         [owed] = effects.refunds
         return owed
 
+    def failed_deposits(self) -> list[str]:
+        """The operator's booking list filtered on depositStatus=REFUND_FAILED."""
+        answer = self.http.get(
+            "/api/admin/bookings?depositStatus=REFUND_FAILED",
+            headers={"Authorization": f"Bearer {support.ADMIN_TOKEN}"},
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return [b["id"] for b in answer.get_json()["items"]]
+
     # what the database says
     def booking(self, booking_id: uuid.UUID) -> Booking:
         with transaction(self.sessions) as session:
@@ -471,6 +480,7 @@ def test_a_refund_that_fails_at_stripe_later_is_refund_failed_listed_and_retried
     assert len(errors) == 1
     assert doomed["id"] in errors[0]
     assert "expired_or_canceled_card" in errors[0]
+    assert stack.failed_deposits() == [str(booking_id)]
 
     # The operator sees it ...
     status, listed = cli_lines(capsys, "refunds", "list", "--failed")
@@ -529,6 +539,7 @@ def test_a_refund_that_fails_at_stripe_later_is_refund_failed_listed_and_retried
         stack.queue.sent.append((APPLY_STRIPE_EVENT, (event["id"],)))
     assert stack.work() == ["already processed"] * 2
     assert stack.booking(booking_id).deposit_status == DepositStatus.REFUNDED
+    assert stack.failed_deposits() == []
 
 
 def test_a_refund_answered_failed_at_once_is_refund_failed_and_nobody_is_told_it_was_made(
@@ -590,6 +601,7 @@ def test_a_dashboard_refund_that_fails_is_refund_failed_and_listed_as_made_elsew
         (refund["id"], "FAILED", 2000),
         (refund["id"], "SUCCEEDED", 2000),
     ]
+    assert stack.failed_deposits() == [str(booking_id)]
     _, listed = cli_lines(capsys, "refunds", "list", "--failed")
     assert [(r["refundId"], r["madeBy"], r["stripeRefundId"], r["status"]) for r in listed] == [
         (None, "elsewhere", refund["id"], "FAILED")
