@@ -326,8 +326,10 @@ def test_failed_after_succeeded_never_undoes_the_confirmation(env: Env, world: W
 
 def test_every_order_of_a_bookings_events_reaches_the_same_state(env: Env) -> None:
     """failed attempt, payment, a refund made in the Dashboard and a (stray) cancellation:
-    all 24 orders, each delivered twice, end CONFIRMED with the same three ledger rows and
-    at most one e-mail per (kind, recipient)."""
+    all 24 orders, each delivered twice, end in the state of the first decisive event with
+    the same three ledger rows and at most one e-mail per (kind, recipient). A payment
+    applied first confirms the booking for good; a cancellation applied first cancels it
+    for good, and the payment is then owed back in full."""
     world = make_world(env.sessions)
     client_email, artist_email = emails(world, env)
     results = set()
@@ -347,7 +349,20 @@ def test_every_order_of_a_bookings_events_reaches_the_same_state(env: Env) -> No
         for index in [*order, *reversed(order)]:
             env.apply(events[index])
         status, ledger, notes = summary(env, booking.id)
-        assert notes >= {f"BOOKING_CONFIRMED:{client_email}", f"BOOKING_CONFIRMED:{artist_email}"}
+        cancelled_first = order.index(3) < order.index(1)
+        owed = env.owed(booking.id)
+        if cancelled_first:
+            assert status == BookingStatus.CANCELLED
+            assert [(r.reason, r.amount_minor) for r in owed] == [(RefundReason.LATE_PAYMENT, 5000)]
+            assert env.booking(booking.id).deposit_status == "REFUND_PENDING"
+        else:
+            assert status == BookingStatus.CONFIRMED
+            assert owed == []
+            assert env.booking(booking.id).deposit_status == "PAID"
+            assert notes >= {
+                f"BOOKING_CONFIRMED:{client_email}",
+                f"BOOKING_CONFIRMED:{artist_email}",
+            }
         assert notes <= {
             f"BOOKING_CONFIRMED:{client_email}",
             f"BOOKING_CONFIRMED:{artist_email}",
@@ -358,15 +373,14 @@ def test_every_order_of_a_bookings_events_reaches_the_same_state(env: Env) -> No
         assert told_failed == (order.index(0) < min(order.index(1), order.index(3))), order
         results.add((status, tuple(ledger)))
         assert all(env.inbox(e["id"]).status == EventStatus.PROCESSED for e in events)
+    ledger_rows = (
+        ("PAYMENT", "FAILED", 5000),
+        ("PAYMENT", "SUCCEEDED", 5000),
+        ("REFUND", "SUCCEEDED", 1500),
+    )
     assert results == {
-        (
-            BookingStatus.CONFIRMED,
-            (
-                ("PAYMENT", "FAILED", 5000),
-                ("PAYMENT", "SUCCEEDED", 5000),
-                ("REFUND", "SUCCEEDED", 1500),
-            ),
-        )
+        (BookingStatus.CONFIRMED, ledger_rows),
+        (BookingStatus.CANCELLED, ledger_rows),
     }
 
 
@@ -532,21 +546,37 @@ def _expire(env: Env, booking: Booking, status: BookingStatus) -> None:
     assert env.booking(booking.id).status == status
 
 
-@pytest.mark.parametrize("status", [BookingStatus.EXPIRED, BookingStatus.CANCELLED])
-def test_late_payment_is_confirmed_when_the_slot_is_still_free(
-    env: Env, world: World, status: BookingStatus
-) -> None:
+def test_late_payment_is_confirmed_when_the_slot_is_still_free(env: Env, world: World) -> None:
     booking = env.book(world)
     assert booking.payment_intent_id
     paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
-    _expire(env, booking, status)
+    _expire(env, booking, BookingStatus.EXPIRED)
 
     assert env.apply(env.event("payment_intent.succeeded", paid)) == "late payment confirmed"
 
-    assert env.booking(booking.id).status == BookingStatus.CONFIRMED
+    after = env.booking(booking.id)
+    assert (after.status, after.deposit_status) == (BookingStatus.CONFIRMED, "PAID")
     assert [(t.kind, t.status) for t in env.ledger(booking.id)] == [("PAYMENT", "SUCCEEDED")]
     assert {n.kind for n in env.notes(booking.id)} >= {"BOOKING_CONFIRMED"}
     assert refund_requests(env, paid["id"]) == []
+
+
+def test_a_payment_for_a_cancelled_booking_is_refunded_even_when_the_slot_is_free(
+    env: Env, world: World
+) -> None:
+    """A booking someone cancelled never comes back to life."""
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
+    _expire(env, booking, BookingStatus.CANCELLED)
+
+    assert env.apply(env.event("payment_intent.succeeded", paid)) == "late payment: refund owed"
+
+    after = env.booking(booking.id)
+    assert (after.status, after.deposit_status) == (BookingStatus.CANCELLED, "REFUND_PENDING")
+    [owed] = env.owed(booking.id)
+    assert (owed.reason, owed.amount_minor) == (RefundReason.LATE_PAYMENT, 5000)
+    assert not {n.kind for n in env.notes(booking.id)} & {"BOOKING_CONFIRMED"}
 
 
 @pytest.mark.parametrize("status", [BookingStatus.EXPIRED, BookingStatus.CANCELLED])
