@@ -87,6 +87,7 @@ class Operation:
     description: str | None = None
     body: type[BaseModel] | None = None
     body_description: str | None = None
+    body_required: bool = True
     query: type[BaseModel] | None = None
     headers: tuple[Header, ...] = ()
     database: bool = True
@@ -125,11 +126,13 @@ def operation(
     description: str | None = None,
     body: type[BaseModel] | None = None,
     body_description: str | None = None,
+    body_required: bool = True,
     query: type[BaseModel] | None = None,
     headers: Sequence[Header] = (),
     database: bool = True,
 ) -> Callable[[View], View]:
     """Declare how a handler appears in the document. Records it; changes nothing else.
+    `body_required=False`: a body whose fields all have defaults may be left out.
     `database`: the handler uses the database, so a momentary failure of it (a lock or
     statement timeout, no connection free) answers 503 SERVICE_UNAVAILABLE."""
     declared = Operation(
@@ -142,6 +145,7 @@ def operation(
         description=description,
         body=body,
         body_description=body_description,
+        body_required=body_required,
         query=query,
         headers=tuple(headers),
         database=database,
@@ -265,7 +269,7 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
         out["parameters"] = params
     if op.body is not None:
         out["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "description": op.body_description or STRICT_NOTE,
             "content": {JSON: {"schema": _ref(op.body)}},
         }

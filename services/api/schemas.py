@@ -7,7 +7,7 @@ ignored so that older servers accept newer clients.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from flask import request
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.transitions import BookingStatus
 
 
 class RequestModel(BaseModel):
@@ -34,6 +35,8 @@ NonEmpty = Annotated[str, Field(min_length=1, max_length=200)]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 Minutes = Annotated[int, Field(ge=5, le=1440)]
 Id = Annotated[str, Field(min_length=1, max_length=100)]
+Hours = Annotated[int, Field(ge=0, le=8760)]
+Reason = Annotated[str, Field(max_length=500)]
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
@@ -67,6 +70,13 @@ def parse_body(model: type[Model]) -> Model:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def parse_optional_body(model: type[Model]) -> Model:
+    """A body whose fields all have defaults: none at all means the defaults."""
+    if not request.get_data(cache=True).strip():
+        return model.model_validate({})
+    return parse_body(model)
 
 
 def parse_value(model: type[Model], data: Any) -> Model:
@@ -154,6 +164,29 @@ class ArtistRequest(RequestModel):
     max_advance_days: Annotated[int, Field(ge=0, le=3650)] = Field(
         default=365, description="Booking window: how far ahead a slot may start."
     )
+    refund_window_hours: Hours | None = Field(
+        default=None,
+        description=(
+            "null: a client who cancels never gets the deposit back; N: in full when "
+            "cancelling at least N hours before the start."
+        ),
+    )
+    reschedule_notice_hours: Hours = Field(
+        default=48, description="A client may move a booking until this many hours before it."
+    )
+    max_reschedules: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=1, description="How many times a client may move one booking."
+    )
+    reminder_hours: Hours = Field(
+        default=24, description="Remind the client this many hours before the start; 0 = off."
+    )
+    no_show_limit: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=0,
+        description=(
+            "A client with this many no-shows with the artist may not book them again "
+            "(POLICY_VIOLATION NO_SHOW_LIMIT); 0 = off."
+        ),
+    )
 
 
 class ServiceRequest(RequestModel):
@@ -189,7 +222,43 @@ class WorkingHoursBody(RootModel[list[WorkingHoursItem]]):
 class LeaveRequest(RequestModel):
     start_time: AwareDatetime = Field(description=_TS)
     end_time: AwareDatetime = Field(description=f"After startTime. {_TS}")
-    reason: Annotated[str, Field(max_length=500)] | None = None
+    reason: Reason | None = None
+    cancel_conflicting: bool = Field(
+        default=False,
+        description=(
+            "Cancel the bookings the leave overlaps (by the artist, deposit refunded in full, "
+            "clients told). Without it they stay and the answer lists them in `conflicts`."
+        ),
+    )
+
+
+_ACTING_CLIENT = (
+    "The acting client: required without client JWTs (it must be the booking's client, "
+    "else FORBIDDEN); with them the token's `sub` is, and this field must match it if given."
+)
+
+
+class ClientCancelRequest(RequestModel):
+    client_id: Id | None = Field(default=None, description=_ACTING_CLIENT)
+    reason: Reason | None = Field(default=None, description="Kept as `cancellationReason`.")
+
+
+class StaffCancelRequest(RequestModel):
+    reason: Reason | None = Field(default=None, description="Kept as `cancellationReason`.")
+    refund: Literal["FULL", "NONE"] = Field(
+        default="FULL",
+        description="FULL: a paid deposit goes back in full; NONE: it is kept (FORFEITED).",
+    )
+
+
+class RescheduleRequest(RequestModel):
+    client_id: Id | None = Field(default=None, description=_ACTING_CLIENT)
+    start_time: AwareDatetime = Field(
+        description=(
+            f"The new start; the booking keeps its length. {_TS} The same rules as a new "
+            "booking apply (the booking itself does not block its new slot)."
+        )
+    )
 
 
 class BookingRangeQuery(RequestModel):
@@ -204,6 +273,21 @@ class BookingRangeQuery(RequestModel):
         default=None,
         description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
     )
+
+
+_STATUS = "|".join(s.value for s in BookingStatus)
+
+
+class ClientBookingsQuery(BookingRangeQuery):
+    status: Annotated[str, Field(pattern=rf"^({_STATUS})(,({_STATUS}))*$")] | None = Field(
+        default=None,
+        description="Only these statuses, comma-separated (`PENDING_PAYMENT,CONFIRMED`).",
+    )
+
+    def statuses(self) -> frozenset[BookingStatus]:
+        if not self.status:
+            return frozenset()
+        return frozenset(BookingStatus(s) for s in self.status.split(","))
 
 
 class StripeEvent(BaseModel):

@@ -89,6 +89,12 @@ class ArtistInput:
     buffer_min: int = 0
     min_notice_min: int = 0
     max_advance_days: int = 365
+    # The deposit policy (shared.domain.policy.DepositPolicy's defaults).
+    refund_window_hours: int | None = None
+    reschedule_notice_hours: int = 48
+    max_reschedules: int = 1
+    reminder_hours: int = 24
+    no_show_limit: int = 0
 
 
 def create_artist(session: Session, data: ArtistInput) -> Artist:
@@ -102,6 +108,11 @@ def create_artist(session: Session, data: ArtistInput) -> Artist:
         buffer_min=data.buffer_min,
         min_notice_min=data.min_notice_min,
         max_advance_days=data.max_advance_days,
+        refund_window_hours=data.refund_window_hours,
+        reschedule_notice_hours=data.reschedule_notice_hours,
+        max_reschedules=data.max_reschedules,
+        reminder_hours=data.reminder_hours,
+        no_show_limit=data.no_show_limit,
     )
     session.add(artist)
     _flush_unique(session, "email or stripeAccountId")

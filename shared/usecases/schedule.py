@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from shared.adapters.models import Artist, Booking, Leave, Service, WorkingHours
 from shared.domain import availability as rules
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.policy import DepositPolicy
 from shared.usecases.catalog import get_or_404, invalid, parse_id, service_of_artist
 
 MAX_RANGE = timedelta(days=62)
@@ -35,6 +36,16 @@ def policy_of(artist: Artist) -> rules.BookingPolicy:
         buffer_min=artist.buffer_min,
         min_notice_min=artist.min_notice_min,
         max_advance_days=artist.max_advance_days,
+    )
+
+
+def deposit_policy_of(artist: Artist) -> DepositPolicy:
+    return DepositPolicy(
+        refund_window_hours=artist.refund_window_hours,
+        reschedule_notice_hours=artist.reschedule_notice_hours,
+        max_reschedules=artist.max_reschedules,
+        reminder_hours=artist.reminder_hours,
+        no_show_limit=artist.no_show_limit,
     )
 
 

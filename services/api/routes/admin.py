@@ -102,6 +102,11 @@ def create_artist() -> Response:
         buffer_min=body.buffer_min,
         min_notice_min=body.min_notice_min,
         max_advance_days=body.max_advance_days,
+        refund_window_hours=body.refund_window_hours,
+        reschedule_notice_hours=body.reschedule_notice_hours,
+        max_reschedules=body.max_reschedules,
+        reminder_hours=body.reminder_hours,
+        no_show_limit=body.no_show_limit,
     )
     with unit_of_work() as session:
         artist = catalog.create_artist(session, data)
@@ -208,17 +213,29 @@ def get_working_hours(artist_id: str) -> Response:
 @admin_operation(
     "createLeave",
     "Add a leave (time off) to an artist",
+    description=(
+        "The answer lists in `conflicts` the bookings the leave overlaps. They stay unless "
+        "`cancelConflicting` is true: then they are cancelled by the artist, a paid deposit "
+        "is refunded in full and the clients are told (listed in `cancelled`)."
+    ),
     body=LeaveRequest,
-    responses={201: Reply("The created leave, with its `id`.", out.Leave)},
+    responses={
+        201: Reply("The created leave, with its `id` and conflicting bookings.", out.LeaveCreated)
+    },
     errors=[INVALID, NOT_FOUND],
 )
 def create_leave(artist_id: str) -> Response:
     body = parse_body(LeaveRequest)
-    with unit_of_work() as session:
-        leave = catalog.add_leave(
-            session, artist_id, start=body.start_time, end=body.end_time, reason=body.reason
-        )
-    return reply(out.Leave.of(leave), 201)
+    current = state()
+    added = current.lifecycle.add_leave(
+        artist_id,
+        start=body.start_time,
+        end=body.end_time,
+        reason=body.reason,
+        cancel_conflicting=body.cancel_conflicting,
+        now=current.clock(),
+    )
+    return reply(out.LeaveCreated.added(added), 201)
 
 
 @bp.get("/artists/<artist_id>/leaves")
