@@ -322,9 +322,11 @@ list every key (null when it has no value) and no other.
 - Every error is `{"error": CODE, "message": "…", "details": {…}}` (details optional). \
 A method the route does not serve answers 405 VALIDATION_ERROR, an unknown route 404 \
 NOT_FOUND, a body over 1 MiB 413 PAYLOAD_TOO_LARGE.
-- Client endpoints (availability, booking create and read) are public unless the server \
-sets AUTH_JWT_SECRET; then they need the `clientJwt` bearer token. Management endpoints \
-need the `adminToken` bearer token (ADMIN_API_TOKEN).
+- Client endpoints (availability; booking create, read, cancel and reschedule; a client's \
+bookings) need no token unless the server sets AUTH_JWT_SECRET; then they need the \
+`clientJwt` bearer token, whose `sub` is the client. Without it, cancel and reschedule act \
+for the `clientId` of their body, which must be the booking's. Management endpoints need \
+the `adminToken` bearer token (ADMIN_API_TOKEN).
 """
 
 _TAGS = [
