@@ -36,6 +36,7 @@ from shared.adapters.payments import Intent
 from shared.domain.money import format_amount, from_minor_units
 from shared.domain.timeutil import iso_utc
 from shared.usecases.booking import Created
+from shared.usecases.booking_search import Page
 from shared.usecases.lifecycle import Done, LeaveAdded
 from shared.usecases.schedule import Availability
 
@@ -130,11 +131,14 @@ class Artist(ResponseModel):
     min_notice_min: int
     max_advance_days: int
     refund_window_hours: int | None = Field(
-        description="null: a client who cancels never gets the deposit back."
+        description=(
+            "A client who cancels at least this many hours before the start gets the deposit "
+            "back; null: never."
+        )
     )
     reschedule_notice_hours: int
     max_reschedules: int
-    reminder_hours: int = Field(description="0: no reminders.")
+    reminder_hours: int = Field(description="0: no reminder.")
     no_show_limit: int = Field(description="0: no limit.")
     created_at: Timestamp
 
@@ -167,6 +171,12 @@ class Service(ResponseModel):
     price: Money
     deposit_amount: Money
     currency: Currency
+    active: bool = Field(
+        description=(
+            "false: no new bookings and no availability (NOT_FOUND for clients); existing "
+            "bookings keep it."
+        )
+    )
     created_at: Timestamp
 
     @classmethod
@@ -179,6 +189,7 @@ class Service(ResponseModel):
             price=format_amount(service.price, service.currency),
             deposit_amount=format_amount(service.deposit_amount, service.currency),
             currency=service.currency,
+            active=service.active,
             created_at=service.created_at,
         )
 
@@ -306,6 +317,23 @@ class Booking(ResponseModel):
                 from_minor_units(booking.amount_refunded_minor, booking.currency),
                 booking.currency,
             ),
+        )
+
+
+class BookingPage(ResponseModel):
+    """One page of a list in start-time order."""
+
+    items: list[Booking]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next page; null on the last page."
+    )
+
+    @classmethod
+    def of(cls, page: Page) -> Self:
+        after = page.next_after
+        return cls(
+            items=[Booking.of(b) for b in page.items],
+            next_cursor=None if after is None else after.encode(),
         )
 
 

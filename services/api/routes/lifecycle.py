@@ -20,7 +20,7 @@ from services.api.schemas import (
     StaffCancelRequest,
     parse_body,
     parse_optional_body,
-    parse_value,
+    parse_query,
 )
 from services.api.state import state, unit_of_work
 from shared.domain.deposits import CancelledBy
@@ -182,9 +182,9 @@ def reschedule_booking(booking_id: str) -> tuple[Response, int]:
 def list_client_bookings(client_id: str) -> Response:
     subject = client_subject(state().resources.settings)
     require_same_client(subject, client_id)
-    query = parse_value(ClientBookingsQuery, request.args.to_dict())
+    query = parse_query(ClientBookingsQuery)
     wanted = lifecycle.ClientBookingsQuery(
-        client_id=client_id, statuses=query.statuses(), start=query.from_, end=query.to
+        client_id=client_id, statuses=frozenset(query.status), start=query.from_, end=query.to
     )
     with unit_of_work() as session:
         rows = lifecycle.client_bookings(session, wanted)
