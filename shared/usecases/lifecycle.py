@@ -349,15 +349,21 @@ class Lifecycle:
                 self._locks.hold(artist_id, start),
                 transaction(self._resources.sessions) as session,
             ):
-                decided = _move(session, request.booking_id, start, now)
+                decided = _move(session, request.booking_id, artist_id, start, now)
         except SlotTaken:
             raise DomainError(ErrorCode.SLOT_TAKEN) from None
         return self._finish(decided)
 
 
-def _move(session: Session, booking_id: str, start: datetime, now: datetime) -> _Decided:
+def _move(
+    session: Session, booking_id: str, artist_id: uuid.UUID, start: datetime, now: datetime
+) -> _Decided:
     """The constrained part of a reschedule (see the module docstring). Any refusal
     raises and rolls the whole transaction back: the booking keeps its slot."""
+    # The artist's lock before the booking's row, in the order of every other writer of
+    # the schedule (creation, a leave that cancels what it covers): the other order could
+    # deadlock with a leave holding the artist's lock and waiting for this booking.
+    lock_artist_schedule(session, artist_id)
     booking = _locked_booking(session, booking_id)
     artist = _artist(session, booking)
     # Decided again under the row lock: another reschedule may have gone first.

@@ -8,6 +8,7 @@ emulator over HTTP, an SMTP sink. Verdicts come from the database, not from the 
 - A reschedule racing new bookings for the same slot: one winner.
 - A client's cancel racing the `payment_intent.succeeded` webhook of the same booking,
   30 rounds: cancelled, and refunded unless the policy kept a deposit that was already in.
+- A leave cancelling its conflicts racing a reschedule out of it and a booking into it.
 - A randomised soak (create, pay, duplicate webhooks, cancel, operator cancel, reschedule,
   holds expiring), then SQL invariants over everything it left.
 
@@ -481,6 +482,76 @@ def test_a_cancel_racing_the_payment_webhook_ends_consistent(
             assert made == [], context
             assert row["deposit_status"] == "FORFEITED", context
     print(f"\n[cancel vs payment webhook, {CANCEL_ROUNDS} rounds] {dict(endings)}")
+
+
+def test_a_leave_cancelling_its_conflicts_races_a_reschedule_and_a_new_booking(
+    server: LiveServer, sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    """A leave with cancelConflicting, a reschedule out of its time and a new booking
+    into it, all at once: nothing live is left under the leave, whatever wins; the moved
+    booking is either moved or cancelled; the new one is either refused or listed and
+    cancelled. No 5xx (a lock-order deadlock would answer 503)."""
+    world = make_world(sessions, hours=ALL_DAY, duration_min=30)
+    movers = make_clients(sessions, RACE_ROUNDS)
+    newcomer = make_clients(sessions, 1)[0]
+    admin = {"Authorization": f"Bearer {support.ADMIN_TOKEN}"}
+    outcomes: Counter[str] = Counter()
+    for round_no, client in enumerate(movers):
+        day = local_day(4 + round_no)
+        [booking_id] = insert_confirmed(sessions, world, [at(day, 11)], [client])
+        leave = {
+            "startTime": at(day, 10).isoformat(),
+            "endTime": at(day, 13).isoformat(),
+            "cancelConflicting": True,
+        }
+        answers = fire(
+            server.url,
+            [
+                Shot(f"/api/admin/artists/{world.artist_id}/leaves", leave, headers=admin),
+                Shot(
+                    f"/api/bookings/{booking_id}/reschedule",
+                    {"clientId": client, "startTime": at(day, 15).isoformat()},
+                ),
+                Shot(
+                    "/api/bookings/create",
+                    {
+                        "clientId": newcomer,
+                        "artistId": world.artist_id,
+                        "serviceId": world.service_id,
+                        "startTime": at(day, 12).isoformat(),
+                    },
+                ),
+            ],
+        )
+        added, moved, created = answers
+        assert added.status == 201, added.payload
+        assert moved.label in {"200", "409 INVALID_STATE"}, moved.payload
+        assert created.label in {
+            "201",
+            "409 SLOT_TAKEN",
+            "409 SLOT_UNAVAILABLE ON_LEAVE",
+        }, created.payload
+        under_leave = rows(
+            engine,
+            "SELECT id FROM bookings WHERE artist_id::text = :artist "
+            "AND status IN ('PENDING_PAYMENT', 'CONFIRMED') "
+            "AND start_time < :end AND end_time > :start",
+            artist=world.artist_id,
+            start=at(day, 10),
+            end=at(day, 13),
+        )
+        assert under_leave == [], (round_no, answers)
+        mover = booking_rows(engine, [booking_id])[booking_id]
+        if moved.status == 200:
+            assert (mover["status"], mover["start_time"]) == ("CONFIRMED", at(day, 15))
+            assert booking_id not in added.payload["cancelled"]
+        else:
+            assert (mover["status"], mover["cancelled_by"]) == ("CANCELLED", "ARTIST")
+            assert booking_id in added.payload["cancelled"]
+        if created.status == 201:
+            assert created.payload["booking"]["id"] in added.payload["cancelled"]
+        outcomes[f"reschedule {moved.label}, new booking {created.label}"] += 1
+    print(f"\n[leave vs reschedule vs new booking, {RACE_ROUNDS} rounds] {dict(outcomes)}")
 
 
 # --------------------------------------------------------------------------- soak
