@@ -4,6 +4,8 @@ queue that records, a gateway) and builds the others from the settings."""
 
 from __future__ import annotations
 
+import uuid
+
 from flask import Flask
 from flask_cors import CORS
 
@@ -17,8 +19,10 @@ from shared.adapters.runtime import Resources, build_resources
 from shared.config import Settings, load_dotenv_for_development
 from shared.domain.timeutil import Clock, utcnow
 from shared.logging_setup import configure_logging
+from shared.usecases import refunds
 from shared.usecases.booking import BookingService
-from shared.usecases.effects import EffectRunner
+from shared.usecases.effects import EffectRunner, Outcome
+from shared.usecases.lifecycle import Lifecycle
 
 
 def create_app(
@@ -49,14 +53,22 @@ def create_app(
         queue = celery_queue
     gateway = gateway or StripeGateway(settings)
     locks = locks or SlotLocks(resources.redis, ttl_seconds=settings.lock_ttl_seconds)
-    effects = EffectRunner(queue, gateway)
+    now = clock or utcnow
+
+    def make_refund(refund_id: uuid.UUID) -> Outcome:
+        return refunds.make(resources, gateway, refund_id, now=now())
+
+    # The API makes a refund it owes inline once, so the answer can say it succeeded; the
+    # worker's task and the sweeper take over when Stripe fails momentarily.
+    effects = EffectRunner(queue, gateway, make_refund=make_refund)
     init_state(
         app,
         ApiState(
             resources=resources,
             bookings=BookingService(resources, gateway, locks, effects),
+            lifecycle=Lifecycle(resources, locks, effects),
             effects=effects,
-            clock=clock or utcnow,
+            clock=now,
             closers=closers,
         ),
     )

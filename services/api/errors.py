@@ -21,6 +21,8 @@ from werkzeug.exceptions import HTTPException
 from shared.adapters.db import is_momentary
 from shared.domain.availability import SlotReason
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.policy import PolicyReason
+from shared.domain.transitions import BookingStatus
 
 log = logging.getLogger("inkflow.api")
 
@@ -127,6 +129,18 @@ class SlotUnavailableDetails(BaseModel):
     reason: SlotReason
 
 
+class InvalidStateDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: BookingStatus = Field(description="The booking's status, which refuses the action.")
+
+
+class PolicyViolationDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: PolicyReason
+
+
 def _variant_name(code: ErrorCode) -> str:
     """SLOT_TAKEN → SlotTakenError, VALIDATION_ERROR → ValidationError."""
     name = "".join(part.capitalize() for part in code.value.split("_"))
@@ -147,9 +161,19 @@ class _SlotUnavailableVariant(_Variant):
     details: SlotUnavailableDetails  # type: ignore[assignment]
 
 
+class _InvalidStateVariant(_Variant):
+    details: InvalidStateDetails  # type: ignore[assignment]
+
+
+class _PolicyViolationVariant(_Variant):
+    details: PolicyViolationDetails  # type: ignore[assignment]
+
+
 _VARIANT_BASES: dict[ErrorCode, type[_Variant]] = {
     ErrorCode.VALIDATION_ERROR: _ValidationVariant,
     ErrorCode.SLOT_UNAVAILABLE: _SlotUnavailableVariant,
+    ErrorCode.INVALID_STATE: _InvalidStateVariant,
+    ErrorCode.POLICY_VIOLATION: _PolicyViolationVariant,
 }
 
 

@@ -89,6 +89,7 @@ class Operation:
     description: str | None = None
     body: type[BaseModel] | None = None
     body_description: str | None = None
+    body_required: bool = True
     query: type[BaseModel] | None = None
     headers: tuple[Header, ...] = ()
     database: bool = True
@@ -127,11 +128,13 @@ def operation(
     description: str | None = None,
     body: type[BaseModel] | None = None,
     body_description: str | None = None,
+    body_required: bool = True,
     query: type[BaseModel] | None = None,
     headers: Sequence[Header] = (),
     database: bool = True,
 ) -> Callable[[View], View]:
     """Declare how a handler appears in the document. Records it; changes nothing else.
+    `body_required=False`: a body whose fields all have defaults may be left out.
     `database`: the handler uses the database, so a momentary failure of it (a lock or
     statement timeout, no connection free) answers 503 SERVICE_UNAVAILABLE."""
     declared = Operation(
@@ -144,6 +147,7 @@ def operation(
         description=description,
         body=body,
         body_description=body_description,
+        body_required=body_required,
         query=query,
         headers=tuple(headers),
         database=database,
@@ -283,7 +287,7 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
         out["parameters"] = params
     if op.body is not None:
         out["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "description": op.body_description or STRICT_NOTE,
             "content": {JSON: {"schema": _ref(op.body)}},
         }
@@ -335,9 +339,11 @@ list every key (null when it has no value) and no other.
 - Every error is `{"error": CODE, "message": "…", "details": {…}}` (details optional). \
 A method the route does not serve answers 405 VALIDATION_ERROR, an unknown route 404 \
 NOT_FOUND, a body over 1 MiB 413 PAYLOAD_TOO_LARGE.
-- Client endpoints (availability, booking create and read) are public unless the server \
-sets AUTH_JWT_SECRET; then they need the `clientJwt` bearer token. Management endpoints \
-need the `adminToken` bearer token (ADMIN_API_TOKEN).
+- Client endpoints (availability; booking create, read, cancel and reschedule; a client's \
+bookings) need no token unless the server sets AUTH_JWT_SECRET; then they need the \
+`clientJwt` bearer token, whose `sub` is the client. Without it, cancel and reschedule act \
+for the `clientId` of their body, which must be the booking's. Management endpoints need \
+the `adminToken` bearer token (ADMIN_API_TOKEN).
 """
 
 _TAGS = [

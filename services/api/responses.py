@@ -24,8 +24,11 @@ from pydantic.alias_generators import to_camel
 from shared.adapters import models
 from shared.adapters.models import (
     BookingStatus,
+    CancelledBy,
+    DepositStatus,
     NotificationKind,
     NotificationStatus,
+    RefundStatus,
     TransactionKind,
     TransactionStatus,
 )
@@ -34,6 +37,7 @@ from shared.domain.money import format_amount, from_minor_units
 from shared.domain.timeutil import iso_utc
 from shared.usecases.booking import Created
 from shared.usecases.booking_search import Page
+from shared.usecases.lifecycle import Done, LeaveAdded
 from shared.usecases.schedule import Availability
 
 JSON = "application/json"
@@ -232,6 +236,23 @@ class Leave(ResponseModel):
         )
 
 
+class LeaveCreated(Leave):
+    conflicts: list[uuid.UUID] = Field(
+        description=(
+            "The bookings the leave overlaps (those holding the slot: confirmed, or unpaid "
+            "and still held), by start."
+        )
+    )
+    cancelled: list[uuid.UUID] = Field(
+        description="Those of them cancelled for the leave (with `cancelConflicting`)."
+    )
+
+    @classmethod
+    def added(cls, added: LeaveAdded) -> Self:
+        leave = Leave.of(added.leave)
+        return cls(**dict(leave), conflicts=added.conflicts, cancelled=added.cancelled)
+
+
 # --------------------------------------------------------------------------- bookings
 
 
@@ -256,6 +277,20 @@ class Booking(ResponseModel):
     payment_intent_id: str | None = Field(
         description="The deposit's PaymentIntent; null for a deposit of 0."
     )
+    reschedule_count: int = Field(ge=0, description="How many times the client moved it.")
+    cancelled_at: Timestamp | None
+    cancelled_by: CancelledBy | None = Field(
+        description="SYSTEM: the platform itself (the payment provider failed, ...)."
+    )
+    cancellation_reason: str | None
+    deposit_status: DepositStatus = Field(
+        description=(
+            "Where the deposit is: NOT_REQUIRED (none asked), UNPAID, PAID, REFUND_PENDING "
+            "(owed back, on its way), REFUNDED, PARTIALLY_REFUNDED, FORFEITED (kept: a late "
+            "cancellation or a no-show), REFUND_FAILED (an operator must act)."
+        )
+    )
+    amount_refunded: Money = Field(description="What Stripe reports refunded on the deposit.")
 
     @classmethod
     def of(cls, booking: models.Booking) -> Self:
@@ -273,6 +308,15 @@ class Booking(ResponseModel):
             created_at=booking.created_at,
             confirmed_at=booking.confirmed_at,
             payment_intent_id=booking.payment_intent_id,
+            reschedule_count=booking.reschedule_count,
+            cancelled_at=booking.cancelled_at,
+            cancelled_by=CancelledBy(booking.cancelled_by) if booking.cancelled_by else None,
+            cancellation_reason=booking.cancellation_reason,
+            deposit_status=DepositStatus(booking.deposit_status),
+            amount_refunded=format_amount(
+                from_minor_units(booking.amount_refunded_minor, booking.currency),
+                booking.currency,
+            ),
         )
 
 
@@ -329,6 +373,42 @@ class BookingEnvelope(ResponseModel):
     @classmethod
     def of(cls, booking: models.Booking) -> Self:
         return cls(booking=Booking.of(booking))
+
+
+class RefundAnswer(ResponseModel):
+    """The refund an action owes the client."""
+
+    amount: Money
+    currency: Currency
+    status: Literal["PENDING", "SUCCEEDED"] = Field(
+        description=(
+            "SUCCEEDED: Stripe made it. PENDING: on its way (Stripe has not finished, or was "
+            "momentarily unavailable and the refund is retried in the background); one that "
+            "Stripe refuses is left to an operator (the booking's depositStatus says so)."
+        )
+    )
+
+    @classmethod
+    def of(cls, refund: models.Refund) -> Self:
+        return cls(
+            amount=format_amount(
+                from_minor_units(refund.amount_minor, refund.currency), refund.currency
+            ),
+            currency=refund.currency,
+            status="SUCCEEDED" if refund.status == RefundStatus.SUCCEEDED else "PENDING",
+        )
+
+
+class BookingCancelled(ResponseModel):
+    booking: Booking
+    refund: RefundAnswer | None = Field(
+        description="null when no refund is owed (nothing paid, or the deposit is kept)."
+    )
+
+    @classmethod
+    def of(cls, done: Done) -> Self:
+        refund = RefundAnswer.of(done.refund) if done.refund is not None else None
+        return cls(booking=Booking.of(done.booking), refund=refund)
 
 
 class Transaction(ResponseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, Any, ClassVar, TypeVar, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_origin
 
 from flask import request
 from pydantic import (
@@ -42,6 +42,7 @@ NonEmpty = Annotated[str, Field(min_length=1, max_length=200)]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 Minutes = Annotated[int, Field(ge=5, le=1440)]
 Id = Annotated[str, Field(min_length=1, max_length=100)]
+Reason = Annotated[str, Field(max_length=500)]
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
@@ -75,6 +76,13 @@ def parse_body(model: type[Model]) -> Model:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def parse_optional_body(model: type[Model]) -> Model:
+    """A body whose fields all have defaults: none at all means the defaults."""
+    if not request.get_data(cache=True).strip():
+        return model.model_validate({})
+    return parse_body(model)
 
 
 def parse_value(model: type[Model], data: Any) -> Model:
@@ -378,7 +386,43 @@ class WorkingHoursBody(RootModel[list[WorkingHoursItem]]):
 class LeaveRequest(RequestModel):
     start_time: AwareDatetime = Field(description=_TS)
     end_time: AwareDatetime = Field(description=f"After startTime. {_TS}")
-    reason: Annotated[str, Field(max_length=500)] | None = None
+    reason: Reason | None = None
+    cancel_conflicting: bool = Field(
+        default=False,
+        description=(
+            "Cancel the bookings the leave overlaps (by the artist, deposit refunded in full, "
+            "clients told). Without it they stay and the answer lists them in `conflicts`."
+        ),
+    )
+
+
+_ACTING_CLIENT = (
+    "The acting client: required without client JWTs (it must be the booking's client, "
+    "else FORBIDDEN); with them the token's `sub` is, and this field must match it if given."
+)
+
+
+class ClientCancelRequest(RequestModel):
+    client_id: Id | None = Field(default=None, description=_ACTING_CLIENT)
+    reason: Reason | None = Field(default=None, description="Kept as `cancellationReason`.")
+
+
+class StaffCancelRequest(RequestModel):
+    reason: Reason | None = Field(default=None, description="Kept as `cancellationReason`.")
+    refund: Literal["FULL", "NONE"] = Field(
+        default="FULL",
+        description="FULL: a paid deposit goes back in full; NONE: it is kept (FORFEITED).",
+    )
+
+
+class RescheduleRequest(RequestModel):
+    client_id: Id | None = Field(default=None, description=_ACTING_CLIENT)
+    start_time: AwareDatetime = Field(
+        description=(
+            f"The new start; the booking keeps its length. {_TS} The same rules as a new "
+            "booking apply (the booking itself does not block its new slot)."
+        )
+    )
 
 
 class BookingRangeQuery(RequestModel):
@@ -392,6 +436,16 @@ class BookingRangeQuery(RequestModel):
     to: AwareDatetime | None = Field(
         default=None,
         description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
+    )
+
+
+class ClientBookingsQuery(BookingRangeQuery):
+    status: list[BookingStatus] = Field(
+        default=[],
+        description=(
+            "Only these statuses; repeat the parameter (`status=A&status=B`) or separate "
+            "values with commas (`status=A,B`)."
+        ),
     )
 
 

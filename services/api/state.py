@@ -15,6 +15,7 @@ from shared.adapters.runtime import Resources
 from shared.domain.timeutil import Clock
 from shared.usecases.booking import BookingService
 from shared.usecases.effects import EffectRunner
+from shared.usecases.lifecycle import Lifecycle
 
 EXTENSION_KEY = "inkflow"
 
@@ -23,6 +24,7 @@ EXTENSION_KEY = "inkflow"
 class ApiState:
     resources: Resources
     bookings: BookingService
+    lifecycle: Lifecycle
     effects: EffectRunner
     clock: Clock
     availability_cache: ExpiringLru[bytes] = field(default_factory=lambda: ExpiringLru(512))

@@ -380,6 +380,8 @@ class Notification(Base):
     channel: Mapped[str] = mapped_column(String(20), default="email")
     recipient: Mapped[str] = mapped_column(String(320))
     occasion: Mapped[str] = mapped_column(String(100), server_default=text("''"))
+    # BOOKING_RESCHEDULED: the start the booking moved from (the email shows both times).
+    previous_start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(20), default=NotificationStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -2,10 +2,11 @@
 
 Each row of `TABLE` says: this action, on a booking in this status, when this guard
 holds, moves it to that status and asks the world for these things (mails, a refund,
-cancelling the deposit intent). `decide()` finds the row; the use case writes the new
-status and turns the row's intents into outbox rows, refunds owed and after-commit
-effects. Adding an action is adding rows (and, for an action someone asks for, listing
-it in `REQUESTED`).
+what becomes of the deposit, cancelling the deposit intent) — provided the artist's
+policy allows it (the row's `check`). `decide()` finds the row; the use case writes the
+new status and turns the row's intents into outbox rows, refunds owed, deposit status
+changes and after-commit effects. Adding an action is adding rows (and, for an action
+someone asks for, listing it in `REQUESTED`).
 
 Two conditions on a status are written once here and once in SQL (`Booking.live()`,
 `Booking.blocks_slot(now)` in the models), and must agree:
@@ -26,21 +27,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from shared.domain import policy
+from shared.domain.deposits import CancelledBy, DepositMove
 from shared.domain.notifications import NotificationKind
+from shared.domain.policy import DEFAULT_POLICY, DepositPolicy, PolicyReason
 from shared.domain.refunds import RefundReason
 
 __all__ = [
+    "CANCELLED_BY",
     "LIVE_STATUSES",
     "REQUESTED",
     "TABLE",
     "Action",
     "BookingStatus",
     "CancelIntent",
+    "Check",
+    "Deposit",
     "Facts",
     "Guard",
     "Intent",
     "InvalidTransition",
     "Notify",
+    "PolicyRefused",
     "RefundDeposit",
     "Rule",
     "blocks_slot",
@@ -50,6 +58,7 @@ __all__ = [
     "initial_status",
     "is_live",
     "needs_slot_check",
+    "refusal",
     "rules_for",
 ]
 
@@ -96,11 +105,38 @@ class Action(StrEnum):
     INTENT_CANCELED = "INTENT_CANCELED"  # the deposit intent was cancelled on Stripe
     HOLD_EXPIRED = "HOLD_EXPIRED"  # the sweep, or a booking that needs the slot
     PROVIDER_FAILED = "PROVIDER_FAILED"  # the deposit intent could not be created
+    # Actions someone asks for.
+    CLIENT_CANCEL = "CLIENT_CANCEL"  # the booking's own client
+    ARTIST_CANCEL = "ARTIST_CANCEL"  # the artist, refund as asked
+    OPERATOR_CANCEL = "OPERATOR_CANCEL"  # the platform's operator, refund as asked
+    LEAVE_CANCEL = "LEAVE_CANCEL"  # the artist's new leave covers it (refund in full)
+    COMPLETE = "COMPLETE"
+    NO_SHOW = "NO_SHOW"
+    RESCHEDULE = "RESCHEDULE"  # the client moves it (same status, new times)
 
 
-# Actions someone asks for (the lifecycle's cancel, complete, no-show, reschedule): in a
-# status without a row they are refused (INVALID_STATE).
-REQUESTED: frozenset[Action] = frozenset()
+# Actions someone asks for: in a status without a row they are refused (INVALID_STATE).
+REQUESTED: frozenset[Action] = frozenset(
+    {
+        Action.CLIENT_CANCEL,
+        Action.ARTIST_CANCEL,
+        Action.OPERATOR_CANCEL,
+        Action.LEAVE_CANCEL,
+        Action.COMPLETE,
+        Action.NO_SHOW,
+        Action.RESCHEDULE,
+    }
+)
+
+# Who a booking cancelled by an action was cancelled by (`cancelledBy`).
+CANCELLED_BY: dict[Action, CancelledBy] = {
+    Action.CLIENT_CANCEL: CancelledBy.CLIENT,
+    Action.ARTIST_CANCEL: CancelledBy.ARTIST,
+    Action.OPERATOR_CANCEL: CancelledBy.OPERATOR,
+    Action.LEAVE_CANCEL: CancelledBy.ARTIST,
+    Action.INTENT_CANCELED: CancelledBy.SYSTEM,
+    Action.PROVIDER_FAILED: CancelledBy.SYSTEM,
+}
 
 
 class Guard(StrEnum):
@@ -110,16 +146,34 @@ class Guard(StrEnum):
     # artist's lock) before deciding; see `needs_slot_check`.
     SLOT_FREE = "SLOT_FREE"
     SLOT_TAKEN = "SLOT_TAKEN"
+    # A client cancelling now is inside the artist's refund window (or not).
+    REFUND_DUE = "REFUND_DUE"
+    NO_REFUND_DUE = "NO_REFUND_DUE"
+    # The artist or operator cancelling asked for the deposit to go back (or not).
+    REFUND_ASKED = "REFUND_ASKED"
+    REFUND_WAIVED = "REFUND_WAIVED"
+
+
+class Check(StrEnum):
+    """What the artist's policy must allow for a row to apply (else POLICY_VIOLATION)."""
+
+    BEFORE_START = "BEFORE_START"  # policy.cancel_refusal: STARTED
+    AFTER_START = "AFTER_START"  # policy.close_refusal: NOT_STARTED
+    RESCHEDULABLE = "RESCHEDULABLE"  # policy.reschedule_refusal
 
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """What the guards read about a booking at the moment of deciding."""
+    """What the guards and checks read about a booking at the moment of deciding."""
 
     status: BookingStatus
     now: datetime
     expires_at: datetime | None = None
     slot_free: bool | None = None  # None: not checked
+    start: datetime | None = None  # the booking's start (for the policy's notice periods)
+    policy: DepositPolicy = DEFAULT_POLICY
+    reschedule_count: int = 0
+    refund_asked: bool | None = None  # an artist or operator cancel: FULL (True) or NONE
 
 
 # -- what a transition asks of the world (the use case carries it out) -------------------
@@ -137,12 +191,21 @@ class CancelIntent:
 
 @dataclass(frozen=True, slots=True)
 class RefundDeposit:
-    """Give the deposit back in full (owed in the transaction, made after commit)."""
+    """Give a paid deposit back in full (deposit REFUND_PENDING; the refund is owed in the
+    transaction and made after commit). Nothing for a deposit that is not paid (see
+    `shared.domain.deposits.TABLE`)."""
 
     reason: RefundReason
 
 
-Intent = Notify | CancelIntent | RefundDeposit
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    """Move the deposit status (received, forfeited) as `shared.domain.deposits` says."""
+
+    move: DepositMove
+
+
+Intent = Notify | CancelIntent | RefundDeposit | Deposit
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +215,18 @@ class Rule:
     target: BookingStatus  # the same as `source`: the status stays
     guard: Guard = Guard.ALWAYS
     then: tuple[Intent, ...] = ()
+    check: Check | None = None
 
     @property
     def changes_status(self) -> bool:
         return self.target != self.source
+
+    @property
+    def cancelled_by(self) -> CancelledBy | None:
+        """Who cancelled a booking this row cancels (None: it cancels nothing)."""
+        if self.changes_status and self.target == BookingStatus.CANCELLED:
+            return CANCELLED_BY[self.action]
+        return None
 
     @property
     def makes_live(self) -> bool:
@@ -164,26 +235,84 @@ class Rule:
 
 
 _S = BookingStatus
-_late_payment_rows = tuple(
-    row
-    for source in (_S.EXPIRED, _S.CANCELLED)
-    for row in (
-        # Paid after the hold ended: keep the booking if nobody took the slot meanwhile...
+_RECEIVED = Deposit(DepositMove.RECEIVED)
+_FORFEIT = Deposit(DepositMove.FORFEIT)
+_CANCELLED_MAIL = Notify(NotificationKind.BOOKING_CANCELLED)
+
+_late_payment_rows = (
+    # Paid after the hold ended: keep the booking if nobody took the slot meanwhile...
+    Rule(
+        Action.PAYMENT_SUCCEEDED,
+        _S.EXPIRED,
+        _S.CONFIRMED,
+        Guard.SLOT_FREE,
+        (_RECEIVED, Notify(NotificationKind.BOOKING_CONFIRMED)),
+    ),
+    # ... else give the money back (the client is told once Stripe takes the refund).
+    Rule(
+        Action.PAYMENT_SUCCEEDED,
+        _S.EXPIRED,
+        _S.EXPIRED,
+        Guard.SLOT_TAKEN,
+        (_RECEIVED, RefundDeposit(RefundReason.LATE_PAYMENT)),
+    ),
+    # A booking someone cancelled never comes back to life: a payment racing the cancel
+    # goes back in full. (A deposit already received, then refunded or kept by the
+    # cancel, is not refunded twice: see the deposit table.)
+    Rule(
+        Action.PAYMENT_SUCCEEDED,
+        _S.CANCELLED,
+        _S.CANCELLED,
+        then=(_RECEIVED, RefundDeposit(RefundReason.LATE_PAYMENT)),
+    ),
+)
+
+
+def _cancel_rows(
+    action: Action,
+    refund: RefundReason,
+    *,
+    give_back: Guard,
+    keep: Guard,
+    check: Check | None,
+    tell_unpaid: bool,
+) -> tuple[Rule, ...]:
+    """A cancel: an unpaid hold ends (its intent cancelled; a payment racing it is a late
+    payment, refunded); a confirmed booking ends with its deposit given back or kept."""
+    return (
         Rule(
-            Action.PAYMENT_SUCCEEDED,
-            source,
+            action,
+            _S.PENDING_PAYMENT,
+            _S.CANCELLED,
+            then=(CancelIntent(), *((_CANCELLED_MAIL,) if tell_unpaid else ())),
+        ),
+        Rule(
+            action,
             _S.CONFIRMED,
-            Guard.SLOT_FREE,
-            (Notify(NotificationKind.BOOKING_CONFIRMED),),
+            _S.CANCELLED,
+            give_back,
+            (RefundDeposit(refund), _CANCELLED_MAIL),
+            check,
         ),
-        # ... else give the money back (the client is told once Stripe takes the refund).
-        Rule(
-            Action.PAYMENT_SUCCEEDED,
-            source,
-            source,
-            Guard.SLOT_TAKEN,
-            (RefundDeposit(RefundReason.LATE_PAYMENT),),
-        ),
+        Rule(action, _S.CONFIRMED, _S.CANCELLED, keep, (_FORFEIT, _CANCELLED_MAIL), check),
+    )
+
+
+_cancel_by_others = tuple(
+    row
+    for action, reason in (
+        (Action.ARTIST_CANCEL, RefundReason.ARTIST_CANCEL),
+        (Action.OPERATOR_CANCEL, RefundReason.OPERATOR_CANCEL),
+        (Action.LEAVE_CANCEL, RefundReason.LEAVE_CONFLICT),
+    )
+    # The client is told even of a hold ended for them; the artist hears of it too.
+    for row in _cancel_rows(
+        action,
+        reason,
+        give_back=Guard.REFUND_ASKED,
+        keep=Guard.REFUND_WAIVED,
+        check=None,
+        tell_unpaid=True,
     )
 )
 
@@ -193,7 +322,7 @@ TABLE: tuple[Rule, ...] = (
         Action.PAYMENT_SUCCEEDED,
         _S.PENDING_PAYMENT,
         _S.CONFIRMED,
-        then=(Notify(NotificationKind.BOOKING_CONFIRMED),),
+        then=(_RECEIVED, Notify(NotificationKind.BOOKING_CONFIRMED)),
     ),
     *_late_payment_rows,
     # The hold stays: the client may pay with another card.
@@ -212,6 +341,36 @@ TABLE: tuple[Rule, ...] = (
         (Notify(NotificationKind.HOLD_EXPIRED), CancelIntent()),
     ),
     Rule(Action.PROVIDER_FAILED, _S.PENDING_PAYMENT, _S.CANCELLED),
+    # The client cancels: a hold they let go needs no mail; a confirmed booking is
+    # refunded inside the artist's refund window, else the deposit is kept; never once
+    # it has started.
+    *_cancel_rows(
+        Action.CLIENT_CANCEL,
+        RefundReason.CLIENT_CANCEL,
+        give_back=Guard.REFUND_DUE,
+        keep=Guard.NO_REFUND_DUE,
+        check=Check.BEFORE_START,
+        tell_unpaid=False,
+    ),
+    *_cancel_by_others,
+    # Closing a booking once it started: completed (the deposit counted toward the
+    # price), or the client did not come (the deposit is kept, the client told).
+    Rule(Action.COMPLETE, _S.CONFIRMED, _S.COMPLETED, check=Check.AFTER_START),
+    Rule(
+        Action.NO_SHOW,
+        _S.CONFIRMED,
+        _S.NO_SHOW,
+        then=(_FORFEIT, Notify(NotificationKind.NO_SHOW_RECORDED)),
+        check=Check.AFTER_START,
+    ),
+    # Same status, new times (the use case moves the slot), the same deposit.
+    Rule(
+        Action.RESCHEDULE,
+        _S.CONFIRMED,
+        _S.CONFIRMED,
+        then=(Notify(NotificationKind.BOOKING_RESCHEDULED),),
+        check=Check.RESCHEDULABLE,
+    ),
 )
 
 
@@ -222,6 +381,15 @@ class InvalidTransition(Exception):
         super().__init__(f"{action} is not allowed on a {status} booking")
         self.action = action
         self.status = status
+
+
+class PolicyRefused(Exception):
+    """A requested action that the artist's policy refuses now."""
+
+    def __init__(self, action: Action, reason: PolicyReason) -> None:
+        super().__init__(f"{action} refused: {reason}")
+        self.action = action
+        self.reason = reason
 
 
 def rules_for(
@@ -237,14 +405,45 @@ def needs_slot_check(action: Action, status: BookingStatus, table: Iterable[Rule
     )
 
 
+def _start(facts: Facts, what: object) -> datetime:
+    if facts.start is None:
+        raise ValueError(f"{what} needs Facts.start")
+    return facts.start
+
+
 def _holds(guard: Guard, facts: Facts) -> bool:
-    if guard is Guard.ALWAYS:
-        return True
-    if guard is Guard.HOLD_OVER:
-        return hold_over(facts.expires_at, facts.now)
-    if facts.slot_free is None:
-        raise ValueError(f"{guard} needs Facts.slot_free (see needs_slot_check)")
-    return facts.slot_free if guard is Guard.SLOT_FREE else not facts.slot_free
+    match guard:
+        case Guard.ALWAYS:
+            return True
+        case Guard.HOLD_OVER:
+            return hold_over(facts.expires_at, facts.now)
+        case Guard.REFUND_DUE | Guard.NO_REFUND_DUE:
+            due = policy.refund_on_client_cancel(
+                facts.policy, start=_start(facts, guard), now=facts.now
+            )
+            return due if guard is Guard.REFUND_DUE else not due
+        case Guard.REFUND_ASKED | Guard.REFUND_WAIVED:
+            if facts.refund_asked is None:
+                raise ValueError(f"{guard} needs Facts.refund_asked")
+            return facts.refund_asked if guard is Guard.REFUND_ASKED else not facts.refund_asked
+        case Guard.SLOT_FREE | Guard.SLOT_TAKEN:
+            if facts.slot_free is None:
+                raise ValueError(f"{guard} needs Facts.slot_free (see needs_slot_check)")
+            return facts.slot_free if guard is Guard.SLOT_FREE else not facts.slot_free
+
+
+def refusal(check: Check, facts: Facts) -> PolicyReason | None:
+    """Why the artist's policy refuses a row with `check` now (None: it allows it)."""
+    start = _start(facts, check)
+    match check:
+        case Check.BEFORE_START:
+            return policy.cancel_refusal(start=start, now=facts.now)
+        case Check.AFTER_START:
+            return policy.close_refusal(start=start, now=facts.now)
+        case Check.RESCHEDULABLE:
+            return policy.reschedule_refusal(
+                facts.policy, start=start, now=facts.now, reschedule_count=facts.reschedule_count
+            )
 
 
 def decide(
@@ -255,9 +454,13 @@ def decide(
     requested: frozenset[Action] = REQUESTED,
 ) -> Rule | None:
     """The row that applies, or None when the action changes nothing in this status.
-    Raises InvalidTransition for a requested action that has no row here."""
+    Raises InvalidTransition for a requested action that has no row here, PolicyRefused
+    when the row's check fails."""
     for rule in rules_for(action, facts.status, table):
         if _holds(rule.guard, facts):
+            reason = refusal(rule.check, facts) if rule.check is not None else None
+            if reason is not None:
+                raise PolicyRefused(action, reason)
             return rule
     if action in requested:
         raise InvalidTransition(action, facts.status)

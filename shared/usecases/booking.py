@@ -15,13 +15,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.adapters.db import advisory_xact_lock, transaction
 from shared.adapters.locks import SlotLocks, SlotTaken
-from shared.adapters.models import BOOKINGS_NO_OVERLAP, Artist, Booking, Client, Service
+from shared.adapters.models import BOOKINGS_NO_OVERLAP, Artist, Booking, Client, Leave, Service
 from shared.adapters.payments import DepositRequest, Intent, PaymentProviderError, StripeGateway
 from shared.adapters.runtime import Resources
 from shared.domain import availability as rules
@@ -29,12 +29,13 @@ from shared.domain.deposits import initial_deposit_status
 from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.money import to_minor_units
 from shared.domain.notifications import NotificationKind
+from shared.domain.policy import new_booking_refusal
 from shared.domain.transitions import Action, BookingStatus, initial_status
 from shared.usecases.catalog import check_offered, get_or_404, parse_id, service_of_artist
 from shared.usecases.effects import EffectRunner, Effects
 from shared.usecases.holds import expire_overlapping_holds
 from shared.usecases.notifications import notify_booking
-from shared.usecases.schedule import load_schedule
+from shared.usecases.schedule import deposit_policy_of, load_schedule
 from shared.usecases.transitions import conditional_update, single_rule
 
 log = logging.getLogger("inkflow.booking")
@@ -117,10 +118,42 @@ def _check_open_holds(session: Session, client: Client, limit: int, now: datetim
         )
 
 
-def _check_rules(
-    session: Session, artist: Artist, start: datetime, duration: timedelta, now: datetime
+def _check_no_show_limit(session: Session, client: Client, artist: Artist) -> None:
+    policy = deposit_policy_of(artist)
+    if policy.no_show_limit <= 0:  # off: no query on the hot path
+        return
+    no_shows = session.scalar(
+        select(func.count())
+        .select_from(Booking)
+        .where(
+            Booking.client_id == client.id,
+            Booking.artist_id == artist.id,
+            Booking.status == BookingStatus.NO_SHOW,
+        )
+    )
+    reason = new_booking_refusal(policy, no_shows=no_shows or 0)
+    if reason is not None:
+        raise DomainError(
+            ErrorCode.POLICY_VIOLATION,
+            "This artist takes no more bookings from this client after missed appointments.",
+            {"reason": str(reason)},
+        )
+
+
+def check_rules(
+    session: Session,
+    artist: Artist,
+    start: datetime,
+    duration: timedelta,
+    now: datetime,
+    *,
+    exclude: uuid.UUID | None = None,
 ) -> None:
-    schedule = load_schedule(session, artist, start, start + duration, now=now)
+    """The slot rules with their reasons (SLOT_UNAVAILABLE), `exclude` not counted (a
+    booking that moves does not block its own new slot)."""
+    schedule = load_schedule(
+        session, artist, start, start + duration, now=now, exclude_booking=exclude
+    )
     reason = rules.check_slot(
         tz=schedule.tz,
         hours=schedule.hours,
@@ -161,15 +194,16 @@ def claim_slot(
 ) -> SlotClaim:
     """Inside a transaction, before a booking becomes live on [start, end): serialise the
     artist's writers, expire unpaid holds past their expiry within the buffer (the
-    exclusion constraint still counts them), then re-check for a live booking."""
+    exclusion constraint still counts them), then re-check for a live booking or a leave
+    (a leave added meanwhile took the artist's lock too: see `lifecycle.add_leave`)."""
     lock_artist_schedule(session, artist.id)
     buffer = timedelta(minutes=artist.buffer_min)
     expired = expire_overlapping_holds(session, artist.id, start - buffer, end + buffer, now)
-    taken = live_overlap_exists(session, artist, start, end, exclude=exclude)
+    taken = slot_taken(session, artist, start, end, exclude=exclude)
     return SlotClaim(taken, expired)
 
 
-def live_overlap_exists(
+def slot_taken(
     session: Session,
     artist: Artist,
     start: datetime,
@@ -177,18 +211,22 @@ def live_overlap_exists(
     *,
     exclude: uuid.UUID | None = None,
 ) -> bool:
-    """A PENDING_PAYMENT or CONFIRMED booking within the buffer of [start, end)? Expired
-    holds must have been marked EXPIRED first (see expire_overlapping_holds)."""
+    """A PENDING_PAYMENT or CONFIRMED booking within the buffer of [start, end), or a leave
+    overlapping it? (One round trip.) Expired holds must have been marked EXPIRED first
+    (see expire_overlapping_holds)."""
     buffer = timedelta(minutes=artist.buffer_min)
-    query = select(Booking.id).where(
+    booked = select(Booking.id).where(
         Booking.artist_id == artist.id,
         Booking.start_time < end + buffer,
         Booking.end_time > start - buffer,
         Booking.live(),
     )
     if exclude is not None:
-        query = query.where(Booking.id != exclude)
-    return session.scalar(query.limit(1)) is not None
+        booked = booked.where(Booking.id != exclude)
+    on_leave = select(Leave.id).where(
+        Leave.artist_id == artist.id, Leave.start_time < end, Leave.end_time > start
+    )
+    return bool(session.scalar(select(exists(booked) | exists(on_leave))))
 
 
 def _insert_booking(
@@ -264,7 +302,8 @@ class BookingService:
                 # Before any hold is taken: an artist who cannot be paid gets no booking.
                 _check_payments_possible(artist, service)
                 _check_open_holds(session, client, settings.max_open_holds_per_client, now)
-                _check_rules(session, artist, start, timedelta(minutes=service.duration_min), now)
+                _check_no_show_limit(session, client, artist)
+                check_rules(session, artist, start, timedelta(minutes=service.duration_min), now)
                 booking, decided = _insert_booking(
                     session,
                     client=client,

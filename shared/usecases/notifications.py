@@ -75,6 +75,7 @@ from shared.adapters.models import (
 )
 from shared.adapters.runtime import Resources
 from shared.config import Settings
+from shared.domain.deposits import CancelledBy, DepositStatus
 from shared.domain.money import format_amount, from_minor_units
 from shared.domain.notifications import NotificationKind
 from shared.domain.timeutil import utcnow
@@ -123,6 +124,8 @@ CHANNEL_EMAIL = "email"
 _LAST_ERROR_MAX = 1000
 
 RecipientRole = Literal["client", "artist"]
+DepositOutcome = Literal["refunded", "kept"]
+CancelledByRole = Literal["client", "artist", "platform"]
 SendOutcome = Literal["sent", "already-sent", "failed", "missing"]
 
 # Who hears about what. Order is the order rows are added (and ids returned).
@@ -179,12 +182,15 @@ def add_notification(
     kind: NotificationKind,
     recipient: str,
     occasion: str = "",
+    *,
+    previous_start: datetime | None = None,
 ) -> uuid.UUID | None:
     """Add one PENDING e-mail to the outbox in the caller's transaction (no commit).
 
     Returns the new row's id, or None when (booking, kind, recipient, occasion) already
     has a row. `occasion` tells apart the emails of one kind that a booking may get more
-    than once (each refund, each reschedule, each reminded start time).
+    than once (each refund, each reschedule, each reminded start time). `previous_start`:
+    the start a rescheduled booking moved from (its email shows both).
     """
     if booking.id is None:  # a new Booking gets its id when it is flushed
         session.flush()
@@ -197,6 +203,7 @@ def add_notification(
             channel=CHANNEL_EMAIL,
             recipient=recipient,
             occasion=occasion,
+            previous_start_time=previous_start,
             status=NotificationStatus.PENDING.value,
             attempts=0,
         )
@@ -207,7 +214,12 @@ def add_notification(
 
 
 def notify_booking(
-    session: Session, booking: Booking, kind: NotificationKind, occasion: str = ""
+    session: Session,
+    booking: Booking,
+    kind: NotificationKind,
+    occasion: str = "",
+    *,
+    previous_start: datetime | None = None,
 ) -> list[uuid.UUID]:
     """Add the outbox rows `kind` calls for (see `RECIPIENT_ROLES`) in the caller's
     transaction. Returns the ids of the rows that are new: after commit, enqueue one send
@@ -219,7 +231,9 @@ def notify_booking(
     emails: dict[RecipientRole, str] = {"client": client.email, "artist": artist.email}
     added: list[uuid.UUID] = []
     for role in RECIPIENT_ROLES[kind]:
-        new_id = add_notification(session, booking, kind, emails[role], occasion)
+        new_id = add_notification(
+            session, booking, kind, emails[role], occasion, previous_start=previous_start
+        )
         if new_id is not None:
             added.append(new_id)
     return added
@@ -293,6 +307,13 @@ class EmailContext:
     hold_expires: str | None = None  # while the booking waits for its deposit
     # PAYMENT_REFUNDED: the refund's amount, when it is not the whole deposit ("15.00 EUR").
     refunded: str | None = None
+    previous_start: str | None = None  # a rescheduled booking's former start
+    # What became of the deposit of a cancelled booking: "refunded", "kept" or None (no
+    # deposit was paid).
+    deposit_outcome: DepositOutcome | None = None
+    # A cancelled booking: "client", "artist" (the artist or the operator for them) or
+    # "platform"; None otherwise.
+    cancelled_by: CancelledByRole | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +352,9 @@ def make_context(
     currency: str,
     hold_expires_at: datetime | None = None,
     refunded_amount: Decimal | None = None,
+    previous_start_time: datetime | None = None,
+    deposit_status: DepositStatus | None = None,
+    cancelled_by: CancelledBy | None = None,
 ) -> EmailContext:
     """Format plain values for the templates (times in the artist's `timezone`)."""
     partial = refunded_amount is not None and refunded_amount != deposit_amount
@@ -345,7 +369,31 @@ def make_context(
             format_local_time(hold_expires_at, timezone) if hold_expires_at is not None else None
         ),
         refunded=format_deposit(refunded_amount, currency) if refunded_amount and partial else None,
+        previous_start=(
+            format_local_time(previous_start_time, timezone)
+            if previous_start_time is not None
+            else None
+        ),
+        deposit_outcome=_DEPOSIT_OUTCOMES.get(deposit_status) if deposit_status else None,
+        cancelled_by=_CANCELLED_BY_ROLES[cancelled_by] if cancelled_by else None,
     )
+
+
+# What a client is told of their deposit: a refund owed is a refund promised (an operator
+# sees to one that failed).
+_DEPOSIT_OUTCOMES: dict[DepositStatus, DepositOutcome] = {
+    DepositStatus.REFUND_PENDING: "refunded",
+    DepositStatus.REFUNDED: "refunded",
+    DepositStatus.PARTIALLY_REFUNDED: "refunded",
+    DepositStatus.REFUND_FAILED: "refunded",
+    DepositStatus.FORFEITED: "kept",
+}
+_CANCELLED_BY_ROLES: dict[CancelledBy, CancelledByRole] = {
+    CancelledBy.CLIENT: "client",
+    CancelledBy.ARTIST: "artist",
+    CancelledBy.OPERATOR: "artist",
+    CancelledBy.SYSTEM: "platform",
+}
 
 
 @functools.cache
@@ -396,6 +444,7 @@ def context_from_rows(
     service: Service,
     *,
     refunded_minor: int | None = None,
+    previous_start_time: datetime | None = None,
 ) -> EmailContext:
     waiting = booking.status == BookingStatus.PENDING_PAYMENT
     return make_context(
@@ -411,6 +460,9 @@ def context_from_rows(
         refunded_amount=(
             None if refunded_minor is None else from_minor_units(refunded_minor, booking.currency)
         ),
+        previous_start_time=previous_start_time,
+        deposit_status=DepositStatus(booking.deposit_status),
+        cancelled_by=CancelledBy(booking.cancelled_by) if booking.cancelled_by else None,
     )
 
 
@@ -659,6 +711,7 @@ def send_notification(
                 rows.artist,
                 rows.service,
                 refunded_minor=_refunded_minor(session, note),
+                previous_start_time=note.previous_start_time,
             ),
         )
         message = build_message(note.id, resources.settings.mail_from, note.recipient, rendered)

@@ -56,16 +56,20 @@ _LAST_ERROR_MAX = 2000
 
 
 def owe(session: Session, booking: Booking, reason: RefundReason, *, now: datetime) -> Effects:
-    """Record in the caller's transaction that the booking's deposit goes back in full."""
+    """Record in the caller's transaction that what is left of the booking's deposit goes
+    back: all of it, less what Stripe already reports refunded (a Dashboard refund)."""
     if booking.payment_intent_id is None:
         raise ValueError(f"booking {booking.id} has no payment to refund")
+    left = to_minor_units(booking.deposit_amount, booking.currency) - booking.amount_refunded_minor
+    if left <= 0:
+        return NONE
     new_id = session.execute(
         insert(Refund)
         .values(
             id=uuid.uuid4(),
             booking_id=booking.id,
             payment_intent_id=booking.payment_intent_id,
-            amount_minor=to_minor_units(booking.deposit_amount, booking.currency),
+            amount_minor=left,
             currency=booking.currency,
             reason=reason,
             idempotency_key=refund_idempotency_key(booking.id, reason),

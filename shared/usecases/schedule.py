@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from shared.adapters.models import Artist, Booking, Leave, Service, WorkingHours
 from shared.domain import availability as rules
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.policy import DepositPolicy
 from shared.usecases.catalog import (
     check_offered,
     get_or_404,
@@ -41,6 +42,16 @@ def policy_of(artist: Artist) -> rules.BookingPolicy:
         buffer_min=artist.buffer_min,
         min_notice_min=artist.min_notice_min,
         max_advance_days=artist.max_advance_days,
+    )
+
+
+def deposit_policy_of(artist: Artist) -> DepositPolicy:
+    return DepositPolicy(
+        refund_window_hours=artist.refund_window_hours,
+        reschedule_notice_hours=artist.reschedule_notice_hours,
+        max_reschedules=artist.max_reschedules,
+        reminder_hours=artist.reminder_hours,
+        no_show_limit=artist.no_show_limit,
     )
 
 

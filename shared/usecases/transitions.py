@@ -1,6 +1,7 @@
-"""Writing a transition that `shared.domain.transitions` decided: the new status and its
-timestamp, then what the rule asks of the world — outbox rows, refunds owed, intents to
-cancel — returned as Effects for after the commit. Every status change of a booking goes
+"""Writing a transition that `shared.domain.transitions` decided: the new status, its
+timestamp and who cancelled, then what the rule asks of the world — deposit status
+changes, outbox rows, refunds owed, intents to cancel — returned as Effects for after the
+commit. Every status change of a booking goes
 through here, for one loaded booking (`apply`) or for many in one conditional statement
 (`conditional_update`)."""
 
@@ -12,10 +13,14 @@ from sqlalchemy import ColumnElement, Update, true, update
 from sqlalchemy.orm import Session
 
 from shared.adapters.models import Booking
+from shared.domain import deposits
+from shared.domain.deposits import DepositMove, DepositStatus
+from shared.domain.notifications import NotificationKind
 from shared.domain.transitions import (
     Action,
     BookingStatus,
     CancelIntent,
+    Deposit,
     Guard,
     Notify,
     RefundDeposit,
@@ -31,41 +36,87 @@ _STAMPS: dict[BookingStatus, str] = {
     BookingStatus.CONFIRMED: "confirmed_at",
     BookingStatus.CANCELLED: "cancelled_at",
     BookingStatus.EXPIRED: "expired_at",
+    BookingStatus.COMPLETED: "completed_at",
+    BookingStatus.NO_SHOW: "no_show_at",
 }
 
 
-def _stamp(target: BookingStatus, now: datetime) -> dict[str, datetime]:
-    column = _STAMPS.get(target)
-    return {column: now} if column else {}
+def _status_values(rule: Rule, now: datetime) -> dict[str, object]:
+    """The columns a status change writes: the status, when, and who cancelled."""
+    values: dict[str, object] = {"status": rule.target}
+    column = _STAMPS.get(rule.target)
+    if column:
+        values[column] = now
+    if rule.cancelled_by is not None:
+        values["cancelled_by"] = rule.cancelled_by
+    return values
 
 
 def set_status(booking: Booking, rule: Rule, now: datetime) -> None:
     """The status part alone (flush it to learn whether the exclusion constraint agrees)."""
     if rule.changes_status:
-        booking.status = rule.target
-        for column, value in _stamp(rule.target, now).items():
+        for column, value in _status_values(rule, now).items():
             setattr(booking, column, value)
 
 
-def carry_out(session: Session, booking: Booking, rule: Rule, now: datetime) -> Effects:
-    """What the rule asks for, written in the caller's transaction."""
+def occasion(kind: NotificationKind, booking: Booking) -> str:
+    """Which of a booking's emails of one kind this is (see the notifications' unique
+    key): each reschedule is its own; the others are sent once per booking."""
+    if kind == NotificationKind.BOOKING_RESCHEDULED:
+        return f"reschedule:{booking.reschedule_count}"
+    return ""
+
+
+def _move_deposit(booking: Booking, move: DepositMove) -> bool:
+    """Apply the deposit table; True when the deposit status changed."""
+    current = DepositStatus(booking.deposit_status)
+    if not deposits.changes(move, current):
+        return False
+    booking.deposit_status = deposits.after(move, current)
+    return True
+
+
+def carry_out(
+    session: Session,
+    booking: Booking,
+    rule: Rule,
+    now: datetime,
+    *,
+    previous_start: datetime | None = None,
+) -> Effects:
+    """What the rule asks for, written in the caller's transaction. `previous_start`: the
+    start a rescheduled booking moved from (its emails show it)."""
     effects = NONE
     for intent in rule.then:
         match intent:
             case Notify(kind):
-                effects += Effects(mails=tuple(notify_booking(session, booking, kind)))
+                mails = notify_booking(
+                    session, booking, kind, occasion(kind, booking), previous_start=previous_start
+                )
+                effects += Effects(mails=tuple(mails))
             case CancelIntent():
                 if booking.payment_intent_id:
                     effects += Effects(cancel_intents=(booking.payment_intent_id,))
+            case Deposit(move):
+                _move_deposit(booking, move)
             case RefundDeposit(reason):
-                effects += refunds.owe(session, booking, reason, now=now)
+                # Only a paid deposit goes back (once): the deposit table says whether.
+                if _move_deposit(booking, DepositMove.REFUND):
+                    effects += refunds.owe(session, booking, reason, now=now)
     return effects
 
 
-def apply(session: Session, booking: Booking, rule: Rule, now: datetime) -> Effects:
+def apply(
+    session: Session,
+    booking: Booking,
+    rule: Rule,
+    now: datetime,
+    *,
+    previous_start: datetime | None = None,
+) -> Effects:
     """Move one loaded (and locked) booking along `rule`."""
     set_status(booking, rule, now)
-    return carry_out(session, booking, rule, now)
+    return carry_out(session, booking, rule, now, previous_start=previous_start)
 
 
 def single_rule(action: Action, status: BookingStatus) -> Rule:
@@ -90,5 +141,5 @@ def conditional_update(rule: Rule, which: ColumnElement[bool], now: datetime) ->
     return (
         update(Booking)
         .where(which, Booking.status == rule.source, _guard_sql(rule.guard, now))
-        .values(status=rule.target, **_stamp(rule.target, now))
+        .values(**_status_values(rule, now))
     )

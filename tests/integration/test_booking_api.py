@@ -190,6 +190,8 @@ def test_stripe_failure_cancels_and_frees_the_slot(client, sessions, stripe_emul
     with sessions() as session:
         [row] = session.scalars(select(Booking)).all()
         assert row.status == BookingStatus.CANCELLED
+        assert (row.cancelled_by, row.deposit_status) == ("SYSTEM", "UNPAID")
+        assert row.cancelled_at is not None
     again = book(client, world, start)
     assert again.status_code == 201
 

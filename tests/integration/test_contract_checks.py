@@ -56,7 +56,7 @@ def _forget_expected_findings():
 
 
 def test_a_conforming_answer_passes(app):
-    check_flask(app, "POST", LEAVES_PATH, 201, LEAVE)
+    check_flask(app, "POST", LEAVES_PATH, 201, {**LEAVE, "conflicts": [], "cancelled": []})
     check_flask(app, "GET", LEAVES_PATH, 200, {"items": [LEAVE]})
 
 

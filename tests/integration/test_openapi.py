@@ -15,9 +15,17 @@ from openapi_spec_validator import validate as validate_spec
 from services.api.errors import HTTP_STATUS
 from services.api.openapi import SNAPSHOT, build_openapi, openapi_json
 from shared.domain.errors import ErrorCode
+from shared.domain.transitions import BookingStatus
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-CLIENT_PATHS = {"/api/availability", "/api/bookings/create", "/api/bookings/{booking_id}"}
+CLIENT_PATHS = {
+    "/api/availability",
+    "/api/bookings/create",
+    "/api/bookings/{booking_id}",
+    "/api/bookings/{booking_id}/cancel",
+    "/api/bookings/{booking_id}/reschedule",
+    "/api/clients/{client_id}/bookings",
+}
 FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 PATH_TEMPLATE = re.compile(r"{([^{}]+)}")
 # Error bodies: `details` is there only when there is something to say.
@@ -222,7 +230,7 @@ def test_error_table_of_the_contract(document):
         "401": {"UNAUTHORIZED"},
         "403": {"FORBIDDEN"},
         "404": {"NOT_FOUND"},
-        "409": {"SLOT_UNAVAILABLE", "SLOT_TAKEN"},
+        "409": {"SLOT_UNAVAILABLE", "SLOT_TAKEN", "POLICY_VIOLATION"},
         "413": {"PAYLOAD_TOO_LARGE"},
         "422": {"STRIPE_NOT_CONFIGURED"},
         "429": {"RATE_LIMITED"},
@@ -243,6 +251,25 @@ def test_error_table_of_the_contract(document):
         "TOO_SOON",
         "TOO_FAR",
     }
+    for code, details, key, values in (
+        ("InvalidStateError", "InvalidStateDetails", "status", {s.value for s in BookingStatus}),
+        (
+            "PolicyViolationError",
+            "PolicyViolationDetails",
+            "reason",
+            {
+                "TOO_LATE_TO_RESCHEDULE",
+                "RESCHEDULE_LIMIT",
+                "NO_SHOW_LIMIT",
+                "STARTED",
+                "NOT_STARTED",
+            },
+        ),
+    ):
+        assert "details" in schemas[code]["required"]
+        assert schemas[code]["properties"]["details"]["$ref"].endswith(details)
+        prop = schemas[details]["properties"][key]
+        assert set(resolve(document, prop["$ref"])["enum"]) == values
     webhook = document["paths"]["/api/webhooks/stripe"]["post"]["responses"]
     assert _error_codes(document, webhook["400"]) == {"INVALID_SIGNATURE", "VALIDATION_ERROR"}
 

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from services.api.routes import admin, availability, bookings, docs, health, webhooks
+from services.api.routes import admin, availability, bookings, docs, health, lifecycle, webhooks
 
-BLUEPRINTS = (health.bp, availability.bp, bookings.bp, webhooks.bp, admin.bp, docs.bp)
+BLUEPRINTS = (
+    health.bp,
+    availability.bp,
+    bookings.bp,
+    lifecycle.client_bp,
+    webhooks.bp,
+    admin.bp,
+    lifecycle.admin_bp,
+    docs.bp,
+)

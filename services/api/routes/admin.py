@@ -308,17 +308,29 @@ def get_working_hours(artist_id: str) -> Response:
 @admin_operation(
     "createLeave",
     "Add a leave (time off) to an artist",
+    description=(
+        "The answer lists in `conflicts` the bookings the leave overlaps. They stay unless "
+        "`cancelConflicting` is true: then they are cancelled by the artist, a paid deposit "
+        "is refunded in full and the clients are told (listed in `cancelled`)."
+    ),
     body=LeaveRequest,
-    responses={201: Reply("The created leave, with its `id`.", out.Leave)},
+    responses={
+        201: Reply("The created leave, with its `id` and conflicting bookings.", out.LeaveCreated)
+    },
     errors=[INVALID, NOT_FOUND],
 )
 def create_leave(artist_id: str) -> Response:
     body = parse_body(LeaveRequest)
-    with unit_of_work() as session:
-        leave = catalog.add_leave(
-            session, artist_id, start=body.start_time, end=body.end_time, reason=body.reason
-        )
-    return reply(out.Leave.of(leave), 201)
+    current = state()
+    added = current.lifecycle.add_leave(
+        artist_id,
+        start=body.start_time,
+        end=body.end_time,
+        reason=body.reason,
+        cancel_conflicting=body.cancel_conflicting,
+        now=current.clock(),
+    )
+    return reply(out.LeaveCreated.added(added), 201)
 
 
 @bp.get("/artists/<artist_id>/leaves")

@@ -48,7 +48,9 @@ IDEMPOTENCY_KEY = Header(
         "grid is accepted if the whole slot fits inside one working interval and no rule "
         "refuses it. A deposit of 0 confirms the booking at once (confirmation emails are "
         "sent) and `paymentIntent` is null. With client JWTs on, `clientId` must be the "
-        "token's `sub` (else FORBIDDEN, nothing created)."
+        "token's `sub` (else FORBIDDEN, nothing created). A client with the artist's "
+        "`noShowLimit` of no-shows with that artist is refused (POLICY_VIOLATION "
+        "NO_SHOW_LIMIT)."
     ),
     headers=[IDEMPOTENCY_KEY],
     body=CreateBookingRequest,
@@ -67,6 +69,7 @@ IDEMPOTENCY_KEY = Header(
         ErrorCode.SLOT_TAKEN,
         ErrorCode.STRIPE_NOT_CONFIGURED,
         ErrorCode.RATE_LIMITED,
+        ErrorCode.POLICY_VIOLATION,
         ErrorCode.PAYMENT_PROVIDER_ERROR,
     ],
 )
