@@ -6,18 +6,19 @@ import copy
 
 from stripe import params as sp
 
+from devtools.stripe_emulator.cards import Card
 from devtools.stripe_emulator.errors import missing
 from devtools.stripe_emulator.routing import route
 from devtools.stripe_emulator.store import JSON, Store, new_id, now
 from devtools.stripe_emulator.wire import RecordedRequest
 
 
-def record(store: Store, pi_id: str, payment_method: str) -> str:
-    """A new charge of the intent; returns its id."""
+def record(store: Store, pi_id: str, payment_method: str, card: Card) -> str:
+    """A new charge of the intent, paid with ``card``; returns its id."""
     ch_id = new_id("ch_")
     store.charges[ch_id] = {
         "id": ch_id, "payment_intent": pi_id, "created": now(), "refunds": [],
-        "payment_method": payment_method,
+        "payment_method": payment_method, "card": {"brand": card.brand, "last4": card.last4},
     }  # fmt: skip
     return ch_id
 
@@ -41,6 +42,9 @@ def charge_json(store: Store, ch_id: str) -> JSON:
         "created": ch["created"], "currency": pi["currency"], "livemode": False,
         "metadata": dict(pi["metadata"]), "payment_intent": pi["id"],
         "payment_method": ch["payment_method"], "status": "succeeded",
+        "payment_method_details": {"type": "card", "card": {
+            "brand": "visa", "last4": "4242", **ch.get("card", {}), "exp_month": 12,
+            "exp_year": 2034, "funding": "credit", "country": "US"}},
         "transfer_data": copy.deepcopy(pi["transfer_data"]), "on_behalf_of": pi["on_behalf_of"],
         "failure_code": None, "failure_message": None,
         "refunds": {"object": "list", "data": refunds, "has_more": False,

@@ -6,7 +6,7 @@ import copy
 
 from stripe import params as sp
 
-from devtools.stripe_emulator import charges
+from devtools.stripe_emulator import charges, events
 from devtools.stripe_emulator.errors import ApiError, invalid, missing
 from devtools.stripe_emulator.params import (
     parse_bool,
@@ -63,6 +63,7 @@ def create(store: Store, req: RecordedRequest, _: str) -> JSON:
     }
     # fmt: on
     store.charges[ch_id]["refunds"].append(re_id)
+    events.emit(store, "charge.refunded", charges.charge_json(store, ch_id))
     return copy.deepcopy(store.refunds[re_id])
 
 

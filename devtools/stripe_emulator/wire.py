@@ -83,8 +83,17 @@ class RecordedRequest:
 
     @property
     def api_key(self) -> str | None:
+        """The bearer token, or the ``key`` parameter Stripe.js sends with a publishable key."""
         auth = self.headers.get("Authorization") or ""
-        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        if auth.startswith("Bearer "):
+            return auth.removeprefix("Bearer ")
+        key = self.params.get("key")
+        return key if isinstance(key, str) else None
+
+    @property
+    def publishable(self) -> bool:
+        """Made with a publishable key (Stripe.js in a browser), not a secret one."""
+        return bool(re.fullmatch(r"pk_test_\w+", self.api_key or ""))
 
     def to_dict(self) -> JSON:
         return {**asdict(self), "headers": dict(self.headers)}
