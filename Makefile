@@ -39,7 +39,7 @@ migrate: $(STAMP) ## apply migrations to DATABASE_URL
 	$(VENV)/bin/alembic upgrade head
 
 seed: $(STAMP) ## create the demo artist/service/client in DATABASE_URL and print their ids
-	$(PY) -m shared.cli seed
+	$(PY) -m services.cli seed
 
 bench: $(STAMP) ## load and latency figures (several minutes; prints a table)
 	$(PY) -m tests.bench

@@ -6,6 +6,7 @@ through here, for one loaded booking (`apply`) or for many in one conditional st
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Update, true, update
@@ -25,6 +26,9 @@ from shared.domain.transitions import (
 from shared.usecases import refunds
 from shared.usecases.effects import NONE, Effects
 from shared.usecases.notifications import notify_booking
+
+# One INFO line per booking status change: the business events of the log.
+log = logging.getLogger("inkflow.bookings")
 
 # When a booking entered a status.
 _STAMPS: dict[BookingStatus, str] = {
@@ -49,6 +53,11 @@ def set_status(booking: Booking, rule: Rule, now: datetime) -> None:
 
 def carry_out(session: Session, booking: Booking, rule: Rule, now: datetime) -> Effects:
     """What the rule asks for, written in the caller's transaction."""
+    if rule.changes_status:
+        log.info(
+            "booking %s %s -> %s (%s)", booking.id, rule.source.value, rule.target.value,
+            rule.action.value.lower(),
+        )  # fmt: skip
     effects = NONE
     for intent in rule.then:
         match intent:
