@@ -4,4 +4,12 @@ from __future__ import annotations
 
 from services.api.routes import admin, availability, bookings, docs, health, webhooks
 
-BLUEPRINTS = (health.bp, availability.bp, bookings.bp, webhooks.bp, admin.bp, docs.bp)
+BLUEPRINTS = (
+    health.bp,
+    availability.bp,
+    bookings.bp,
+    webhooks.bp,
+    admin.bp,
+    docs.bp,
+    docs.reference,
+)
