@@ -195,7 +195,9 @@ def test_declined_test_cards_answer_402_and_send_payment_failed(
     assert raised.value.code == code
     assert raised.value.error is not None
     assert raised.value.error.decline_code == decline_code
-    assert raised.value.error.payment_intent.status == "requires_payment_method"
+    intent = raised.value.error.payment_intent
+    assert intent is not None
+    assert intent.status == "requires_payment_method"
 
     wait_types(receiver, "payment_intent.payment_failed")
     failed = next(e for e in receiver.events if e["type"] == "payment_intent.payment_failed")
