@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import re
 import time
 from collections.abc import Iterable
@@ -83,10 +85,14 @@ class RecordedRequest:
 
     @property
     def api_key(self) -> str | None:
-        """The bearer token, or the ``key`` parameter Stripe.js sends with a publishable key."""
+        """The bearer token, the Basic user (``curl -u sk_test_…:`` as in Stripe's docs), or
+        the ``key`` parameter Stripe.js sends with a publishable key."""
         auth = self.headers.get("Authorization") or ""
         if auth.startswith("Bearer "):
             return auth.removeprefix("Bearer ")
+        if auth.startswith("Basic "):
+            with contextlib.suppress(ValueError):
+                return base64.b64decode(auth.removeprefix("Basic ")).decode().partition(":")[0]
         key = self.params.get("key")
         return key if isinstance(key, str) else None
 

@@ -260,6 +260,9 @@ def test_a_browser_confirms_with_the_publishable_key_and_client_secret(
             params={"key": "pk_test_inkflow", "client_secret": pi.client_secret},
         )
         assert polled.json()["status"] == "succeeded"
+        # A server reads it with the secret key, as `curl -u sk_test_…:` in Stripe's docs.
+        read = http.get(f"{emulator.url}/v1/payment_intents/{pi.id}", auth=(API_KEY, ""))
+        assert read.json()["amount_received"] == 5000
         # A publishable key may confirm and read an intent, nothing else.
         refused = http.post(
             f"{emulator.url}/v1/refunds",
