@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--all-unprocessed", action="store_true", help="every RECEIVED or FAILED event"
     )
+    replay.add_argument("--json", action="store_true", help="one JSON object per line")
     pay = parsers[("pay",)]
     pay.add_argument("booking_id", metavar="BOOKING_ID")
     pay.add_argument(

@@ -103,7 +103,11 @@ def events_replay(args: argparse.Namespace) -> int:
             else:
                 effects.run(applied.effects)
                 note = applied.note
-            print(f"{event_id}  {note}")
+            print(
+                json.dumps({"id": event_id, "outcome": note})
+                if args.json
+                else f"{event_id}  {note}"
+            )
     finally:
         queue.close()
         resources.close()
