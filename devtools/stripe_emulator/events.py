@@ -22,26 +22,55 @@ from devtools.stripe_emulator.wire import API_VERSION, RecordedRequest
 
 # Events kept in the log (Stripe keeps 30 days); older ones are forgotten.
 LOG_SIZE = 1000
+# ``request`` of an event nobody's API request caused (Stripe acting on its own: a refund
+# failing days later, ...).
+AUTOMATIC: JSON = {"id": None, "idempotency_key": None}
 
 
-def event(type: str, obj: JSON, *, event_id: str | None = None, created: int | None = None) -> JSON:
-    """A complete Stripe Event wrapping ``obj``."""
+def event(
+    type: str,
+    obj: JSON,
+    *,
+    event_id: str | None = None,
+    created: int | None = None,
+    previous_attributes: JSON | None = None,
+    request: JSON | None = None,
+) -> JSON:
+    """A complete Stripe Event wrapping ``obj``. ``previous_attributes`` (the changed
+    fields' values before the change) appear in ``data`` only when given, as at Stripe;
+    ``request`` is the API request that caused the event (``{id, idempotency_key}``)."""
+    data: JSON = {"object": obj}
+    if previous_attributes is not None:
+        data["previous_attributes"] = previous_attributes
     return {
         "id": event_id or new_id("evt_"), "object": "event", "api_version": API_VERSION,
-        "created": now() if created is None else created, "data": {"object": obj},
-        "livemode": False, "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None}, "type": type,
+        "created": now() if created is None else created, "data": data,
+        "livemode": False, "pending_webhooks": 1, "request": dict(request or AUTOMATIC),
+        "type": type,
     }  # fmt: skip
 
 
-def emit(store: Store, type: str, obj: JSON) -> JSON:
-    """Log an event of ``obj`` as it is now and queue it for webhook delivery."""
-    evt = event(type, copy.deepcopy(obj))
-    store.events[evt["id"]] = evt
+def emit(
+    store: Store,
+    type: str,
+    obj: JSON,
+    *,
+    previous_attributes: JSON | None = None,
+    request: JSON | None = None,
+) -> JSON:
+    """The event Stripe sends for a change that just happened (``obj`` as it is now):
+    kept in the log and queued for webhook delivery."""
+    made = event(type, copy.deepcopy(obj), previous_attributes=previous_attributes, request=request)
+    store.events[made["id"]] = made
     while len(store.events) > LOG_SIZE:
         del store.events[next(iter(store.events))]
-    store.outbox.append(evt)
-    return copy.deepcopy(evt)
+    store.outbox.append(made)
+    return copy.deepcopy(made)
+
+
+def api_request(idempotency_key: str | None) -> JSON:
+    """``request`` of an event caused by an API request (the Dashboard's too)."""
+    return {"id": new_id("req_", 14), "idempotency_key": idempotency_key}
 
 
 def related_ids(evt: JSON) -> set[str]:
