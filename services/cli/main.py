@@ -6,12 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from services.cli import dev, environment, operator
 from services.cli.errors import CliError
-from shared.config import ConfigError
+from shared.config import ConfigError, database_url_from_env
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,15 @@ def _listing() -> str:
     return "\n".join(lines)
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors on one line too (exit status 2, as argparse's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (`{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="inkflow",
         usage="inkflow COMMAND ...",
         description=_listing(),
@@ -68,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 help=argparse.SUPPRESS)  # fmt: skip
-    subparsers: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    parsers: dict[tuple[str, ...], argparse.ArgumentParser] = {}
+    subparsers: dict[str, argparse._SubParsersAction[Parser]] = {}
+    parsers: dict[tuple[str, ...], Parser] = {}
     for c in COMMANDS:
         holder = top
         if len(c.words) == 2:
@@ -131,12 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except (CliError, ConfigError) as exc:
         return _fail(str(exc))
-    except OperationalError as exc:
-        url = exc.orig.__class__.__name__ if exc.orig is not None else "the database"
-        return _fail(f"cannot reach the database ({url}): is `make run` running?")
+    except OperationalError:
+        return _fail(f"cannot reach the database at {_database()}: is `make run` running?")
     except KeyboardInterrupt:
         return 130
     return result
+
+
+def _database() -> str:
+    try:
+        url = make_url(database_url_from_env())
+    except (ConfigError, ArgumentError):
+        return "DATABASE_URL"
+    return f"{url.host}:{url.port or 5432}/{url.database}"
 
 
 def _fail(message: str) -> int:
