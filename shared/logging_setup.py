@@ -7,6 +7,8 @@ import sys
 
 
 def configure_logging(level: str) -> None:
+    # The Stripe SDK logs two INFO lines per API call: request boilerplate, DEBUG here.
+    demote("stripe", "message='Request to Stripe api'", "message='Stripe API response'")
     root = logging.getLogger()
     if getattr(root, "_inkflow_configured", False):
         root.setLevel(level)

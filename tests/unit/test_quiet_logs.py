@@ -1,5 +1,6 @@
-"""Quiet by default: at INFO the worker's and beat's log shows business events, not
-Celery's line per task received, task succeeded and beat tick (those are DEBUG)."""
+"""Quiet by default: at INFO the logs show business events, not Celery's line per task
+received, task succeeded and beat tick, nor the Stripe SDK's lines per API call (those
+are DEBUG)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from celery.app import trace
 
 from services.worker.celery_app import quiet_routine_logs
+from shared.logging_setup import configure_logging
 
 
 class Collect(logging.Handler):
@@ -26,6 +28,7 @@ def collected() -> Iterator[Collect]:
     root = logging.getLogger()
     handler, level = Collect(), root.level
     root.addHandler(handler)
+    configure_logging(logging.getLevelName(level))
     quiet_routine_logs()
     yield handler
     root.removeHandler(handler)
@@ -40,6 +43,9 @@ def routine_lines() -> None:
     logging.getLogger("celery.app.trace").error(
         trace.LOG_FAILURE, {**context, "description": "d", "exc": "e"}
     )
+    stripe_sdk = logging.getLogger("stripe")
+    stripe_sdk.info("message='Request to Stripe api' method=post url=http://x/v1/refunds")
+    stripe_sdk.info("message='Stripe API response' path=http://x/v1/refunds response_code=200")
     logging.getLogger("inkflow.bookings").info("booking %s PENDING_PAYMENT -> CONFIRMED", "b")
 
 
@@ -57,4 +63,4 @@ def test_and_shown_as_debug_at_debug(collected: Collect) -> None:
     logging.getLogger().setLevel(logging.DEBUG)
     routine_lines()
     levels = [r.levelname for r in collected.records]
-    assert levels == ["DEBUG", "DEBUG", "DEBUG", "ERROR", "INFO"]
+    assert levels == ["DEBUG", "DEBUG", "DEBUG", "ERROR", "DEBUG", "DEBUG", "INFO"]
