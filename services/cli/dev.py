@@ -328,7 +328,10 @@ def _act(sys_: System, event_type: str, intent_id: str) -> None:
         except stripe.CardError:
             return  # the decline is the point
         raise CliError("the declined test card was accepted")
-    if intents.retrieve(intent_id).status != "succeeded":
+    status = intents.retrieve(intent_id).status
+    if event_type == "payment_intent.succeeded" and status == "succeeded":
+        raise CliError(f"{intent_id} is paid already: nothing to trigger")
+    if status != "succeeded":
         intents.confirm(intent_id, {"payment_method": CARDS["visa"]})
     if event_type == "charge.refunded":
         sys_.stripe.v1.refunds.create({"payment_intent": intent_id})
