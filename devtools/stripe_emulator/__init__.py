@@ -10,9 +10,15 @@ Stripe's v1 form-encoded API, so the unmodified ``stripe`` SDK works against it:
         pi = client.v1.payment_intents.create({"amount": 5000, "currency": "eur"})
         emu.succeed_payment_intent(pi.id)
 
-Modelled: PaymentIntents (create/retrieve/update/confirm/cancel), Refunds (create/retrieve),
-Charges (retrieve), connected Accounts (retrieve; unknown ``acct_`` ids are auto-created,
-enabled) and Events (list/retrieve).
+Modelled: PaymentIntents (create/retrieve/update/confirm/cancel), Refunds (create/retrieve/list;
+several per charge; ``reverse_transfer`` and ``refund_application_fee`` on destination
+charges), Charges (retrieve), connected Accounts (retrieve; unknown ``acct_`` ids are
+auto-created, enabled) and Events (list/retrieve). What Stripe does later is a method call:
+a customer pays (``succeed_payment_intent``), a refund is made in the Dashboard
+(``refund_payment_intent``), pending refunds fail or succeed (``fail_next_refunds`` /
+``pend_next_refunds`` then ``settle_refunds``, ``fail_refund``). Refund events can also be
+built on demand (``charge_refunded_event``, ``refund_event``), shaped as for API version
+2026-10-28.
 
 - Paying works as in test mode: ``confirm`` with a test PaymentMethod (``pm_card_visa``,
   ``pm_card_chargeDeclined`` …) or a raw test card number (``payment_method_data[card]
@@ -39,11 +45,12 @@ enabled) and Events (list/retrieve).
 
 Modules: ``emulator`` (state, request pipeline, the methods tests call), one module per
 resource (``payment_intents``, ``refunds``, ``charges``, ``accounts``, ``events``: handlers
-and their ``ROUTES``), ``cards`` (test cards), ``delivery`` (webhooks), ``state`` (on
-disk), ``control`` (``/_emulator/``), ``idempotency``, ``faults``
-(failure injection), ``params`` (validation from the SDK's typed params), ``wire`` (form
-decoding, headers, recorded requests), ``store``, ``errors``, ``server`` (HTTP),
-``__main__`` (the command line). A new resource is a module with handlers and ``ROUTES``
+and their ``ROUTES``; ``refunds`` also builds the refund events), ``cards`` (test cards),
+``delivery`` (webhooks), ``state`` (on disk), ``control`` (``/_emulator/``),
+``idempotency``, ``faults`` (failure injection), ``params`` (validation from the SDK's
+typed params), ``wire`` (form decoding, headers, recorded requests), ``store``, ``errors``,
+``server`` (HTTP), ``__main__`` (the command line). A new resource is a module with
+handlers and ``ROUTES``
 (``routing.route(method, path, handler, sdk_params_typeddict)``), listed in
 ``emulator.ROUTES``; its out-of-band actions become ``StripeEmulator`` methods and
 ``control.ROUTES`` entries.

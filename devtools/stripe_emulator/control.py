@@ -7,16 +7,21 @@ Bodies are the keywords of the ``StripeEmulator`` method a route calls; GET rout
 them as query parameters.
 
     POST payment_intents/{id}/succeed | fail {code, message, decline_code} | refund {amount}
-    GET  payment_intents/{id} | payment_intents/{id}/charge
+    GET  payment_intents/{id} | payment_intents/{id}/charge | …/refunds | …/transfer
+         | …/application_fee
+    GET  refunds/{id};  POST refunds/{id}/fail {reason}
+    POST fail_next_refunds {n, reason, at_once} | pend_next_refunds {n} | settle_refunds
     POST accounts/{id} {charges_enabled, payouts_enabled}      (emits account.updated)
-    POST events {type, object} | {type, payment_intent}   (optional id, created; built, not
-         sent) — with "send": true it is logged and delivered like an emitted event
-    GET  events ?related_to=pi_…                              the event log, oldest first
-    POST events/{id}/resend                                   deliver a logged event again
+    POST events {type, object} | {type, payment_intent} | {type: "charge.refunded",
+         payment_intent, refund?} | {type: "refund.*", refund}   (optional id, created;
+         built, not sent) — with "send": true it is logged and delivered like an emitted one
+    GET  emitted_events                      the events Stripe sent, oldest first
+    GET  events ?related_to=pi_…             the same, about one object
+    POST events/{id}/resend                  deliver a logged event again
     GET  webhook | POST webhook {url, secret, enabled_events, retry: {…}}
     GET  deliveries ?related_to=pi_…&event_id=evt_…           delivery attempts, oldest first
-    POST wait_for_deliveries {timeout}         {"idle": bool}: nothing due or in flight
-    POST latency {ms}                          added to every API call from now on
+    POST wait_for_deliveries {timeout}       {"idle": bool}: nothing due or in flight
+    POST latency {ms}                        added to every API call from now on
     POST fail_next {n, status, error_type, path_prefix, method, code, message, always}
     POST delay_next {seconds, n, path_prefix, method, phase}
     POST reset_failures | reset | clear
@@ -54,16 +59,22 @@ def _fail(emu: StripeEmulator, d: JSON) -> None:
 
 
 def _event(emu: StripeEmulator, d: JSON) -> JSON:
-    """``{"type", "object"}``, or ``{"type", "payment_intent"}`` built from current state
-    (``charge.*`` types wrap the intent's charge); optional ``id`` and ``created``."""
-    obj = d.get("object")
+    """``{"type", "object"}``, or built from current state: ``{"type", "payment_intent"}``
+    (``charge.*`` types wrap the intent's charge; ``charge.refunded`` as Stripe sends it
+    after ``refund``, by default the latest), ``{"type": "refund.…", "refund"}``; optional
+    ``id`` and ``created``."""
+    kind, obj = str(d["type"]), d.get("object")
+    at = {"event_id": d.get("id"), "created": d.get("created")}
+    if obj is None and kind == "charge.refunded":
+        return emu.charge_refunded_event(d["payment_intent"], d.get("refund"), **at)
+    if obj is None and kind.startswith("refund."):
+        return emu.refund_event(kind, d["refund"], **at)
     if obj is None:
         pi_id = d["payment_intent"]
-        charge = str(d["type"]).startswith("charge.")
-        obj = emu.charge_object(pi_id) if charge else emu.payment_intent(pi_id)
+        obj = emu.charge_object(pi_id) if kind.startswith("charge.") else emu.payment_intent(pi_id)
     if d.get("send"):
-        return emu.send_event(d["type"], obj)
-    return emu.event(d["type"], obj, event_id=d.get("id"), created=d.get("created"))
+        return emu.send_event(kind, obj)
+    return emu.event(kind, obj, **at)
 
 
 def _webhook(emu: StripeEmulator, d: JSON) -> JSON:
@@ -83,6 +94,15 @@ ROUTES: dict[tuple[str, str], Action] = {
     ),
     ("GET", "payment_intents/*"): lambda e, d, i: e.payment_intent(i),
     ("GET", "payment_intents/*/charge"): lambda e, d, i: e.charge_object(i),
+    ("GET", "payment_intents/*/refunds"): lambda e, d, i: e.refunds_of(i),
+    ("GET", "payment_intents/*/transfer"): lambda e, d, i: e.transfer(i),
+    ("GET", "payment_intents/*/application_fee"): lambda e, d, i: e.application_fee(i),
+    ("GET", "refunds/*"): lambda e, d, i: e.refund(i),
+    ("POST", "refunds/*/fail"): lambda e, d, i: e.fail_refund(i, **d),
+    ("POST", "fail_next_refunds"): lambda e, d, i: e.fail_next_refunds(**d),
+    ("POST", "pend_next_refunds"): lambda e, d, i: e.pend_next_refunds(**d),
+    ("POST", "settle_refunds"): lambda e, d, i: e.settle_refunds(),
+    ("GET", "emitted_events"): lambda e, d, i: e.emitted_events(),
     ("POST", "accounts/*"): lambda e, d, i: e.set_account(i, **d),
     ("POST", "events"): lambda e, d, i: _event(e, d),
     ("GET", "events"): lambda e, d, i: e.logged_events(d.get("related_to")),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from devtools.stripe_emulator import (
@@ -35,6 +35,9 @@ from devtools.stripe_emulator.wire import (
     Response,
     decode_form,
 )
+
+T = TypeVar("T")
+REFUND_EVENTS = ("charge.refunded", "charge.refund.updated")
 
 # A new resource: a module with its handlers and ROUTES, added here.
 ROUTES: list[Route] = [
@@ -233,21 +236,69 @@ class StripeEmulator:
         emits ``account.updated``)."""
         return self._out_of_band(accounts.set_account, acct_id, charges_enabled, payouts_enabled)
 
-    def _out_of_band(self, change: Any, *args: Any) -> JSON:
+    def _out_of_band(self, change: Callable[..., T], *args: Any) -> T:
+        """Run a change Stripe makes on its own, then deliver the events it emitted."""
         with self._lock:
             try:
-                result: JSON = change(self._store, *args)
+                result = change(self._store, *args)
             finally:
                 emitted = self._store.take_outbox()
         self._deliver(emitted)
         return result
 
-    def charge_object(self, pi_id: str) -> JSON:
+    def charge_object(self, pi_id: str, *, with_refunds: bool = False) -> JSON:
         """The intent's latest charge as Stripe shows it (e.g. ``charge.refunded`` payloads);
-        ``refunded`` is true once refunds (API or ``refund_payment_intent``) cover the amount."""
+        ``refunded`` is true once refunds (API or ``refund_payment_intent``) cover the amount.
+        Its refunds are listed only ``with_refunds`` (as with ``expand[]=refunds``)."""
         with self._lock:
-            return payment_intents.latest_charge(self._store, pi_id)
+            return payment_intents.latest_charge(self._store, pi_id, with_refunds=with_refunds)
 
+    # refunds: what Stripe holds and does with them (see refunds.py)
+    def refund(self, re_id: str) -> JSON:
+        with self._lock:
+            return copy.deepcopy(refunds.stored(self._store, re_id))
+
+    def refunds_of(self, pi_id: str) -> list[JSON]:
+        """The refunds of the intent's charges, oldest first (failed ones included)."""
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._store.refunds.values()
+                    if r["payment_intent"] == pi_id]  # fmt: skip
+
+    def transfer(self, pi_id: str) -> JSON | None:
+        """The transfer of the intent's destination charge, with its reversals."""
+        with self._lock:
+            return charges.transfer_json(self._store, self._latest_charge_id(pi_id))
+
+    def application_fee(self, pi_id: str) -> JSON | None:
+        """The platform's application fee on the intent's charge, with its refunds."""
+        with self._lock:
+            return charges.application_fee_json(self._store, self._latest_charge_id(pi_id))
+
+    def fail_next_refunds(
+        self, n: int = 1, reason: str = "expired_or_canceled_card", *, at_once: bool = False
+    ) -> None:
+        """The next ``n`` refunds created fail: answered ``pending`` and failed at the next
+        ``settle_refunds()`` (Stripe's asynchronous failure: ``refund.updated`` and
+        ``refund.failed``), or answered ``failed`` with ``at_once``."""
+        with self._lock:
+            refunds.plan_failures(self._store, n, reason, at_once=at_once)
+
+    def pend_next_refunds(self, n: int = 1) -> None:
+        """The next ``n`` refunds created are answered ``pending`` and succeed at the next
+        ``settle_refunds()`` (``refund.updated``)."""
+        with self._lock:
+            refunds.plan_pending(self._store, n)
+
+    def settle_refunds(self) -> list[JSON]:
+        """Stripe processes pending refunds: the planned failures fail, the others succeed.
+        Returns the events Stripe sends about it."""
+        return self._out_of_band(refunds.settle)
+
+    def fail_refund(self, re_id: str, reason: str = "expired_or_canceled_card") -> list[JSON]:
+        """A refund fails now (even one that succeeded). Returns the events sent."""
+        return self._out_of_band(refunds.fail, re_id, reason)
+
+    # events
     def event(
         self, type: str, obj: JSON, *, event_id: str | None = None, created: int | None = None
     ) -> JSON:
@@ -294,6 +345,46 @@ class StripeEmulator:
     def wait_for_deliveries(self, timeout: float = 10.0) -> bool:
         """Until no delivery is due or in flight (retries included); False on timeout."""
         return self.delivery.wait_idle(timeout)
+
+    def charge_refunded_event(self, pi_id: str, refund_id: str | None = None, **at: Any) -> JSON:
+        """``charge.refunded`` for the intent's charge as Stripe sends it after ``refund_id``
+        (by default the latest refund): running total only, ``previous_attributes``.
+        ``at``: ``event_id``, ``created``."""
+        with self._lock:
+            ch_id = self._latest_charge_id(pi_id)
+            return refunds.charge_refunded_event(self._store, ch_id, refund_id=refund_id, **at)
+
+    def refund_event(self, type: str, re_id: str, previous: JSON | None = None, **at: Any) -> JSON:
+        """``refund.created`` / ``refund.updated`` / ``refund.failed`` about the refund now
+        (``previous``: the changed fields' former values). ``at``: ``event_id``, ``created``."""
+        with self._lock:
+            return refunds.refund_event(self._store, type, re_id, previous=previous, **at)
+
+    def emitted_events(
+        self, type: str | None = None, *, payment_intent: str | None = None,
+        about_refunds: bool = False,
+    ) -> list[JSON]:  # fmt: skip
+        """The events Stripe sent (so far, oldest first), optionally of one type, about one
+        intent (its charge or refunds), or only those about refunds (``refund.*``,
+        ``charge.refunded``) rather than the payment's too."""
+        with self._lock:
+            return [
+                copy.deepcopy(e)
+                for e in self._store.events.values()
+                if type in (None, e["type"])
+                and payment_intent in (None, _intent_of(e["data"]["object"]))
+                and (
+                    not about_refunds
+                    or e["type"] in REFUND_EVENTS
+                    or e["type"].startswith("refund.")
+                )
+            ]
+
+    def _latest_charge_id(self, pi_id: str) -> str:
+        charge_id: str | None = payment_intents.intent(self._store, pi_id)["latest_charge"]
+        if charge_id is None:
+            raise ValueError(f"{pi_id} has no charge: succeed it first")
+        return charge_id
 
     # request pipeline: record -> injected failure -> auth -> idempotency -> handler -> delay
     def dispatch(self, method: str, target: str, headers: Headers, body: str) -> Response:
@@ -380,3 +471,11 @@ class StripeEmulator:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)  # returns early on stop()
+
+
+def _intent_of(obj: JSON) -> str | None:
+    """The intent an event's object is about (an intent, its charge, a refund)."""
+    if obj.get("object") == "payment_intent":
+        return str(obj["id"])
+    intent = obj.get("payment_intent")
+    return str(intent) if intent else None

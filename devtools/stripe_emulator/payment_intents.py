@@ -87,12 +87,12 @@ def fail(
     return copy.deepcopy(pi)
 
 
-def latest_charge(store: Store, pi_id: str) -> JSON:
+def latest_charge(store: Store, pi_id: str, *, with_refunds: bool = False) -> JSON:
     """The intent's latest charge as Stripe shows it (e.g. ``charge.refunded`` payloads)."""
     pi = intent(store, pi_id)
     if not pi["latest_charge"]:
         raise ValueError(f"{pi_id} has no charge: succeed it first")
-    return charges.charge_json(store, pi["latest_charge"])
+    return charges.charge_json(store, pi["latest_charge"], with_refunds=with_refunds)
 
 
 def create(store: Store, req: RecordedRequest, _: str) -> JSON:

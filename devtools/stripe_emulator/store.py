@@ -30,11 +30,13 @@ COLLECTIONS = ("intents", "charges", "refunds", "accounts", "events")
 
 @dataclass
 class Store:
-    """Every object by id. Intents, refunds and accounts are kept as the API shows them;
-    a charge is kept as ``{id, payment_intent, created, refunds, payment_method, card}``
-    and rendered from its intent (see ``charges.charge_json``). ``events`` is the event
-    log, oldest first; ``outbox`` the events emitted since the emulator last handed them
-    to its webhook delivery (not saved)."""
+    """Every object by id. Intents, refunds, accounts and events are kept as the API shows
+    them; a charge is kept as ``{id, payment_intent, created, refunds, payment_method, card,
+    transfer, application_fee, failing_refunds}`` and rendered from its intent (see
+    ``charges.charge_json``). ``events`` is the event log, the Events Stripe sent in the
+    order they happened; ``outbox`` the events emitted since the emulator last handed them
+    to its webhook delivery (not saved); ``refund_plans`` what the next refunds created will
+    do (see ``refunds.plan_failures``)."""
 
     intents: dict[str, JSON] = field(default_factory=dict)
     charges: dict[str, JSON] = field(default_factory=dict)
@@ -42,20 +44,25 @@ class Store:
     accounts: dict[str, JSON] = field(default_factory=dict)
     events: dict[str, JSON] = field(default_factory=dict)
     outbox: list[JSON] = field(default_factory=list)
+    refund_plans: list[JSON] = field(default_factory=list)
 
     def clear(self) -> None:
         for name in COLLECTIONS:
             getattr(self, name).clear()
         self.outbox.clear()
+        self.refund_plans.clear()
 
     def take_outbox(self) -> list[JSON]:
         taken, self.outbox = self.outbox, []
         return taken
 
     def to_json(self) -> JSON:
-        return {name: getattr(self, name) for name in COLLECTIONS}
+        return {name: getattr(self, name) for name in COLLECTIONS} | {
+            "refund_plans": self.refund_plans
+        }
 
     def load_json(self, data: JSON) -> None:
         self.clear()
         for name in COLLECTIONS:
             getattr(self, name).update(data.get(name) or {})
+        self.refund_plans.extend(data.get("refund_plans") or [])

@@ -62,10 +62,12 @@ _FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A non-error response: its description and body model (None: any JSON object)."""
+    """A non-error response: its description and body model (None: any JSON object);
+    `has_body=False` for one without a body (204)."""
 
     description: str
     model: type[BaseModel] | None = None
+    has_body: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,12 +222,28 @@ def _path_parameter(name: str) -> Schema:
     }
 
 
+def _inline(schema: Any, definitions: Schema) -> Any:
+    """`schema` with its local `$ref`s replaced by their definitions: a parameter's schema
+    stands alone in the document (an enum of a query parameter, for one)."""
+    if isinstance(schema, list):
+        return [_inline(item, definitions) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        found = definitions[ref.removeprefix("#/$defs/")]
+        merged = {**found, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _inline(merged, definitions)
+    return {key: _inline(value, definitions) for key, value in schema.items()}
+
+
 def _query_parameters(model: type[BaseModel]) -> list[Schema]:
     generated = model.model_json_schema(by_alias=True, schema_generator=_Names)
+    definitions = generated.get("$defs", {})
     required = set(generated.get("required", []))
     params = []
     for name, prop in generated["properties"].items():
-        prop = dict(prop)
+        prop = dict(_inline(prop, definitions))
         description = prop.pop("description", None)
         prop.pop("default", None)
         # An absent parameter is how a query says null.
@@ -287,11 +305,10 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
         }
     responses: dict[int, Schema] = {}
     for status, reply in op.responses.items():
-        schema = _ref(reply.model) if reply.model is not None else {"type": "object"}
-        responses[status] = {
-            "description": reply.description,
-            "content": {JSON: {"schema": schema}},
-        }
+        responses[status] = {"description": reply.description}
+        if reply.has_body:
+            schema = _ref(reply.model) if reply.model is not None else {"type": "object"}
+            responses[status]["content"] = {JSON: {"schema": schema}}
     for status, response in _error_responses(op.error_codes()).items():
         if status in responses:
             raise RuntimeError(f"{op.operation_id}: status {status} declared twice")

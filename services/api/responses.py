@@ -33,6 +33,7 @@ from shared.adapters.payments import Intent
 from shared.domain.money import format_amount, from_minor_units
 from shared.domain.timeutil import iso_utc
 from shared.usecases.booking import Created
+from shared.usecases.booking_search import Page
 from shared.usecases.schedule import Availability
 
 JSON = "application/json"
@@ -125,6 +126,16 @@ class Artist(ResponseModel):
     buffer_min: int
     min_notice_min: int
     max_advance_days: int
+    refund_window_hours: int | None = Field(
+        description=(
+            "A client who cancels at least this many hours before the start gets the deposit "
+            "back; null: never."
+        )
+    )
+    reschedule_notice_hours: int
+    max_reschedules: int
+    reminder_hours: int = Field(description="0: no reminder.")
+    no_show_limit: int = Field(description="0: no limit.")
     created_at: Timestamp
 
     @classmethod
@@ -139,6 +150,11 @@ class Artist(ResponseModel):
             buffer_min=artist.buffer_min,
             min_notice_min=artist.min_notice_min,
             max_advance_days=artist.max_advance_days,
+            refund_window_hours=artist.refund_window_hours,
+            reschedule_notice_hours=artist.reschedule_notice_hours,
+            max_reschedules=artist.max_reschedules,
+            reminder_hours=artist.reminder_hours,
+            no_show_limit=artist.no_show_limit,
             created_at=artist.created_at,
         )
 
@@ -151,6 +167,12 @@ class Service(ResponseModel):
     price: Money
     deposit_amount: Money
     currency: Currency
+    active: bool = Field(
+        description=(
+            "false: no new bookings and no availability (NOT_FOUND for clients); existing "
+            "bookings keep it."
+        )
+    )
     created_at: Timestamp
 
     @classmethod
@@ -163,6 +185,7 @@ class Service(ResponseModel):
             price=format_amount(service.price, service.currency),
             deposit_amount=format_amount(service.deposit_amount, service.currency),
             currency=service.currency,
+            active=service.active,
             created_at=service.created_at,
         )
 
@@ -250,6 +273,23 @@ class Booking(ResponseModel):
             created_at=booking.created_at,
             confirmed_at=booking.confirmed_at,
             payment_intent_id=booking.payment_intent_id,
+        )
+
+
+class BookingPage(ResponseModel):
+    """One page of a list in start-time order."""
+
+    items: list[Booking]
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next page; null on the last page."
+    )
+
+    @classmethod
+    def of(cls, page: Page) -> Self:
+        after = page.next_after
+        return cls(
+            items=[Booking.of(b) for b in page.items],
+            next_cursor=None if after is None else after.encode(),
         )
 
 

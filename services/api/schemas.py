@@ -7,7 +7,8 @@ ignored so that older servers accept newer clients.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+import uuid
+from typing import Annotated, Any, ClassVar, TypeVar, get_origin
 
 from flask import request
 from pydantic import (
@@ -15,13 +16,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     RootModel,
     ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from shared.domain.deposits import DepositStatus
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.pagination import CursorError, Keyset
+from shared.domain.policy import DEFAULT_POLICY
+from shared.domain.transitions import BookingStatus
 
 
 class RequestModel(BaseModel):
@@ -74,6 +82,22 @@ def parse_value(model: type[Model], data: Any) -> Model:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def parse_query(model: type[Model]) -> Model:
+    """The query string as `model`: a parameter whose field is a list may repeat and may
+    hold comma-separated values; any other takes its first value."""
+    data: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        values = request.args.getlist(key)
+        if not values:
+            continue
+        if get_origin(info.annotation) is list:
+            data[key] = [part for value in values for part in value.split(",") if part]
+        else:
+            data[key] = values[0]
+    return parse_value(model, data)
 
 
 _ID = "A UUID. An id that is not a UUID (or names no row) answers NOT_FOUND."
@@ -133,38 +157,203 @@ class ClientRequest(RequestModel):
     name: NonEmpty
 
 
+# The artist's fields, with their bounds, shared by creation and PATCH.
+Timezone = Annotated[
+    str, Field(min_length=1, max_length=64, description="An IANA time zone (`Europe/Paris`).")
+]
+StripeAccountId = Annotated[
+    str,
+    Field(
+        pattern=r"^acct_[A-Za-z0-9]+$",
+        description="The Stripe Connect account receiving deposits; unique.",
+    ),
+]
+BufferMin = Annotated[
+    int, Field(ge=0, le=1440, description="Minutes kept free before and after each booking.")
+]
+MinNoticeMin = Annotated[
+    int, Field(ge=0, le=525_600, description="Minimum notice before a slot's start, in minutes.")
+]
+MaxAdvanceDays = Annotated[
+    int, Field(ge=0, le=3650, description="Booking window: how far ahead a slot may start.")
+]
+MAX_POLICY_HOURS = 8760  # a year
+RefundWindowHours = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_POLICY_HOURS,
+        description=(
+            "A client who cancels at least this many hours before the start gets the deposit "
+            "back in full; null: never."
+        ),
+    ),
+]
+RescheduleNoticeHours = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_POLICY_HOURS,
+        description="A client may move a booking only while its start is this many hours away.",
+    ),
+]
+MaxReschedules = Annotated[
+    int, Field(ge=0, le=100, description="How many times a client may move one booking.")
+]
+ReminderHours = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_POLICY_HOURS,
+        description="The reminder email goes this many hours before the start; 0: none.",
+    ),
+]
+NoShowLimit = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=100,
+        description=(
+            "A client with this many NO_SHOW bookings with the artist may not book them again; "
+            "0: no limit."
+        ),
+    ),
+]
+
+
 class ArtistRequest(RequestModel):
     name: NonEmpty
     email: Email = Field(description="Stored lower-cased; unique.")
-    timezone: Annotated[str, Field(min_length=1, max_length=64)] = Field(
-        description="An IANA time zone (`Europe/Paris`)."
-    )
-    stripe_account_id: Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]+$")] | None = Field(
-        default=None, description="The Stripe Connect account receiving deposits."
-    )
+    timezone: Timezone
+    stripe_account_id: StripeAccountId | None = None
     charges_enabled: bool = Field(
         default=False, description="Kept in step with Stripe by `account.updated`."
     )
-    buffer_min: Annotated[int, Field(ge=0, le=1440)] = Field(
-        default=0, description="Minutes kept free before and after each booking."
-    )
-    min_notice_min: Annotated[int, Field(ge=0, le=525_600)] = Field(
-        default=0, description="Minimum notice before a slot's start, in minutes."
-    )
-    max_advance_days: Annotated[int, Field(ge=0, le=3650)] = Field(
-        default=365, description="Booking window: how far ahead a slot may start."
-    )
+    buffer_min: BufferMin = 0
+    min_notice_min: MinNoticeMin = 0
+    max_advance_days: MaxAdvanceDays = 365
+    refund_window_hours: RefundWindowHours | None = DEFAULT_POLICY.refund_window_hours
+    reschedule_notice_hours: RescheduleNoticeHours = DEFAULT_POLICY.reschedule_notice_hours
+    max_reschedules: MaxReschedules = DEFAULT_POLICY.max_reschedules
+    reminder_hours: ReminderHours = DEFAULT_POLICY.reminder_hours
+    no_show_limit: NoShowLimit = DEFAULT_POLICY.no_show_limit
+
+
+# A service's fields, shared by creation and PATCH.
+DurationMin = Annotated[int, Field(ge=5, le=1440, description="Minutes (5–1440).")]
+Price = Annotated[str, Field(min_length=1, max_length=20, description=_MONEY)]
+DepositAmount = Annotated[
+    str,
+    Field(min_length=1, max_length=20, description=f"{_MONEY} At most the price; 0 means none."),
+]
+CurrencyCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z]{3}$",
+        description=(
+            "An ISO 4217 code Stripe can charge in (funds, metals, units of account and test "
+            "codes are refused); stored lower-case (`eur`)."
+        ),
+    ),
+]
 
 
 class ServiceRequest(RequestModel):
     name: NonEmpty
-    duration_min: Minutes = Field(description="Minutes (5–1440).")
-    price: Annotated[str, Field(min_length=1, max_length=20)] = Field(description=_MONEY)
-    deposit_amount: Annotated[str, Field(min_length=1, max_length=20)] = Field(
-        description=f"{_MONEY} At most the price; 0 means none."
+    duration_min: DurationMin
+    price: Price
+    deposit_amount: DepositAmount
+    currency: CurrencyCode
+
+
+# --------------------------------------------------------------------------- PATCH bodies
+
+
+def _drop_null_where_not_nullable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Document a PATCH body as it is validated: every field optional, `null` accepted only
+    by the nullable ones, and no default (an absent field is left as it is)."""
+    nullable: frozenset[str] = getattr(model, "NULLABLE", frozenset())
+    aliases = {field.alias or name: name for name, field in model.model_fields.items()}
+    for key, prop in schema.get("properties", {}).items():
+        prop.pop("default", None)
+        if aliases.get(key) in nullable:
+            continue
+        variants = [v for v in prop.pop("anyOf", []) if v != {"type": "null"}]
+        if len(variants) == 1:
+            prop.update({k: v for k, v in variants[0].items() if k not in prop})
+
+
+class PatchModel(RequestModel):
+    """Only the fields present change. `null` is refused except by the fields named in
+    NULLABLE, where it clears the value."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_null_where_not_nullable)
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_nullable(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.NULLABLE:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the body gave, by their Python names."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ClientPatch(PatchModel):
+    email: Email | None = Field(default=None, description="Stored lower-cased; unique.")
+    name: NonEmpty | None = None
+
+
+class ArtistPatch(PatchModel):
+    NULLABLE = frozenset({"stripe_account_id", "refund_window_hours"})
+
+    name: NonEmpty | None = None
+    email: Email | None = Field(default=None, description="Stored lower-cased; unique.")
+    timezone: Timezone | None = None
+    stripe_account_id: StripeAccountId | None = Field(
+        default=None,
+        description=(
+            "The Stripe Connect account receiving deposits; null removes it. Changing it "
+            "without `chargesEnabled` sets chargesEnabled to false until Stripe's "
+            "`account.updated` (or the operator) says the new account can take charges."
+        ),
     )
-    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")] = Field(
-        description="ISO 4217 code; stored lower-case (`eur`)."
+    charges_enabled: bool | None = Field(
+        default=None, description="Kept in step with Stripe by `account.updated`."
+    )
+    buffer_min: BufferMin | None = None
+    min_notice_min: MinNoticeMin | None = None
+    max_advance_days: MaxAdvanceDays | None = None
+    refund_window_hours: RefundWindowHours | None = None
+    reschedule_notice_hours: RescheduleNoticeHours | None = None
+    max_reschedules: MaxReschedules | None = None
+    reminder_hours: ReminderHours | None = None
+    no_show_limit: NoShowLimit | None = None
+
+
+class ServicePatch(PatchModel):
+    name: NonEmpty | None = None
+    duration_min: DurationMin | None = Field(
+        default=None, description="Minutes (5–1440). Existing bookings keep their times."
+    )
+    price: Price | None = None
+    deposit_amount: DepositAmount | None = Field(
+        default=None,
+        description=(
+            f"{_MONEY} At most the price; 0 means none. Existing bookings keep their deposit "
+            "and currency."
+        ),
+    )
+    currency: CurrencyCode | None = None
+    active: bool | None = Field(
+        default=None,
+        description=(
+            "false hides the service from new bookings and availability (NOT_FOUND); its "
+            "bookings are untouched. true offers it again."
+        ),
     )
 
 
@@ -203,6 +392,59 @@ class BookingRangeQuery(RequestModel):
     to: AwareDatetime | None = Field(
         default=None,
         description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
+    )
+
+
+def _keyset(value: Any) -> Keyset:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    try:
+        return Keyset.decode(value)
+    except CursorError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Cursor = Annotated[
+    Keyset,
+    PlainValidator(_keyset),
+    WithJsonSchema({"type": "string", "maxLength": 200}),
+]
+# The booking list's multi-valued filters.
+_MANY = (
+    "Any of these; repeat the parameter (`{name}=A&{name}=B`) or separate values with commas "
+    "(`{name}=A,B`)."
+)
+MAX_PAGE = 200
+
+
+class BookingListQuery(RequestModel):
+    model_config = ConfigDict(alias_generator=to_camel, strict=False, frozen=True)
+    artist_id: uuid.UUID | None = Field(default=None, description="Only this artist's bookings.")
+    client_id: uuid.UUID | None = Field(default=None, description="Only this client's bookings.")
+    status: list[BookingStatus] = Field(default=[], description=_MANY.format(name="status"))
+    deposit_status: list[DepositStatus] = Field(
+        default=[],
+        description=(
+            f"{_MANY.format(name='depositStatus')} `REFUND_FAILED` lists the refunds Stripe "
+            "refused."
+        ),
+    )
+    from_: AwareDatetime | None = Field(
+        default=None,
+        alias="from",
+        description=f"Bookings starting at or after this instant. {_TS} Encode `+` as `%2B`.",
+    )
+    to: AwareDatetime | None = Field(
+        default=None,
+        description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
+    )
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Page size (1–200).")
+    cursor: Cursor | None = Field(
+        default=None,
+        description=(
+            "The previous page's `nextCursor`, as it was given (opaque). Anything else is a "
+            "VALIDATION_ERROR."
+        ),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -11,7 +12,7 @@ from typing import NoReturn
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from services.cli import dev, environment, operator
+from services.cli import dev, environment, operator, refunds
 from services.cli.errors import CliError
 from shared.config import ConfigError, database_url_from_env
 
@@ -32,6 +33,11 @@ COMMANDS = (
             operator.events_list, "operator"),
     Command(("events", "replay"), "ID… | --all-unprocessed", "apply webhook events again, now",
             operator.events_replay, "operator"),
+    Command(("refunds", "list"), "[--failed] [--booking ID]",
+            "refunds, newest first; --failed: those nobody made good", refunds.refunds_list,
+            "operator"),
+    Command(("refunds", "retry"), "REFUND_ID…", "ask Stripe again for failed refunds, now",
+            refunds.refunds_retry, "operator"),
     Command(("pay",), "BOOKING_ID [--card C]",
             "pay a deposit with a Stripe test card, wait for the webhook", dev.pay,
             "development"),
@@ -107,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-unprocessed", action="store_true", help="every RECEIVED or FAILED event"
     )
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
+    refund_listing = parsers[("refunds", "list")]
+    refund_listing.add_argument(
+        "--failed", action="store_true",
+        help="failed refunds nobody made good since (deposit REFUND_FAILED): an operator's",
+    )  # fmt: skip
+    refund_listing.add_argument("--booking", type=uuid.UUID, metavar="BOOKING_ID")
+    refund_listing.add_argument("--limit", type=int, default=100)
+    refund_listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    retry = parsers[("refunds", "retry")]
+    retry.add_argument("refund_ids", nargs="+", type=uuid.UUID, metavar="REFUND_ID")
+    retry.add_argument("--json", action="store_true", help="one JSON object per line")
     pay = parsers[("pay",)]
     pay.add_argument("booking_id", metavar="BOOKING_ID")
     pay.add_argument(

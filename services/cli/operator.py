@@ -52,11 +52,12 @@ def events_list(args: argparse.Namespace) -> int:
             ]
     finally:
         engine.dispose()
-    if not rows:
+    if args.json:
+        if rows:
+            print(output.json_lines(rows))
+    elif not rows:
         which = "unprocessed" if statuses == UNPROCESSED else "/".join(statuses)
         print(f"no {which} events")
-    elif args.json:
-        print(output.json_lines(rows))
     else:
         print(output.table(rows, ["id", "type", "status", "attempts", "receivedAt", "lastError"]))
     return 0
@@ -77,7 +78,8 @@ def events_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     resources = build_resources(settings, pool_size=1)
     queue = CeleryQueue(settings)
-    effects = EffectRunner(queue, StripeGateway(settings))
+    gateway = StripeGateway(settings)
+    effects = EffectRunner(queue, gateway)
     failures: list[str] = []
     try:
         with transaction(resources.sessions) as session:
@@ -96,7 +98,7 @@ def events_replay(args: argparse.Namespace) -> int:
             print("no unprocessed events")
         for event_id in dict.fromkeys(ids):
             try:
-                applied = apply_event(resources, event_id, now=utcnow())
+                applied = apply_event(resources, event_id, now=utcnow(), stripe=gateway)
             except Exception as exc:  # noqa: BLE001 - reported per event; the others still run
                 failures.append(event_id)
                 note = f"failed: {type(exc).__name__}: {exc}"

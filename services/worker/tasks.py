@@ -79,7 +79,7 @@ def runtime() -> Runtime:
 @app.task(name=APPLY_STRIPE_EVENT, **RETRY)
 def apply_stripe_event(event_id: str) -> str:
     rt = runtime()
-    outcome = stripe_events.apply_event(rt.resources, event_id, now=rt.clock())
+    outcome = stripe_events.apply_event(rt.resources, event_id, now=rt.clock(), stripe=rt.gateway)
     rt.effects.run(outcome.effects)
     return outcome.note
 

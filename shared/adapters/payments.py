@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import stripe
 from stripe.params import (
     PaymentIntentCancelParams,
     PaymentIntentCreateParams,
     RefundCreateParams,
+    RefundListParams,
 )
 
 from shared.config import Settings
@@ -70,6 +73,13 @@ def refund_idempotency_key(booking_id: uuid.UUID, reason: RefundReason) -> str:
     return f"inkflow-refund-{reason.lower().replace('_', '-')}-{booking_id}"
 
 
+def retry_idempotency_key(
+    booking_id: uuid.UUID, reason: RefundReason, failed_refund_id: uuid.UUID
+) -> str:
+    """An operator's new request for a refund that failed (one per failed refund)."""
+    return f"{refund_idempotency_key(booking_id, reason)}-retry-{failed_refund_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class RefundRequest:
     intent_id: str
@@ -80,22 +90,43 @@ class RefundRequest:
 
 @dataclass(frozen=True, slots=True)
 class RefundResult:
+    """A Stripe refund as Stripe reports it (the answer to our request, a list, an event)."""
+
     id: str
     amount: int
     currency: str
     status: str  # Stripe's: succeeded | pending | requires_action | failed | canceled
     charge_id: str | None
+    intent_id: str | None = None
+    created: int = 0  # Stripe's time of creation (Unix seconds)
+    failure_reason: str | None = None  # lost_or_stolen_card, expired_or_canceled_card, ...
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def _id_of(value: Any) -> str | None:
+    """An expandable field: the id, whether Stripe sent it alone or expanded."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value["id"])
+
+
+def refund_from_json(data: Mapping[str, Any]) -> RefundResult:
+    """A refund object as Stripe's JSON shows it (an event's payload, `to_dict()`)."""
+    return RefundResult(
+        id=str(data["id"]),
+        amount=int(data.get("amount") or 0),
+        currency=str(data.get("currency") or ""),
+        status=str(data.get("status") or "pending"),
+        charge_id=_id_of(data.get("charge")),
+        intent_id=_id_of(data.get("payment_intent")),
+        created=int(data.get("created") or 0),
+        failure_reason=data.get("failure_reason"),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
 
 
 def _refund(obj: stripe.Refund) -> RefundResult:
-    charge = obj.charge
-    return RefundResult(
-        id=obj.id,
-        amount=obj.amount,
-        currency=obj.currency,
-        status=str(obj.status or "pending"),
-        charge_id=charge if isinstance(charge, str) or charge is None else charge.id,
-    )
+    return refund_from_json(obj.to_dict())
 
 
 def _intent(obj: stripe.PaymentIntent) -> Intent:
@@ -189,6 +220,23 @@ class StripeGateway:
     def retrieve_refund(self, refund_id: str) -> RefundResult:
         try:
             return _refund(self._client.v1.refunds.retrieve(refund_id))
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+
+    def list_refunds(
+        self, *, charge_id: str | None = None, intent_id: str | None = None
+    ) -> list[RefundResult]:
+        """Every refund of a charge (or of a payment intent's charges), whoever made it and
+        whatever its status, page after page. Never inside a database transaction."""
+        params: RefundListParams = {"limit": 100}
+        if charge_id:
+            params["charge"] = charge_id
+        elif intent_id:
+            params["payment_intent"] = intent_id
+        else:
+            raise ValueError("list_refunds needs a charge or a payment intent")
+        try:
+            return [_refund(r) for r in self._client.v1.refunds.list(params).auto_paging_iter()]
         except stripe.StripeError as exc:
             raise provider_error(exc) from exc
 

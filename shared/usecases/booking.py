@@ -30,7 +30,7 @@ from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.money import to_minor_units
 from shared.domain.notifications import NotificationKind
 from shared.domain.transitions import Action, BookingStatus, initial_status
-from shared.usecases.catalog import get_or_404, parse_id, service_of_artist
+from shared.usecases.catalog import check_offered, get_or_404, parse_id, service_of_artist
 from shared.usecases.effects import EffectRunner, Effects
 from shared.usecases.holds import expire_overlapping_holds
 from shared.usecases.notifications import notify_booking
@@ -67,8 +67,12 @@ def is_overlap_violation(exc: IntegrityError) -> bool:
 
 
 def _load_catalogue(session: Session, request: BookingRequest) -> tuple[Client, Artist, Service]:
-    """Client, artist and the artist's service in one round trip; the error path finds
-    out which one is missing."""
+    """Client, artist and the artist's offered service in one round trip; the error path
+    finds out which one is missing.
+
+    The service row is locked FOR SHARE until commit (the foreign key check of the insert
+    takes a weaker lock on it anyway): deleting or deactivating it waits for this booking,
+    and a booking that waited for them sees the service gone or inactive (NOT_FOUND)."""
     client_id = parse_id(request.client_id, "Client")
     artist_id = parse_id(request.artist_id, "Artist")
     service_id = parse_id(request.service_id, "Service")
@@ -78,13 +82,18 @@ def _load_catalogue(session: Session, request: BookingRequest) -> tuple[Client, 
         .join(Artist, Artist.id == artist_id)
         .join(Service, (Service.artist_id == Artist.id) & (Service.id == service_id))
         .where(Client.id == client_id)
+        .with_for_update(read=True, of=Service)
     ).first()
     if row is not None:
         client, artist, service = row
-        return client, artist, service
+        return client, artist, check_offered(service)
     client = get_or_404(session, Client, client_id)
     artist = get_or_404(session, Artist, artist_id)
-    return client, artist, service_of_artist(session, artist, request.service_id)
+    return (
+        client,
+        artist,
+        check_offered(service_of_artist(session, artist, service_id, lock="share")),
+    )
 
 
 def _check_payments_possible(artist: Artist, service: Service) -> None:

@@ -34,7 +34,9 @@ class Entry:
 def record(session: Session, entry: Entry) -> bool:
     """One ledger row; a second report of the same fact inserts nothing. Successes are
     unique per Stripe object and kind (one event may carry several refunds); failed
-    attempts per event (the same intent may fail several times). True when inserted."""
+    attempts per event (the same intent may fail several times). True when inserted.
+    Rows are stamped with the statement's time, not the transaction's: several rows
+    written in one transaction keep their order (see `refunds_of`)."""
     inserted = session.execute(
         insert(StripeTransaction)
         .values(
@@ -49,6 +51,7 @@ def record(session: Session, entry: Entry) -> bool:
             stripe_event_id=entry.event_id,
             failure_code=entry.failure_code,
             failure_message=entry.failure_message,
+            created_at=func.clock_timestamp(),
         )
         .on_conflict_do_nothing()
         .returning(StripeTransaction.id)
@@ -65,16 +68,17 @@ def _succeeded_sum(session: Session, kind: TransactionKind, *where: ColumnElemen
     return int(session.scalar(query) or 0)
 
 
-def refunded_so_far(session: Session, *, intent_id: str | None, charge_id: str) -> int:
-    """Refunds the ledger counts on a charge (by its intent when known)."""
-    if intent_id:
-        return _succeeded_sum(
-            session, TransactionKind.REFUND, StripeTransaction.payment_intent_id == intent_id
+def refunds_of(session: Session, booking_id: uuid.UUID) -> list[StripeTransaction]:
+    """The booking's REFUND rows (succeeded and failed), in the order they were recorded."""
+    return list(
+        session.scalars(
+            select(StripeTransaction)
+            .where(
+                StripeTransaction.booking_id == booking_id,
+                StripeTransaction.kind == TransactionKind.REFUND,
+            )
+            .order_by(StripeTransaction.created_at, StripeTransaction.id)
         )
-    return _succeeded_sum(
-        session,
-        TransactionKind.REFUND,
-        StripeTransaction.stripe_object_id.startswith(f"{charge_id}:refunded:"),
     )
 
 

@@ -68,11 +68,14 @@ from shared.adapters.models import (
     Client,
     Notification,
     NotificationStatus,
+    Refund,
     Service,
+    StripeTransaction,
+    TransactionKind,
 )
 from shared.adapters.runtime import Resources
 from shared.config import Settings
-from shared.domain.money import format_amount
+from shared.domain.money import format_amount, from_minor_units
 from shared.domain.notifications import NotificationKind
 from shared.domain.timeutil import utcnow
 from shared.domain.transitions import BookingStatus
@@ -288,6 +291,8 @@ class EmailContext:
     start: str  # "Tuesday 5 May 2026, 14:00 (Europe/Paris)"
     deposit: str  # "50.00 EUR"
     hold_expires: str | None = None  # while the booking waits for its deposit
+    # PAYMENT_REFUNDED: the refund's amount, when it is not the whole deposit ("15.00 EUR").
+    refunded: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,8 +330,10 @@ def make_context(
     deposit_amount: Decimal,
     currency: str,
     hold_expires_at: datetime | None = None,
+    refunded_amount: Decimal | None = None,
 ) -> EmailContext:
     """Format plain values for the templates (times in the artist's `timezone`)."""
+    partial = refunded_amount is not None and refunded_amount != deposit_amount
     return EmailContext(
         booking_id=str(booking_id),
         client_name=client_name,
@@ -337,6 +344,7 @@ def make_context(
         hold_expires=(
             format_local_time(hold_expires_at, timezone) if hold_expires_at is not None else None
         ),
+        refunded=format_deposit(refunded_amount, currency) if refunded_amount and partial else None,
     )
 
 
@@ -382,7 +390,12 @@ def render(
 
 
 def context_from_rows(
-    booking: Booking, client: Client, artist: Artist, service: Service
+    booking: Booking,
+    client: Client,
+    artist: Artist,
+    service: Service,
+    *,
+    refunded_minor: int | None = None,
 ) -> EmailContext:
     waiting = booking.status == BookingStatus.PENDING_PAYMENT
     return make_context(
@@ -395,6 +408,9 @@ def context_from_rows(
         deposit_amount=booking.deposit_amount,
         currency=booking.currency,
         hold_expires_at=booking.expires_at if waiting else None,
+        refunded_amount=(
+            None if refunded_minor is None else from_minor_units(refunded_minor, booking.currency)
+        ),
     )
 
 
@@ -416,6 +432,25 @@ def _load_rows(session: Session, booking_id: uuid.UUID) -> _Rows:
     if client is None or artist is None or service is None:
         raise LookupError(f"booking {booking_id}: client, artist or service row is missing")
     return _Rows(booking, client, artist, service)
+
+
+def _refunded_minor(session: Session, note: Notification) -> int | None:
+    """For a PAYMENT_REFUNDED e-mail: the amount of its refund (the occasion is the Stripe
+    refund id) as the ledger records it, or as we asked for it while Stripe's answer is
+    pending."""
+    if note.kind != NotificationKind.PAYMENT_REFUNDED or not note.occasion:
+        return None
+    recorded = session.scalar(
+        select(StripeTransaction.amount_minor).where(
+            StripeTransaction.stripe_object_id == note.occasion,
+            StripeTransaction.kind == TransactionKind.REFUND,
+        )
+    )
+    if recorded is not None:
+        return recorded
+    return session.scalar(
+        select(Refund.amount_minor).where(Refund.stripe_refund_id == note.occasion)
+    )
 
 
 def _role_of(kind: NotificationKind, recipient: str, rows: _Rows) -> RecipientRole:
@@ -618,7 +653,13 @@ def send_notification(
         rendered = render(
             kind,
             _role_of(kind, note.recipient, rows),
-            context_from_rows(rows.booking, rows.client, rows.artist, rows.service),
+            context_from_rows(
+                rows.booking,
+                rows.client,
+                rows.artist,
+                rows.service,
+                refunded_minor=_refunded_minor(session, note),
+            ),
         )
         message = build_message(note.id, resources.settings.mail_from, note.recipient, rendered)
         note.attempts += 1

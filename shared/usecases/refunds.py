@@ -7,12 +7,17 @@
 - `make()` is that task. It reads the row in a short transaction, asks Stripe with no
   transaction open (create with the row's key; once Stripe has given the refund an id,
   retrieve it instead), then records the answer in a second short transaction. A
-  transient failure counts an attempt and raises for the task to retry with backoff; a
-  refused request marks the row FAILED for an operator. Two tasks for one row at once
-  are harmless: Stripe answers the same key with the same refund (or 409, retried).
-- When Stripe reports the refund succeeded, the ledger gets its REFUND row, idempotent
-  with `charge.refunded` in either order; once Stripe took the refund on, the client is
-  told (one PAYMENT_REFUNDED mail per booking).
+  transient failure (no answer, 409, 429, 5xx) counts an attempt and raises for the task
+  to retry with backoff — with the same key, so however often it is retried Stripe makes
+  one refund; a refused request marks the row FAILED for an operator. Two tasks for one
+  row at once are harmless: Stripe answers the same key with the same refund (or 409).
+- The answer is recorded as every report of Stripe's about a refund is
+  (`refund_reports.record`: ledger row, the client's e-mail, the deposit status), so the
+  answer and `charge.refunded` / `refund.updated` agree whichever comes first. A refund
+  Stripe answers `failed` or `canceled` (at once, or later by `refund.updated`) leaves
+  the row FAILED and the deposit REFUND_FAILED.
+- `retry()`: an operator asks again for a FAILED refund — a new owed refund of what is
+  still unrefunded, under a new key derived from the failed one.
 - `redeliver_pending()` is the sweeper: owed refunds untouched for `REDELIVERY_AFTER`
   (their task was lost, or ran out of retries) are enqueued again.
 """
@@ -27,14 +32,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.adapters.db import advisory_xact_lock, transaction
-from shared.adapters.models import (
-    Booking,
-    NotificationKind,
-    Refund,
-    TransactionKind,
-    TransactionStatus,
-)
+from shared.adapters.db import transaction
+from shared.adapters.models import Booking, Refund
 from shared.adapters.payments import (
     PaymentProviderError,
     RefundRequest,
@@ -42,19 +41,13 @@ from shared.adapters.payments import (
     StripeGateway,
     TransientPaymentError,
     refund_idempotency_key,
+    retry_idempotency_key,
 )
 from shared.adapters.runtime import Resources
 from shared.domain.money import to_minor_units
-from shared.domain.refunds import (
-    RefundReason,
-    RefundStatus,
-    accepted,
-    ledger_amount,
-    status_from_stripe,
-)
-from shared.usecases import ledger
+from shared.domain.refunds import RefundReason, RefundStatus
+from shared.usecases import ledger, refund_reports
 from shared.usecases.effects import NONE, Effects, Outcome
-from shared.usecases.notifications import notify_booking
 
 log = logging.getLogger("inkflow.refunds")
 
@@ -127,72 +120,96 @@ def _count_attempt(
     *,
     give_up: bool,
 ) -> None:
-    values: dict[str, object] = {
-        "attempts": Refund.attempts + 1,
-        "last_error": f"{type(error).__name__}: {error}"[:_LAST_ERROR_MAX],
-        "updated_at": now,
-    }
-    if give_up:
-        values.update(status=RefundStatus.FAILED, settled_at=now)
+    last_error = f"{type(error).__name__}: {error}"[:_LAST_ERROR_MAX]
     with transaction(resources.sessions) as session:
-        session.execute(
-            update(Refund)
-            .where(Refund.id == refund_id, Refund.status == RefundStatus.PENDING)
-            .values(**values)
-        )
+        if not give_up:
+            session.execute(
+                update(Refund)
+                .where(Refund.id == refund_id, Refund.status == RefundStatus.PENDING)
+                .values(attempts=Refund.attempts + 1, last_error=last_error, updated_at=now)
+            )
+            return
+        # Refused: Stripe made no refund. The deposit shows it (REFUND_FAILED).
+        locked = _lock(session, refund_id)
+        if locked is None:
+            return
+        booking, refund = locked
+        if refund.status != RefundStatus.PENDING:
+            return
+        refund.attempts += 1
+        refund.last_error = last_error
+        refund.updated_at = refund.settled_at = now
+        refund.status = RefundStatus.FAILED
+        refund_reports.refresh_deposit(session, booking)
+
+
+def _lock(session: Session, refund_id: uuid.UUID) -> tuple[Booking, Refund] | None:
+    """The refund's booking, then the refund, locked in that order (as every writer of
+    refunds does: the webhook's handlers lock the booking first)."""
+    booking_id = session.scalar(select(Refund.booking_id).where(Refund.id == refund_id))
+    if booking_id is None:
+        return None
+    booking = session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update())
+    refund = session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+    assert booking is not None
+    assert refund is not None
+    return booking, refund
 
 
 def _record(session: Session, refund_id: uuid.UUID, answer: RefundResult, now: datetime) -> Outcome:
-    refund = session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
-    if refund is None or refund.status != RefundStatus.PENDING:
-        # Another task for the same row recorded the same refund first.
+    locked = _lock(session, refund_id)
+    if locked is None:
+        return Outcome("missing")
+    booking, refund = locked
+    if refund.status != RefundStatus.PENDING:
+        # Another task for the same row, or Stripe's webhook, recorded it first.
         return Outcome("already recorded")
-    if answer.charge_id:
-        # One after the other with charge.refunded of this charge (see ledger_amount).
-        advisory_xact_lock(session, f"charge-refunds:{answer.charge_id}")
-    status = status_from_stripe(answer.status)
     refund.stripe_refund_id = answer.id
-    refund.status = status
     refund.attempts += 1
     refund.updated_at = now
-    refund.last_error = None if status != RefundStatus.FAILED else f"Stripe: {answer.status}"
-    if status != RefundStatus.PENDING:
-        refund.settled_at = now
-    if status == RefundStatus.SUCCEEDED:
-        _record_in_ledger(session, refund, answer)
-    mails: list[uuid.UUID] = []
-    if accepted(answer.status):
-        booking = session.get(Booking, refund.booking_id)
-        assert booking is not None
-        mails = notify_booking(session, booking, NotificationKind.PAYMENT_REFUNDED)
+    refund.last_error = None
+    recorded = refund_reports.record(session, booking, [answer], now=now)
     log.info("refund %s (%s): Stripe %s %s", refund.id, refund.reason, answer.id, answer.status)
-    return Outcome(f"refund {answer.id} {answer.status}", Effects(mails=tuple(mails)))
+    return Outcome(f"refund {answer.id} {answer.status}", recorded.effects)
 
 
-def _record_in_ledger(session: Session, refund: Refund, answer: RefundResult) -> None:
-    """Stripe's own report (charge.refunded) may have been applied first, possibly as a
-    running total that already counts this refund: record only what it leaves."""
-    amount = ledger_amount(
-        answer.amount,
-        paid_minor=ledger.paid_on(session, refund.payment_intent_id),
-        refunded_minor=ledger.refunded_so_far(
-            session, intent_id=refund.payment_intent_id, charge_id=answer.charge_id or ""
-        ),
+def retry(session: Session, refund_id: uuid.UUID, *, now: datetime) -> Outcome:
+    """An operator asks again for a refund that FAILED: a new owed refund (PENDING) of what
+    the booking's deposit still has unrefunded, under a key derived from the failed one
+    (asking twice owes once). Effects: the refund to make. Raises ValueError when there
+    is nothing to retry."""
+    locked = _lock(session, refund_id)
+    if locked is None:
+        raise ValueError(f"refund {refund_id} not found")
+    booking, failed = locked
+    if failed.status != RefundStatus.FAILED:
+        raise ValueError(f"refund {refund_id} is {failed.status}, not FAILED")
+    key = retry_idempotency_key(booking.id, RefundReason(failed.reason), failed.id)
+    again = session.scalar(select(Refund).where(Refund.idempotency_key == key))
+    if again is not None:
+        return Outcome(f"already retried: refund {again.id} is {again.status}")
+    refund_reports.refresh_deposit(session, booking)
+    paid = ledger.paid_on(session, failed.payment_intent_id) or failed.amount_minor
+    left = paid - booking.amount_refunded_minor
+    if left <= 0:
+        raise ValueError(f"booking {booking.id} has nothing left to refund")
+    again = Refund(
+        id=uuid.uuid4(),
+        booking_id=booking.id,
+        payment_intent_id=failed.payment_intent_id,
+        amount_minor=left,
+        currency=failed.currency,
+        reason=failed.reason,
+        idempotency_key=key,
+        status=RefundStatus.PENDING,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
     )
-    if amount <= 0:
-        return
-    ledger.record(
-        session,
-        ledger.Entry(
-            booking_id=refund.booking_id,
-            kind=TransactionKind.REFUND,
-            status=TransactionStatus.SUCCEEDED,
-            amount_minor=amount,
-            currency=answer.currency,
-            object_id=answer.id,
-            intent_id=refund.payment_intent_id,
-        ),
-    )
+    session.add(again)
+    session.flush()
+    refund_reports.refresh_deposit(session, booking)
+    return Outcome(f"refund {again.id} owed", Effects(refunds=(again.id,)))
 
 
 def redeliver_pending(

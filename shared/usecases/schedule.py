@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 from shared.adapters.models import Artist, Booking, Leave, Service, WorkingHours
 from shared.domain import availability as rules
 from shared.domain.errors import DomainError, ErrorCode
-from shared.usecases.catalog import get_or_404, invalid, parse_id, service_of_artist
+from shared.usecases.catalog import (
+    check_offered,
+    get_or_404,
+    invalid,
+    parse_id,
+    service_of_artist,
+)
 
 MAX_RANGE = timedelta(days=62)
 MIN_STEP_MIN, MAX_STEP_MIN = 5, 1440
@@ -156,7 +162,11 @@ def peek_cache_key(session: Session, query: AvailabilityQuery) -> tuple[object, 
     row = session.execute(
         select(Artist.schedule_version, Service.duration_min)
         .select_from(Artist)
-        .outerjoin(Service, (Service.id == service_id) & (Service.artist_id == Artist.id))
+        # An inactive service has no availability: no key, and `resolve` says NOT_FOUND.
+        .outerjoin(
+            Service,
+            (Service.id == service_id) & (Service.artist_id == Artist.id) & Service.active,
+        )
         .where(Artist.id == artist_id)
     ).first()
     if row is None:
@@ -174,7 +184,8 @@ def resolve(session: Session, query: AvailabilityQuery) -> ResolvedQuery:
     artist = get_or_404(session, Artist, query.artist_id)
     duration_min = query.duration_min
     if query.service_id is not None:
-        duration_min = service_of_artist(session, artist, query.service_id).duration_min
+        service = check_offered(service_of_artist(session, artist, query.service_id))
+        duration_min = service.duration_min
     assert duration_min is not None
     return ResolvedQuery(artist, duration_min, query.start, query.end, query.step_min)
 

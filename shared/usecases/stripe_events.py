@@ -4,6 +4,11 @@ One transaction per event with the inbox row locked (FOR UPDATE), so two workers
 apply one event together and a redelivery finds it PROCESSED. Bookings are locked too,
 so events of one booking apply one after the other. Every write is conditional or
 ON CONFLICT DO NOTHING: any order, any number of deliveries, the same final state.
+
+What Stripe does not put in an event is asked of Stripe before that transaction opens
+(never inside it): current API versions send `charge.refunded` with the running total
+only, so for refund events the charge's refunds are listed first (`RefundLister`) and
+the handler records each of them (`refund_reports`).
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.adapters.db import advisory_xact_lock, transaction
+from shared.adapters.db import transaction
 from shared.adapters.models import (
     Artist,
     Booking,
@@ -28,10 +33,11 @@ from shared.adapters.models import (
     TransactionKind,
     TransactionStatus,
 )
+from shared.adapters.payments import RefundResult, refund_from_json
 from shared.adapters.runtime import Resources
 from shared.domain.money import to_minor_units
 from shared.domain.transitions import Action, BookingStatus, Facts, Rule, decide, needs_slot_check
-from shared.usecases import ledger
+from shared.usecases import ledger, refund_reports
 from shared.usecases import transitions as transition
 from shared.usecases.booking import claim_slot, is_overlap_violation
 from shared.usecases.effects import NONE, Effects, Outcome
@@ -54,6 +60,9 @@ class Context:
     session: Session
     event: StripeEvent
     now: datetime
+    # For refund events: the charge's refunds as Stripe lists them, asked before the
+    # transaction opened.
+    refunds: tuple[RefundResult, ...] = ()
 
     @property
     def obj(self) -> dict[str, Any]:
@@ -242,51 +251,26 @@ def payment_canceled(ctx: Context) -> Applied:
     return Applied("cancelled", transition.apply(ctx.session, booking, rule, ctx.now))
 
 
-def charge_refunded(ctx: Context) -> Applied:
-    charge = ctx.obj
-    charge_id = str(charge["id"])
-    intent_id = charge.get("payment_intent")
-    # Refund events of one charge apply one after the other (the running-total case below
-    # reads what is recorded before adding to it).
-    advisory_xact_lock(ctx.session, f"charge-refunds:{charge_id}")
+def refunds_reported(ctx: Context) -> Applied:
+    """`charge.refunded` (any refund of the charge, the Dashboard's too), `refund.updated`,
+    `refund.failed`, `charge.refund.updated`: every refund of the charge, as Stripe lists
+    it now, is recorded (`refund_reports`); the booking's status does not change."""
+    obj = ctx.obj
+    intent_id = obj.get("payment_intent")
     booking = (
-        _booking_for_intent(ctx.session, {"id": intent_id, "metadata": charge.get("metadata")})
+        _booking_for_intent(ctx.session, {"id": intent_id, "metadata": obj.get("metadata")})
         if intent_id
         else None
     )
-    refunds = [
-        r
-        for r in ((charge.get("refunds") or {}).get("data") or [])
-        if r.get("status", "succeeded") == "succeeded"
-    ]
-    if not refunds:
-        # Payloads without the refunds list carry only the running total: record what it
-        # adds to the refunds already in the ledger (in any order, never twice).
-        total = int(charge.get("amount_refunded") or 0)
-        missing = total - ledger.refunded_so_far(
-            ctx.session, intent_id=intent_id, charge_id=charge_id
-        )
-        if missing > 0:
-            refunds = [
-                {
-                    "id": f"{charge_id}:refunded:{total}",
-                    "amount": missing,
-                    "currency": charge.get("currency"),
-                }
-            ]
-    recorded = 0
-    for refund in refunds:
-        recorded += _record(
-            ctx,
-            booking,
-            kind=TransactionKind.REFUND,
-            status=TransactionStatus.SUCCEEDED,
-            amount_minor=int(refund.get("amount") or 0),
-            currency=str(refund.get("currency") or charge.get("currency") or ""),
-            object_id=str(refund["id"]),
-            intent_id=intent_id,
-        )
-    return Applied(f"{recorded} refund(s) recorded")
+    if booking is None:
+        return Applied(f"no booking for {obj.get('object')} {obj.get('id')}", ignored=True)
+    reports = list(ctx.refunds)
+    if obj.get("object") == "refund" and obj.get("id") not in {r.id for r in reports}:
+        reports.append(refund_from_json(obj))  # not listed (yet): as the event tells it
+    recorded = refund_reports.record(
+        ctx.session, booking, reports, now=ctx.now, event_id=ctx.event.id
+    )
+    return Applied(recorded.note, recorded.effects)
 
 
 def account_updated(ctx: Context) -> Applied:
@@ -312,21 +296,58 @@ HANDLERS: dict[str, Callable[[Context], Applied]] = {
     "payment_intent.succeeded": payment_succeeded,
     "payment_intent.payment_failed": payment_failed,
     "payment_intent.canceled": payment_canceled,
-    "charge.refunded": charge_refunded,
+    "charge.refunded": refunds_reported,
+    "charge.refund.updated": refunds_reported,
+    "refund.updated": refunds_reported,
+    "refund.failed": refunds_reported,
     "account.updated": account_updated,
 }
 HANDLED_EVENT_TYPES = frozenset(HANDLERS)
+# Types whose handler needs the charge's refunds listed from Stripe first.
+REFUND_EVENT_TYPES = frozenset(t for t, h in HANDLERS.items() if h is refunds_reported)
+
+
+class RefundLister(Protocol):
+    def list_refunds(
+        self, *, charge_id: str | None = None, intent_id: str | None = None
+    ) -> list[RefundResult]: ...
+
+
+def _listed_refunds(
+    resources: Resources, stripe: RefundLister, event_id: str
+) -> tuple[RefundResult, ...]:
+    """For a refund event still to apply: the charge's refunds as Stripe lists them now
+    (read the event, then ask Stripe with no transaction open). Raises TransientPaymentError
+    when Stripe does not answer: the event fails and is retried."""
+    with transaction(resources.sessions) as session:
+        event = session.get(StripeEvent, event_id)
+        if (
+            event is None
+            or event.type not in REFUND_EVENT_TYPES
+            or event.status in (EventStatus.PROCESSED, EventStatus.IGNORED)
+        ):
+            return ()
+        obj: dict[str, Any] = event.payload["data"]["object"]
+    charge_id = obj.get("id") if obj.get("object") == "charge" else obj.get("charge")
+    intent_id = obj.get("payment_intent")
+    if not (charge_id or intent_id):
+        return ()
+    return tuple(stripe.list_refunds(charge_id=charge_id, intent_id=intent_id))
 
 
 # --- the use case --------------------------------------------------------------------
 
 
-def apply_event(resources: Resources, event_id: str, *, now: datetime) -> Outcome:
-    """Apply one inbox event at most once, in one transaction. Returns what happened (for
-    logs and tests) and the effects the caller runs after the commit. Raises on transient
-    failures (the task retries); the event is then marked FAILED with the error so an
-    operator can see it."""
+def apply_event(
+    resources: Resources, event_id: str, *, now: datetime, stripe: RefundLister
+) -> Outcome:
+    """Apply one inbox event at most once, in one transaction (after asking `stripe` what
+    the event leaves out, see the module docstring). Returns what happened (for logs and
+    tests) and the effects the caller runs after the commit. Raises on transient failures
+    (the task retries); the event is then marked FAILED with the error so an operator can
+    see it."""
     try:
+        refunds = _listed_refunds(resources, stripe, event_id)
         with transaction(resources.sessions) as session:
             event = session.scalar(
                 select(StripeEvent).where(StripeEvent.id == event_id).with_for_update()
@@ -340,7 +361,7 @@ def apply_event(resources: Resources, event_id: str, *, now: datetime) -> Outcom
             if handler is None:
                 applied = Applied(f"type {event.type} is not handled", ignored=True)
             else:
-                applied = handler(Context(session, event, now))
+                applied = handler(Context(session, event, now, refunds))
             event.status = EventStatus.IGNORED if applied.ignored else EventStatus.PROCESSED
             event.processed_at = func.now()
             event.last_error = applied.problem

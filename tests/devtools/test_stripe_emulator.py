@@ -18,7 +18,7 @@ import requests
 import stripe
 from stripe.params import PaymentIntentCreateParams
 
-from devtools.stripe_emulator import API_VERSION, StripeEmulator, decode_form
+from devtools.stripe_emulator import API_VERSION, ApiError, StripeEmulator, decode_form
 from tests.support import free_port
 
 API_KEY = "sk_test_emulator"
@@ -392,8 +392,12 @@ def test_refund_full_and_partial(client: stripe.StripeClient, emulator: StripeEm
         "eur",
     )
     assert (charge["amount"], charge["amount_refunded"], charge["refunded"]) == (5000, 5000, True)
-    assert [r["id"] for r in charge["refunds"]["data"]] == [partial.id, rest.id]
+    assert "refunds" not in charge  # API versions since 2022-11-15: list them instead
+    assert [r["id"] for r in emulator.refunds_of(pi.id)] == [partial.id, rest.id]
     assert client.v1.charges.retrieve(charge["id"]).amount_refunded == 5000
+    expanded = client.v1.charges.retrieve(charge["id"], {"expand": ["refunds"]})
+    assert expanded.refunds is not None
+    assert [r.id for r in expanded.refunds.data] == [rest.id, partial.id]  # newest first
 
 
 def test_refund_defaults_to_full_amount(
@@ -540,15 +544,16 @@ def test_event_payloads(client: stripe.StripeClient, emulator: StripeEmulator) -
     assert event["data"]["object"]["id"] == pi.id
 
     payload = json.dumps(
-        emulator.event("charge.refunded", emulator.charge_object(pi.id), event_id="evt_fixed")
+        emulator.event(
+            "customer.created", {"id": "cus_1", "object": "customer"}, event_id="evt_fixed"
+        )
     )
     header = stripe.WebhookSignature.generate_signature_header(
         payload, "whsec_test", timestamp=int(time.time())
     )
     parsed = stripe.Webhook.construct_event(payload, header, "whsec_test")
     assert parsed.id == "evt_fixed"
-    assert parsed.data.object.object == "charge"
-    assert parsed.data.object.payment_intent == pi.id
+    assert parsed.data.object.object == "customer"
 
 
 def test_control_api_over_http(client: stripe.StripeClient, emulator: StripeEmulator) -> None:
@@ -565,6 +570,7 @@ def test_control_api_over_http(client: stripe.StripeClient, emulator: StripeEmul
             f"{base}/events", json={"type": "charge.refunded", "payment_intent": pi.id}
         ).json()
         assert event["data"]["object"]["amount_refunded"] == 100
+        assert event["data"]["previous_attributes"] == {"amount_refunded": 0}
         assert (
             s.post(f"{base}/payment_intents/{pi.id}/fail").status_code == 400
         )  # already succeeded
@@ -643,3 +649,304 @@ def test_standalone_process(tmp_path: Path) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# --- refunds: Connect parameters, several per charge, listing, failures, events ---------------
+
+
+def paid_deposit(client: stripe.StripeClient, emulator: StripeEmulator, **overrides: Any) -> str:
+    pi = client.v1.payment_intents.create(deposit_params(**overrides))
+    emulator.succeed_payment_intent(pi.id)
+    return pi.id
+
+
+def test_refund_params_are_validated_and_reverse_the_transfer_and_fee_in_proportion(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator)  # 50.00, fee 5.00, to acct_artist1
+    with pytest.raises(stripe.InvalidRequestError) as bad:
+        client.raw_request("post", "/v1/refunds", payment_intent=pi_id, reverse_transfer="maybe")
+    assert bad.value.code == "parameter_invalid_boolean"
+    transfer = emulator.transfer(pi_id)
+    assert transfer is not None
+    assert (transfer["amount"], transfer["destination"], transfer["amount_reversed"]) == (
+        5000,
+        "acct_artist1",
+        0,
+    )
+    assert emulator.charge_object(pi_id)["transfer"] == transfer["id"]
+
+    partial = client.v1.refunds.create(
+        {
+            "payment_intent": pi_id,
+            "amount": 1000,
+            "reverse_transfer": True,
+            "refund_application_fee": True,
+        }
+    )
+    plain = client.v1.refunds.create({"payment_intent": pi_id, "amount": 1000})
+    rest = client.v1.refunds.create(
+        {"payment_intent": pi_id, "reverse_transfer": True, "refund_application_fee": True}
+    )
+    assert (partial.amount, plain.amount, rest.amount) == (1000, 1000, 3000)
+    assert plain.transfer_reversal is None  # the platform paid that one alone
+    transfer = emulator.transfer(pi_id)
+    assert transfer is not None
+    reversals = {r["id"]: (r["amount"], r["source_refund"]) for r in transfer["reversals"]["data"]}
+    assert reversals == {
+        partial.transfer_reversal: (1000, partial.id),
+        rest.transfer_reversal: (3000, rest.id),
+    }
+    assert (transfer["amount_reversed"], transfer["reversed"]) == (4000, False)
+    fee = emulator.application_fee(pi_id)
+    assert fee is not None
+    assert [r["amount"] for r in fee["refunds"]["data"]] == [100, 300]
+    assert (fee["amount"], fee["amount_refunded"], fee["refunded"]) == (500, 400, False)
+
+    # A charge without a transfer has nothing to reverse.
+    direct = paid_deposit(client, emulator, transfer_data=None, application_fee_amount=None)
+    assert emulator.transfer(direct) is None
+    with pytest.raises(stripe.InvalidRequestError) as none:
+        client.v1.refunds.create({"payment_intent": direct, "reverse_transfer": True})
+    assert none.value.param == "reverse_transfer"
+    assert client.v1.refunds.create({"payment_intent": direct}).amount == 5000
+
+
+def test_the_last_refund_reverses_what_is_left(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator, amount=1000, application_fee_amount=333)
+    for _ in range(3):  # 3.33 each, then 0.01: the shares add up to the whole
+        client.v1.refunds.create(
+            {
+                "payment_intent": pi_id,
+                "amount": 333,
+                "reverse_transfer": True,
+                "refund_application_fee": True,
+            }
+        )
+    client.v1.refunds.create(
+        {"payment_intent": pi_id, "reverse_transfer": True, "refund_application_fee": True}
+    )
+    transfer, fee = emulator.transfer(pi_id), emulator.application_fee(pi_id)
+    assert transfer is not None
+    assert fee is not None
+    assert [r["amount"] for r in transfer["reversals"]["data"]] == [333, 333, 333, 1]
+    assert transfer["reversed"] is True
+    assert [r["amount"] for r in fee["refunds"]["data"]] == [111, 111, 111, 0]
+    assert fee["refunded"] is True
+
+
+def test_several_refunds_running_totals_and_listing(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator)
+    other = paid_deposit(client, emulator)
+    made, totals = [], []
+    for amount in (1000, 1500, None):
+        params: dict[str, Any] = {"payment_intent": pi_id}
+        if amount:
+            params["amount"] = amount
+        made.append(client.v1.refunds.create(params).id)  # type: ignore[arg-type]
+        totals.append(emulator.charge_object(pi_id)["amount_refunded"])
+    client.v1.refunds.create({"payment_intent": other, "amount": 700})
+    assert totals == [1000, 2500, 5000]
+    assert emulator.charge_object(pi_id)["refunded"] is True
+    charge_id = emulator.charge_object(pi_id)["id"]
+
+    newest_first = list(reversed(made))
+    by_charge = client.v1.refunds.list({"charge": charge_id})
+    assert [r.id for r in by_charge.data] == newest_first
+    assert by_charge.has_more is False
+    by_intent = client.v1.refunds.list({"payment_intent": pi_id, "limit": 1})
+    assert ([r.id for r in by_intent.data], by_intent.has_more) == ([made[2]], True)
+    assert [r.id for r in by_intent.auto_paging_iter()] == newest_first  # starting_after
+    before = client.v1.refunds.list({"payment_intent": pi_id, "ending_before": made[0]})
+    assert [r.id for r in before.data] == [made[2], made[1]]
+    assert len(client.v1.refunds.list({"limit": 100}).data) == 4
+    assert client.v1.refunds.list({"payment_intent": "pi_nobody"}).data == []
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.refunds.list({"limit": 101})
+    with pytest.raises(stripe.InvalidRequestError) as unmodelled:
+        client.v1.refunds.list({"created": {"gte": 1}})
+    assert unmodelled.value.code == "emulator_unsupported_parameter"
+
+
+def test_a_planned_failure_answers_pending_then_fails_with_stripes_events(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator)
+    emulator.fail_next_refunds(1, reason="lost_or_stolen_card")
+    doomed = client.v1.refunds.create(
+        {"payment_intent": pi_id, "reverse_transfer": True}, {"idempotency_key": "refund-1"}
+    )
+    assert doomed.status == "pending"
+    assert emulator.charge_object(pi_id)["amount_refunded"] == 5000  # pending counts
+    assert [
+        e["type"] for e in emulator.emitted_events(payment_intent=pi_id, about_refunds=True)
+    ] == [
+        "refund.created",
+        "charge.refunded",
+    ]
+
+    sent = emulator.settle_refunds()  # Stripe processes it, later
+
+    assert [e["type"] for e in sent] == ["refund.updated", "refund.failed"]
+    updated, failed = sent
+    assert updated["data"]["object"]["status"] == "failed"
+    assert updated["data"]["object"]["failure_reason"] == "lost_or_stolen_card"
+    assert updated["data"]["previous_attributes"] == {
+        "status": "pending",
+        "failure_reason": None,
+        "failure_balance_transaction": None,
+    }
+    assert "previous_attributes" not in failed["data"]
+    assert failed["data"]["object"]["id"] == doomed.id
+    assert failed["request"] == {"id": None, "idempotency_key": None}  # Stripe's own doing
+    refund = client.v1.refunds.retrieve(doomed.id)
+    assert (refund.status, refund.failure_reason) == ("failed", "lost_or_stolen_card")
+    assert emulator.charge_object(pi_id)["amount_refunded"] == 0
+    assert emulator.emitted_events(payment_intent=pi_id, about_refunds=True)[-2:] == sent
+    assert emulator.settle_refunds() == []
+
+    # The next refund is not planned to fail: it succeeds at once.
+    again = client.v1.refunds.create({"payment_intent": pi_id}, {"idempotency_key": "refund-2"})
+    assert (again.status, again.amount) == ("succeeded", 5000)
+
+
+def test_pending_refunds_not_planned_to_fail_succeed_when_settled(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator)
+    emulator.fail_next_refunds(1)
+    emulator.pend_next_refunds(1)
+    doomed = client.v1.refunds.create({"payment_intent": pi_id, "amount": 1000})
+    fine = client.v1.refunds.create({"payment_intent": pi_id, "amount": 1000})
+    assert (doomed.status, fine.status) == ("pending", "pending")
+    sent = emulator.settle_refunds()
+    assert [(e["type"], e["data"]["object"]["id"]) for e in sent] == [
+        ("refund.updated", doomed.id),
+        ("refund.failed", doomed.id),
+        ("refund.updated", fine.id),
+    ]
+    assert sent[2]["data"]["previous_attributes"] == {"status": "pending"}
+    assert emulator.refund(fine.id)["status"] == "succeeded"
+
+
+def test_a_failure_at_once_and_a_succeeded_refund_failing_later(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator)
+    emulator.fail_next_refunds(1, at_once=True)
+    failed = client.v1.refunds.create({"payment_intent": pi_id, "reverse_transfer": True})
+    assert (failed.status, failed.failure_reason) == ("failed", "expired_or_canceled_card")
+    assert failed.transfer_reversal is None
+    assert emulator.charge_object(pi_id)["amount_refunded"] == 0
+    assert (
+        emulator.emitted_events(payment_intent=pi_id, about_refunds=True) == []
+    )  # nothing was refunded
+
+    done = client.v1.refunds.create({"payment_intent": pi_id, "amount": 2000})
+    assert done.status == "succeeded"
+    [updated, failed_event] = emulator.fail_refund(done.id, "declined")
+    assert updated["data"]["previous_attributes"]["status"] == "succeeded"
+    assert failed_event["data"]["object"]["failure_reason"] == "declined"
+    assert emulator.charge_object(pi_id)["amount_refunded"] == 0
+    with pytest.raises(ValueError, match="already failed"):
+        emulator.fail_refund(done.id)
+    with pytest.raises(ValueError, match="unknown failure reason"):
+        emulator.fail_next_refunds(1, reason="bad luck")
+
+
+def test_a_refund_failing_with_500_for_n_attempts_is_made_once_with_one_key(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator)
+    emulator.fail_next(2, status=500, path_prefix="/v1/refunds", method="POST")
+    params: Any = {"payment_intent": pi_id, "reverse_transfer": True}
+    for _ in range(2):
+        with pytest.raises(stripe.APIError):
+            client.v1.refunds.create(params, {"idempotency_key": "refund-bk_1"})
+    made = client.v1.refunds.create(params, {"idempotency_key": "refund-bk_1"})
+    assert client.v1.refunds.create(params, {"idempotency_key": "refund-bk_1"}).id == made.id
+    assert [r["id"] for r in emulator.refunds_of(pi_id)] == [made.id]
+    attempts = emulator.requests_to("/v1/refunds", "POST")
+    assert [(r.status, r.replayed) for r in attempts] == [
+        (500, False),
+        (500, False),
+        (200, False),
+        (200, True),
+    ]
+
+
+def test_refund_event_payloads_as_stripe_sends_them(
+    client: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    pi_id = paid_deposit(client, emulator)
+    dashboard = emulator.refund_payment_intent(pi_id, 1500)
+    ours = client.v1.refunds.create(
+        {"payment_intent": pi_id, "reverse_transfer": True, "metadata": {"bookingId": "bk_1"}},
+        {"idempotency_key": "inkflow-refund-bk_1"},
+    )
+    emitted = emulator.emitted_events(payment_intent=pi_id, about_refunds=True)
+    assert [(e["type"], e["data"]["object"]["id"]) for e in emitted] == [
+        ("refund.created", dashboard["id"]),
+        ("charge.refunded", dashboard["charge"]),
+        ("refund.created", ours.id),
+        ("charge.refunded", dashboard["charge"]),
+    ]
+    first, second = emitted[1], emitted[3]
+    for charge_refunded in (first, second):
+        charge = charge_refunded["data"]["object"]
+        assert charge["object"] == "charge"
+        assert "refunds" not in charge  # the running total only
+        assert charge_refunded["api_version"] == API_VERSION
+    assert first["data"]["object"]["amount_refunded"] == 1500
+    assert first["data"]["previous_attributes"] == {"amount_refunded": 0}
+    assert second["data"]["object"]["amount_refunded"] == 5000
+    assert second["data"]["previous_attributes"] == {"amount_refunded": 1500, "refunded": False}
+    assert second["request"]["idempotency_key"] == "inkflow-refund-bk_1"
+    assert second["request"]["id"].startswith("req_")
+
+    # Built on demand (for the refund given, or the latest), signed like Stripe's.
+    rebuilt = emulator.charge_refunded_event(pi_id, dashboard["id"], event_id="evt_again")
+    assert rebuilt["id"] == "evt_again"
+    assert rebuilt["data"]["previous_attributes"] == {"amount_refunded": 0, "refunded": False}
+    updated = emulator.refund_event("refund.updated", ours.id, {"status": "pending"})
+    body = json.dumps(updated)
+    header = stripe.WebhookSignature.generate_signature_header(body, "whsec_test")
+    parsed = stripe.Webhook.construct_event(body, header, "whsec_test")
+    assert parsed.type == "refund.updated"
+    assert parsed.data.object.metadata.to_dict() == {"bookingId": "bk_1"}
+    assert parsed.data.previous_attributes.to_dict() == {"status": "pending"}
+    with pytest.raises(ApiError, match="No such refund"):
+        emulator.refund_event("refund.updated", "re_nobody")
+
+
+def test_refund_controls_over_http(client: stripe.StripeClient, emulator: StripeEmulator) -> None:
+    base = f"{emulator.url}/_emulator"
+    pi_id = paid_deposit(client, emulator)
+    with requests.Session() as s:
+        assert s.post(f"{base}/fail_next_refunds", json={"n": 1}).json() == {"ok": True}
+        refund = s.post(f"{base}/payment_intents/{pi_id}/refund", json={"amount": 100}).json()
+        assert refund["status"] == "pending"
+        assert [e["type"] for e in s.post(f"{base}/settle_refunds").json()] == [
+            "refund.updated",
+            "refund.failed",
+        ]
+        other = s.post(f"{base}/payment_intents/{pi_id}/refund", json={"amount": 200}).json()
+        failed = s.post(f"{base}/refunds/{other['id']}/fail", json={"reason": "declined"})
+        assert [e["type"] for e in failed.json()] == ["refund.updated", "refund.failed"]
+        assert s.post(f"{base}/refunds/{other['id']}/fail").status_code == 400  # already failed
+        assert s.get(f"{base}/refunds/{other['id']}").json()["failure_reason"] == "declined"
+        assert s.get(f"{base}/refunds/re_nobody").status_code == 404
+        listed = s.get(f"{base}/payment_intents/{pi_id}/refunds").json()
+        assert [r["id"] for r in listed] == [refund["id"], other["id"]]
+        assert s.get(f"{base}/payment_intents/{pi_id}/transfer").json()["amount_reversed"] == 300
+        assert s.get(f"{base}/payment_intents/{pi_id}/application_fee").json()["amount"] == 500
+        event = s.post(
+            f"{base}/events", json={"type": "refund.updated", "refund": other["id"]}
+        ).json()
+        assert (event["type"], event["data"]["object"]["status"]) == ("refund.updated", "failed")
+        types = [e["type"] for e in s.get(f"{base}/emitted_events").json()]
+        assert types.count("refund.failed") == 2

@@ -169,7 +169,7 @@ def test_a_slow_late_refund_never_blocks_booking_another_slot_of_the_artist(
         ), slow_stripe_worker.output()
     finally:
         stripe_emulator.reset_failures()
-    refunds = stripe_emulator.charge_object(paid["id"])["refunds"]["data"]
+    refunds = stripe_emulator.refunds_of(paid["id"])
     assert [r["amount"] for r in refunds] == [5000]
     assert refunds_in_ledger(sessions, late["id"]) == [5000]
     assert status_of(sessions, late["id"]) == BookingStatus.EXPIRED

@@ -559,7 +559,7 @@ def test_late_payment_confirmed_or_refunded(
     assert signed_post(live_server, payload).status_code == 200
     wait_event(sessions, payload["id"])
 
-    refunds = stripe_emulator.charge_object(paid["id"])["refunds"]["data"]
+    refunds = stripe_emulator.refunds_of(paid["id"])
     if slot == "still free":
         assert status_of(live_server, booking["id"]) == "CONFIRMED"
         assert ledger(sessions, booking["id"]) == [("PAYMENT", "SUCCEEDED", 5000)]
@@ -571,7 +571,7 @@ def test_late_payment_confirmed_or_refunded(
         assert status_of(live_server, taker["id"]) == "PENDING_PAYMENT"
         # The refund is made after the event's commit, by a task of its own.
         wait_refund(sessions, booking["id"], RefundStatus.SUCCEEDED)
-        refunds = stripe_emulator.charge_object(paid["id"])["refunds"]["data"]
+        refunds = stripe_emulator.refunds_of(paid["id"])
         [refund] = refunds
         assert refund["amount"] == 5000
         assert refund["transfer_reversal"]
@@ -639,7 +639,7 @@ def test_worker_killed_while_making_a_refund_makes_it_once_after_restart(
         worker.stop()
 
     assert status_of(valkey_server, booking["id"]) == "EXPIRED"
-    refunds = stripe_emulator.charge_object(paid["id"])["refunds"]["data"]
+    refunds = stripe_emulator.refunds_of(paid["id"])
     assert len(refunds) == 1  # Stripe refunded once
     assert len(refund_calls()) >= 2  # ... although asked again after the restart
     assert ledger(sessions, booking["id"]) == [

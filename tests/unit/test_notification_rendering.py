@@ -151,6 +151,20 @@ def test_amounts_use_the_currency_decimals():
     assert "5000.00" not in email.text + email.html
 
 
+def test_a_partial_refund_says_how_much_of_the_deposit_came_back():
+    part = render(
+        NotificationKind.PAYMENT_REFUNDED, "client", _context(refunded_amount=Decimal("15"))
+    )
+    assert part.subject == "15.00 EUR of your deposit has been refunded"
+    assert "15.00 EUR of your deposit of 50.00 EUR for Fine-line session" in part.text
+    assert "<strong>15.00 EUR</strong> of your deposit of 50.00 EUR" in part.html
+    whole = render(
+        NotificationKind.PAYMENT_REFUNDED, "client", _context(refunded_amount=Decimal("50"))
+    )
+    assert whole.subject == "Your deposit of 50.00 EUR has been refunded"
+    assert whole == render(NotificationKind.PAYMENT_REFUNDED, "client", _context())
+
+
 def test_payment_failed_mentions_the_hold_while_there_is_one():
     held = render(
         NotificationKind.PAYMENT_FAILED,

@@ -11,20 +11,26 @@ from services.api.auth import require_admin
 from services.api.openapi import ADMIN, Reply, operation
 from services.api.responses import Items, reply
 from services.api.schemas import (
+    ArtistPatch,
     ArtistRequest,
+    BookingListQuery,
     BookingRangeQuery,
+    ClientPatch,
     ClientRequest,
     LeaveRequest,
+    ServicePatch,
     ServiceRequest,
     WorkingHoursBody,
     minutes_of,
     parse_body,
+    parse_query,
     parse_value,
 )
 from services.api.state import state, unit_of_work
 from shared.adapters.models import Artist, Booking, Client
 from shared.domain.errors import ErrorCode
 from shared.usecases import catalog
+from shared.usecases.booking_search import BookingFilter, search_bookings
 from shared.usecases.ledger import booking_history
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -32,6 +38,14 @@ bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 admin_operation = partial(operation, tag="admin", security=ADMIN)
 INVALID = ErrorCode.VALIDATION_ERROR
 NOT_FOUND = ErrorCode.NOT_FOUND
+PATCH_NOTE = (
+    "Only the fields present change; `null` is accepted only by a nullable field (and "
+    "clears it). Unknown fields are ignored. An empty object changes nothing."
+)
+
+
+def no_content() -> Response:
+    return Response(status=204)
 
 
 @bp.before_request
@@ -79,6 +93,22 @@ def get_client(client_id: str) -> Response:
         return reply(out.Client.of(catalog.get_or_404(session, Client, client_id)))
 
 
+@bp.patch("/clients/<client_id>")
+@admin_operation(
+    "updateClient",
+    "Change a client",
+    body=ClientPatch,
+    responses={200: Reply("The client as it is now.", out.Client)},
+    errors=[INVALID, NOT_FOUND],
+    description=f"{PATCH_NOTE} An email already in use is a VALIDATION_ERROR on `email`.",
+)
+def patch_client(client_id: str) -> Response:
+    body = parse_body(ClientPatch)
+    with unit_of_work() as session:
+        client = catalog.update_client(session, client_id, catalog.ClientChanges(**body.changes()))
+    return reply(out.Client.of(client))
+
+
 @bp.post("/artists")
 @admin_operation(
     "createArtist",
@@ -102,10 +132,37 @@ def create_artist() -> Response:
         buffer_min=body.buffer_min,
         min_notice_min=body.min_notice_min,
         max_advance_days=body.max_advance_days,
+        refund_window_hours=body.refund_window_hours,
+        reschedule_notice_hours=body.reschedule_notice_hours,
+        max_reschedules=body.max_reschedules,
+        reminder_hours=body.reminder_hours,
+        no_show_limit=body.no_show_limit,
     )
     with unit_of_work() as session:
         artist = catalog.create_artist(session, data)
     return reply(out.Artist.of(artist), 201)
+
+
+@bp.patch("/artists/<artist_id>")
+@admin_operation(
+    "updateArtist",
+    "Change an artist's profile, booking rules or deposit policy",
+    body=ArtistPatch,
+    responses={200: Reply("The artist as it is now.", out.Artist)},
+    errors=[INVALID, NOT_FOUND],
+    description=(
+        f"{PATCH_NOTE} Nullable: `stripeAccountId`, `refundWindowHours`. An unknown time "
+        "zone, or an email or stripeAccountId already in use, is a VALIDATION_ERROR naming "
+        "the field. Availability follows at once (time zone, buffer, notice and window). "
+        "Bookings already made keep their times; the policy fields apply to what clients "
+        "do from now on."
+    ),
+)
+def patch_artist(artist_id: str) -> Response:
+    body = parse_body(ArtistPatch)
+    with unit_of_work() as session:
+        artist = catalog.update_artist(session, artist_id, catalog.ArtistChanges(**body.changes()))
+    return reply(out.Artist.of(artist))
 
 
 @bp.get("/artists")
@@ -166,6 +223,49 @@ def list_services(artist_id: str) -> Response:
     with unit_of_work() as session:
         rows = catalog.list_services(session, artist_id)
         return reply(Items[out.Service](items=[out.Service.of(s) for s in rows]))
+
+
+@bp.patch("/artists/<artist_id>/services/<service_id>")
+@admin_operation(
+    "updateService",
+    "Change a service of an artist",
+    body=ServicePatch,
+    responses={200: Reply("The service as it is now.", out.Service)},
+    errors=[INVALID, NOT_FOUND],
+    description=(
+        f"{PATCH_NOTE} The resulting price and deposit must be exact in the resulting "
+        "currency and the deposit at most the price (VALIDATION_ERROR naming the field). "
+        "Bookings already made keep their own deposit, currency and times. `active: false` "
+        "hides the service from new bookings; `active: true` offers it again. A service "
+        "that is not the artist's is NOT_FOUND."
+    ),
+)
+def patch_service(artist_id: str, service_id: str) -> Response:
+    body = parse_body(ServicePatch)
+    changes = catalog.ServiceChanges(**body.changes())
+    with unit_of_work() as session:
+        service = catalog.update_service(session, artist_id, service_id, changes)
+    return reply(out.Service.of(service))
+
+
+@bp.delete("/artists/<artist_id>/services/<service_id>")
+@admin_operation(
+    "deleteService",
+    "Delete a service, or deactivate it when it has bookings",
+    responses={
+        200: Reply(
+            "The service has bookings (of any status), so it was deactivated instead "
+            "(`active: false`): it takes no new bookings and its bookings keep it.",
+            out.Service,
+        ),
+        204: Reply("The service never had a booking and is deleted.", has_body=False),
+    },
+    errors=[NOT_FOUND],
+)
+def delete_service(artist_id: str, service_id: str) -> Response:
+    with unit_of_work() as session:
+        kept = catalog.remove_service(session, artist_id, service_id)
+    return no_content() if kept is None else reply(out.Service.of(kept))
 
 
 @bp.put("/artists/<artist_id>/working-hours")
@@ -234,6 +334,20 @@ def list_leaves(artist_id: str) -> Response:
         return reply(Items[out.Leave](items=[out.Leave.of(le) for le in rows]))
 
 
+@bp.delete("/artists/<artist_id>/leaves/<leave_id>")
+@admin_operation(
+    "deleteLeave",
+    "Remove a leave of an artist",
+    responses={204: Reply("Deleted; its time is bookable again.", has_body=False)},
+    errors=[NOT_FOUND],
+    description="A leave that is not the artist's is NOT_FOUND.",
+)
+def delete_leave(artist_id: str, leave_id: str) -> Response:
+    with unit_of_work() as session:
+        catalog.delete_leave(session, artist_id, leave_id)
+    return no_content()
+
+
 @bp.get("/artists/<artist_id>/bookings")
 @admin_operation(
     "listArtistBookings",
@@ -247,6 +361,37 @@ def list_artist_bookings(artist_id: str) -> Response:
     with unit_of_work() as session:
         rows = catalog.list_artist_bookings(session, artist_id, start=query.from_, end=query.to)
         return reply(Items[out.Booking](items=[out.Booking.of(b) for b in rows]))
+
+
+@bp.get("/bookings")
+@admin_operation(
+    "listBookings",
+    "All bookings, filtered, in start-time order, a page at a time",
+    query=BookingListQuery,
+    responses={200: Reply("One page of bookings, by start time then id.", out.BookingPage)},
+    errors=[INVALID],
+    description=(
+        "Filters combine (all must hold); `status` and `depositStatus` each match any of "
+        "their values. `from`/`to` bound the start time: `from` <= start < `to`. Keyset "
+        "pagination: pass the answer's `nextCursor` as `cursor` to get the next page (null "
+        "on the last one). A walk lists each booking once, in order, even while bookings "
+        "are added. An id that is not a UUID, an unknown status, a limit outside 1–200 or "
+        "a cursor this API did not give is a VALIDATION_ERROR naming the parameter."
+    ),
+)
+def list_bookings() -> Response:
+    query = parse_query(BookingListQuery)
+    where = BookingFilter(
+        artist_id=query.artist_id,
+        client_id=query.client_id,
+        statuses=query.status,
+        deposit_statuses=query.deposit_status,
+        start_from=query.from_,
+        start_before=query.to,
+    )
+    with unit_of_work() as session:
+        page = search_bookings(session, where, after=query.cursor, limit=query.limit)
+        return reply(out.BookingPage.of(page))
 
 
 @bp.get("/bookings/<booking_id>")
