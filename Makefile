@@ -39,7 +39,7 @@ migrate: $(STAMP) ## apply migrations to DATABASE_URL
 	$(VENV)/bin/alembic upgrade head
 
 seed: $(STAMP) ## create the demo artist/service/client in DATABASE_URL and print their ids
-	$(PY) -m shared.cli seed
+	$(PY) -m services.cli seed
 
 bench: $(STAMP) ## load and latency figures (several minutes; prints a table)
 	$(PY) -m tests.bench
@@ -49,14 +49,14 @@ openapi: $(STAMP) ## regenerate docs/openapi.json from the code (review the diff
 
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-up: ## docker compose: the same system in containers (needs a Docker engine)
-	$(COMPOSE) up --build
+up: ## docker compose: the same offline system in containers, with the Stripe emulator and the demo data (needs a Docker engine)
+	$(COMPOSE) --profile dev up --build
 
-down:
-	$(COMPOSE) down
+down: ## stop what `make up` started
+	$(COMPOSE) --profile dev down
 
-config: ## validate docker-compose.yml
-	$(COMPOSE) config -q && echo "docker-compose.yml is valid"
+config: ## validate docker-compose.yml (with and without the dev profile)
+	$(COMPOSE) config -q && $(COMPOSE) --profile dev config -q && echo "docker-compose.yml is valid"
 
 clean: ## remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var

@@ -20,8 +20,9 @@ def celery(*args: str) -> list[str]:
     return [PY, "-m", "celery", "-A", CELERY_APP, *args]
 
 
-def stripe_emulator(port: int) -> list[str]:
-    return [PY, "-m", "devtools.stripe_emulator", "--port", str(port)]
+def stripe_emulator(port: int, *options: str) -> list[str]:
+    """The emulator; `options` such as ``--webhook-url URL --state FILE`` (see its --help)."""
+    return [PY, "-m", "devtools.stripe_emulator", "--port", str(port), *options]
 
 
 def migrate() -> list[str]:
@@ -29,4 +30,4 @@ def migrate() -> list[str]:
 
 
 def seed() -> list[str]:
-    return [PY, "-m", "shared.cli", "seed"]
+    return [PY, "-m", "services.cli", "seed"]

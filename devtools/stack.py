@@ -4,8 +4,10 @@
 
 Reads `.env` (never overriding the real environment), then starts what is missing:
 PostgreSQL 18 and Valkey from pip wheels (data under `var/`) when DATABASE_URL /
-REDIS_URL are unset, the Stripe emulator when STRIPE_SECRET_KEY is unset, and
-development defaults for the other required settings. It migrates, seeds the demo
+REDIS_URL are unset, the Stripe emulator when STRIPE_SECRET_KEY is unset (delivering
+its webhook events to the API, state in `var/stripe/`), and development defaults for the
+other required settings. It writes the settings it chose to `var/run.env` (mode 0600,
+read by the `inkflow` CLI; removed on exit), migrates, seeds the demo
 data, runs the API (gunicorn), a Celery worker and Celery beat with their output
 prefixed by name, and on Ctrl-C / SIGTERM stops everything it started: the
 processes first (SIGTERM, SIGKILL after 10 s), then Valkey, then PostgreSQL. If
@@ -30,6 +32,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -72,8 +75,24 @@ DEV_DEFAULTS: dict[str, str] = {
     "LOG_LEVEL": "INFO",
 }
 DEV_STRIPE_SECRET_KEY = "sk_test_dev_inkflow"  # noqa: S105 - only valid for the local emulator
+DEV_STRIPE_PUBLISHABLE_KEY = "pk_test_dev_inkflow"
 
-WORKER_ARGS = ("worker", "--loglevel=INFO", "--concurrency=2")
+# No mingle/gossip: one local worker has no neighbours to wait a second for.
+WORKER_ARGS = (
+    "worker",
+    "--loglevel=INFO",
+    "--concurrency=2",
+    "--without-mingle",
+    "--without-gossip",
+)
+
+# What `var/run.env` carries for the CLI (those set), plus INKFLOW_API_URL and, when the
+# emulator runs, STRIPE_EMULATOR_URL.
+RUN_ENV_SETTINGS = (
+    "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_QUEUE", "STRIPE_SECRET_KEY",
+    "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "ADMIN_API_TOKEN",
+    "AUTH_JWT_SECRET",
+)  # fmt: skip
 
 
 class StackError(Exception):
@@ -156,6 +175,7 @@ class Stack:
         self.stopping = False  # set once stop() began (a signal then only hurries it)
         self.hurry = False  # a second signal: kill instead of waiting
         self._servers: list[tuple[str, Callable[[], None]]] = []
+        self.emulator_url: str | None = None  # set when the Stripe emulator is started
 
     # -- settings and servers
 
@@ -206,15 +226,51 @@ class Stack:
         if stripe_emulated:
             base = f"http://127.0.0.1:{self.stripe_port}"
             self._default("STRIPE_API_BASE", base, "the project's Stripe emulator")
+            if self._unset("STRIPE_PUBLISHABLE_KEY"):
+                self._default("STRIPE_PUBLISHABLE_KEY", DEV_STRIPE_PUBLISHABLE_KEY)
+            self.emulator_url = base
             self._start_stripe_emulator()
+        self.write_run_env()
         return self.env
 
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.api_url}/api/webhooks/stripe"
+
     def _start_stripe_emulator(self) -> None:
-        child = self.spawn("stripe", commands.stripe_emulator(self.stripe_port), helper=True)
+        options = (
+            "--webhook-url", self.webhook_url,
+            "--webhook-secret", self.env["STRIPE_WEBHOOK_SECRET"],
+            "--state", str(self.var_dir / "stripe" / "state.json"),
+        )  # fmt: skip
+        command = commands.stripe_emulator(self.stripe_port, *options)
+        child = self.spawn("stripe", command, helper=True)
         try:
             child.wait_ready(lambda: port_is_open(self.stripe_port), 30, "start listening")
         except ChildError as exc:
             raise StackError(f"the Stripe emulator failed: {exc}") from exc
+
+    # -- what the CLI reads
+
+    @property
+    def run_env_file(self) -> Path:
+        return self.var_dir / "run.env"
+
+    def write_run_env(self) -> None:
+        """The settings chosen, for `inkflow` in another terminal (the environment it
+        runs in still wins). Mode 0600: it holds secrets. Written atomically."""
+        lines = ["# Written by `make run` for the inkflow CLI; removed when it stops."]
+        for name in RUN_ENV_SETTINGS:
+            if not self._unset(name):
+                lines.append(f"{name}={shlex.quote(self.env[name])}")
+        lines.append(f"INKFLOW_API_URL={shlex.quote(self.api_url)}")
+        if self.emulator_url:
+            lines.append(f"STRIPE_EMULATOR_URL={shlex.quote(self.emulator_url)}")
+        tmp = self.run_env_file.with_name(".run.env.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
+        os.replace(tmp, self.run_env_file)
 
     # -- what an earlier, killed run left behind
 
@@ -351,6 +407,7 @@ class Stack:
                 stop_all(group, self.stop_timeout, hurry=lambda: self.hurry, say=self.console.say)
                 group.clear()
         self.state_file.unlink(missing_ok=True)
+        self.run_env_file.unlink(missing_ok=True)
         while self._servers:
             name, stop = self._servers.pop()
             self.console.say(f"Stopping {name}…")
@@ -399,21 +456,36 @@ class Stack:
         else:
             query["serviceDurationMin"] = 60
         rule = "=" * 72
-        return "\n".join(
-            [
-                rule,
-                "inkflow is running. Ctrl-C stops everything.",
-                f"  API:          {api}   (health: {api}/readyz)",
-                f"  Admin token:  {token}   (header: Authorization: Bearer {token})",
-                "  Free slots of the demo artist for the next week:",
-                f"    curl -s -X POST {api}/api/availability \\",
-                "      -H 'Content-Type: application/json' \\",
-                f"      -d '{json.dumps(query)}'",
-                "  Artists (management API):",
-                f"    curl -s -H 'Authorization: Bearer {token}' {api}/api/admin/artists",
-                rule,
-            ]
-        )
+        cli = ".venv/bin/inkflow"
+        lines = [
+            rule,
+            "inkflow is running. Ctrl-C stops everything.",
+            f"  API:            {api}   (health: {api}/readyz)",
+            f"  API reference:  {api}/docs   (OpenAPI: {api}/openapi.json)",
+            f"  Admin token:    {token}   (header: Authorization: Bearer {token})",
+            "  Free slots of the demo artist for the next week:",
+            f"    curl -s -X POST {api}/api/availability \\",
+            "      -H 'Content-Type: application/json' \\",
+            f"      -d '{json.dumps(query)}'",
+            "  In another terminal (settings from var/run.env, nothing to export):",
+            *(
+                f"    {cli} {command:<35} {what}"
+                for command, what in (
+                    ("demo", "book, pay with 4242, CONFIRMED + emails"),
+                    ("pay BOOKING_ID [--card declined]", "pay a booking with a test card"),
+                    ("trigger payment_intent.succeeded", "have Stripe send an event"),
+                    ("events replay --all-unprocessed", "apply stored webhook events again"),
+                )
+            ),
+        ]
+        if self.emulator_url:
+            lines.append(
+                f"  Stripe emulator: {self.emulator_url} (webhooks to {self.webhook_url};"
+                " docs/development.md)"
+            )
+        else:
+            lines.append(f"  Stripe webhooks: stripe listen --forward-to {self.webhook_url}")
+        return "\n".join([*lines, rule])
 
 
 def _install_signal_handlers(stack: Stack) -> None:

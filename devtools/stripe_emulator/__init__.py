@@ -10,15 +10,26 @@ Stripe's v1 form-encoded API, so the unmodified ``stripe`` SDK works against it:
         pi = client.v1.payment_intents.create({"amount": 5000, "currency": "eur"})
         emu.succeed_payment_intent(pi.id)
 
-Modelled: PaymentIntents (create/retrieve/update/cancel), Refunds (create/retrieve/list; several
-per charge; ``reverse_transfer`` and ``refund_application_fee`` on destination charges), Charges
-(retrieve) and connected Accounts (retrieve; unknown ``acct_`` ids are auto-created, enabled).
-What Stripe does later is a method call: a customer pays (``succeed_payment_intent``), a refund
-is made in the Dashboard (``refund_payment_intent``), pending refunds fail or succeed
-(``fail_next_refunds`` / ``pend_next_refunds`` then ``settle_refunds``, ``fail_refund``).
-The events Stripe sends about refunds are kept (``emitted_events``) and can be built on demand
-(``charge_refunded_event``, ``refund_event``), shaped as for API version 2026-10-28.
+Modelled: PaymentIntents (create/retrieve/update/confirm/cancel), Refunds (create/retrieve/list;
+several per charge; ``reverse_transfer`` and ``refund_application_fee`` on destination
+charges), Charges (retrieve), connected Accounts (retrieve; unknown ``acct_`` ids are
+auto-created, enabled) and Events (list/retrieve). What Stripe does later is a method call:
+a customer pays (``succeed_payment_intent``), a refund is made in the Dashboard
+(``refund_payment_intent``), pending refunds fail or succeed (``fail_next_refunds`` /
+``pend_next_refunds`` then ``settle_refunds``, ``fail_refund``). Refund events can also be
+built on demand (``charge_refunded_event``, ``refund_event``), shaped as for API version
+2026-10-28.
 
+- Paying works as in test mode: ``confirm`` with a test PaymentMethod (``pm_card_visa``,
+  ``pm_card_chargeDeclined`` …) or a raw test card number (``payment_method_data[card]
+  [number]=4000000000009995``), with the secret key or, as Stripe.js does from a browser,
+  a publishable key (``pk_test_…``) and the intent's ``client_secret`` (``cards.py``).
+- Every state change emits its Stripe events (``payment_intent.succeeded``,
+  ``payment_intent.payment_failed``, ``charge.refunded``, ``account.updated`` …), which are
+  logged and, with a webhook endpoint configured, delivered signed in the background with
+  Stripe's retries and backoff (``delivery.py``; what ``stripe listen`` does).
+- ``state_path`` keeps objects, events, idempotency keys and deliveries still due across
+  restarts (``state.py``); ``latency_ms`` slows every API call (benchmarks).
 - Allowed parameters (also nested ones) come from the SDK's typed params
   (``stripe.params.*Params``): anything else -> 400 ``parameter_unknown`` like Stripe. Parameters
   the SDK knows but the emulator does not model -> 400 ``emulator_unsupported_parameter``.
@@ -29,15 +40,17 @@ The events Stripe sends about refunds are kept (``emitted_events``) and can be b
   so a retry with the same key succeeds); ``delay_next`` sleeps after processing by default (the
   answer is "lost", as in a client timeout) or before it with ``phase="before"``.
 - JSON control API under ``/_emulator/`` (see ``control.py``), no auth.
-- Standalone: ``python -m devtools.stripe_emulator --port 12111`` (stops on SIGTERM/SIGINT).
+- Standalone: ``python -m devtools.stripe_emulator --port 12111 --webhook-url URL
+  --webhook-secret whsec_… --state FILE`` (``--help``; stops on SIGTERM/SIGINT).
 
 Modules: ``emulator`` (state, request pipeline, the methods tests call), one module per
-resource (``payment_intents``, ``refunds``, ``charges``, ``accounts``: handlers and their
-``ROUTES``; ``refunds`` also builds the refund events), ``events`` (Event objects, kept),
-``control`` (``/_emulator/``), ``idempotency``, ``faults`` (failure injection), ``params``
-(validation from the SDK's typed params), ``wire`` (form decoding, headers, recorded
-requests), ``store``, ``errors``, ``server`` (HTTP), ``__main__`` (the command line).
-A new resource is a module with handlers and ``ROUTES``
+resource (``payment_intents``, ``refunds``, ``charges``, ``accounts``, ``events``: handlers
+and their ``ROUTES``; ``refunds`` also builds the refund events), ``cards`` (test cards),
+``delivery`` (webhooks), ``state`` (on disk), ``control`` (``/_emulator/``),
+``idempotency``, ``faults`` (failure injection), ``params`` (validation from the SDK's
+typed params), ``wire`` (form decoding, headers, recorded requests), ``store``, ``errors``,
+``server`` (HTTP), ``__main__`` (the command line). A new resource is a module with
+handlers and ``ROUTES``
 (``routing.route(method, path, handler, sdk_params_typeddict)``), listed in
 ``emulator.ROUTES``; its out-of-band actions become ``StripeEmulator`` methods and
 ``control.ROUTES`` entries.

@@ -1,4 +1,5 @@
-"""Connected accounts: retrieve; unknown ``acct_`` ids are created on first use, enabled."""
+"""Connected accounts: retrieve; unknown ``acct_`` ids are created on first use, enabled;
+changes made out of band (``set_account``) emit ``account.updated``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import copy
 
 from stripe import params as sp
 
+from devtools.stripe_emulator import events
 from devtools.stripe_emulator.errors import ApiError
 from devtools.stripe_emulator.routing import route
 from devtools.stripe_emulator.store import JSON, Store, now
@@ -42,6 +44,7 @@ def set_account(
         currently_due=[] if charges_enabled else ["external_account"],
         disabled_reason=None if charges_enabled else "requirements.past_due",
     )
+    events.emit(store, "account.updated", acct)
     return copy.deepcopy(acct)
 
 

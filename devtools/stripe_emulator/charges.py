@@ -15,6 +15,7 @@ import copy
 
 from stripe import params as sp
 
+from devtools.stripe_emulator.cards import Card
 from devtools.stripe_emulator.errors import missing
 from devtools.stripe_emulator.routing import route
 from devtools.stripe_emulator.store import JSON, Store, new_id, now
@@ -24,8 +25,9 @@ from devtools.stripe_emulator.wire import RecordedRequest
 COUNTED = ("succeeded", "pending", "requires_action")
 
 
-def record(store: Store, pi_id: str, payment_method: str) -> str:
-    """A new charge of the intent (with its transfer and application fee); returns its id."""
+def record(store: Store, pi_id: str, payment_method: str, card: Card) -> str:
+    """A new charge of the intent paid with ``card`` (with its transfer and application
+    fee); returns its id."""
     pi = store.intents[pi_id]
     ch_id = new_id("ch_")
     transfer = None
@@ -42,8 +44,8 @@ def record(store: Store, pi_id: str, payment_method: str) -> str:
         fee = {"id": new_id("fee_"), "amount": pi["application_fee_amount"], "refunds": []}
     store.charges[ch_id] = {
         "id": ch_id, "payment_intent": pi_id, "created": now(), "refunds": [],
-        "payment_method": payment_method, "transfer": transfer, "application_fee": fee,
-        "failing_refunds": {},
+        "payment_method": payment_method, "card": {"brand": card.brand, "last4": card.last4},
+        "transfer": transfer, "application_fee": fee, "failing_refunds": {},
     }  # fmt: skip
     return ch_id
 
@@ -90,6 +92,7 @@ def charge_json(store: Store, ch_id: str, *, with_refunds: bool = False) -> JSON
                     "type": "authorized"},
         "paid": True, "payment_intent": pi["id"], "payment_method": ch["payment_method"],
         "payment_method_details": {"card": {"brand": "visa", "last4": "4242",
+                                            **ch.get("card", {}),
                                             "exp_month": 12, "exp_year": 2034,
                                             "country": "US", "funding": "credit"},
                                    "type": "card"},

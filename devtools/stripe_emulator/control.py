@@ -1,18 +1,27 @@
 """The JSON control API under ``/_emulator/`` (no auth): what tests and tools outside the
-process use to act as the customer or the Dashboard, and to inject failures.
+process (``inkflow pay``/``trigger``/``demo``) use to act as the customer or the Dashboard,
+to watch webhook deliveries, and to inject failures.
 
 Answers 200 with the result (``{"ok": true}`` for actions), 400/404 with ``{"error": …}``.
-Bodies are the keywords of the ``StripeEmulator`` method a route calls.
+Bodies are the keywords of the ``StripeEmulator`` method a route calls; GET routes take
+them as query parameters.
 
-    POST payment_intents/{id}/succeed | fail {code, message} | refund {amount}
+    POST payment_intents/{id}/succeed | fail {code, message, decline_code} | refund {amount}
     GET  payment_intents/{id} | payment_intents/{id}/charge | …/refunds | …/transfer
          | …/application_fee
     GET  refunds/{id};  POST refunds/{id}/fail {reason}
     POST fail_next_refunds {n, reason, at_once} | pend_next_refunds {n} | settle_refunds
-    POST accounts/{id} {charges_enabled, payouts_enabled}
+    POST accounts/{id} {charges_enabled, payouts_enabled}      (emits account.updated)
     POST events {type, object} | {type, payment_intent} | {type: "charge.refunded",
-         payment_intent, refund?} | {type: "refund.*", refund}   (optional id, created)
-    GET  emitted_events          (the events Stripe sent, oldest first)
+         payment_intent, refund?} | {type: "refund.*", refund}   (optional id, created;
+         built, not sent) — with "send": true it is logged and delivered like an emitted one
+    GET  emitted_events                      the events Stripe sent, oldest first
+    GET  events ?related_to=pi_…             the same, about one object
+    POST events/{id}/resend                  deliver a logged event again
+    GET  webhook | POST webhook {url, secret, enabled_events, retry: {…}}
+    GET  deliveries ?related_to=pi_…&event_id=evt_…           delivery attempts, oldest first
+    POST wait_for_deliveries {timeout}       {"idle": bool}: nothing due or in flight
+    POST latency {ms}                        added to every API call from now on
     POST fail_next {n, status, error_type, path_prefix, method, code, message, always}
     POST delay_next {seconds, n, path_prefix, method, phase}
     POST reset_failures | reset | clear
@@ -24,7 +33,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
+from devtools.stripe_emulator.delivery import RetryPolicy, describe
 from devtools.stripe_emulator.errors import ApiError
 from devtools.stripe_emulator.store import JSON
 from devtools.stripe_emulator.wire import Response
@@ -61,7 +72,18 @@ def _event(emu: StripeEmulator, d: JSON) -> JSON:
     if obj is None:
         pi_id = d["payment_intent"]
         obj = emu.charge_object(pi_id) if kind.startswith("charge.") else emu.payment_intent(pi_id)
+    if d.get("send"):
+        return emu.send_event(kind, obj)
     return emu.event(kind, obj, **at)
+
+
+def _webhook(emu: StripeEmulator, d: JSON) -> JSON:
+    retry = d.get("retry")
+    policy = RetryPolicy(**retry) if isinstance(retry, dict) else None
+    emu.configure_webhook(
+        d.get("url"), d.get("secret", ""), d.get("enabled_events") or ("*",), policy
+    )
+    return describe(emu.delivery.endpoint, emu.delivery.policy)
 
 
 ROUTES: dict[tuple[str, str], Action] = {
@@ -83,6 +105,17 @@ ROUTES: dict[tuple[str, str], Action] = {
     ("GET", "emitted_events"): lambda e, d, i: e.emitted_events(),
     ("POST", "accounts/*"): lambda e, d, i: e.set_account(i, **d),
     ("POST", "events"): lambda e, d, i: _event(e, d),
+    ("GET", "events"): lambda e, d, i: e.logged_events(d.get("related_to")),
+    ("POST", "events/*/resend"): lambda e, d, i: e.resend_event(i),
+    ("GET", "webhook"): lambda e, d, i: describe(e.delivery.endpoint, e.delivery.policy),
+    ("POST", "webhook"): lambda e, d, i: _webhook(e, d),
+    ("GET", "deliveries"): lambda e, d, i: [
+        a.to_json() for a in e.deliveries(d.get("related_to"), d.get("event_id"))
+    ],
+    ("POST", "wait_for_deliveries"): lambda e, d, i: {
+        "idle": e.wait_for_deliveries(float(d.get("timeout", 10)))
+    },
+    ("POST", "latency"): lambda e, d, i: setattr(e, "latency_ms", float(d["ms"])),
     ("POST", "fail_next"): lambda e, d, i: _fail(e, d),
     ("POST", "delay_next"): lambda e, d, i: e.delay_next(**d),
     ("POST", "reset_failures"): lambda e, d, i: e.reset_failures(),
@@ -92,7 +125,9 @@ ROUTES: dict[tuple[str, str], Action] = {
 }
 
 
-def handle(emulator: StripeEmulator, method: str, path: str, body: str) -> Response:
+def handle(
+    emulator: StripeEmulator, method: str, path: str, body: str, query: str = ""
+) -> Response:
     parts = path.removeprefix(PREFIX).strip("/").split("/")
     obj_id = parts[1] if len(parts) > 1 else ""
     route = "/".join("*" if n == 1 else part for n, part in enumerate(parts))
@@ -100,7 +135,8 @@ def handle(emulator: StripeEmulator, method: str, path: str, body: str) -> Respo
     if action is None:
         return Response(404, {"error": f"no control route {method} {path}"})
     try:
-        result = action(emulator, json.loads(body or "{}"), obj_id)
+        args = dict(parse_qsl(query)) if method == "GET" else json.loads(body or "{}")
+        result = action(emulator, args, obj_id)
         return Response(200, {"ok": True} if result is None else result)
     except ApiError as e:
         return Response(e.status, e.body())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from devtools.stripe_emulator import (
@@ -16,7 +18,9 @@ from devtools.stripe_emulator import (
     idempotency,
     payment_intents,
     refunds,
+    state,
 )
+from devtools.stripe_emulator.delivery import Attempt, Endpoint, RetryPolicy, WebhookDelivery
 from devtools.stripe_emulator.errors import ApiError
 from devtools.stripe_emulator.faults import Faults, Rule
 from devtools.stripe_emulator.idempotency import Claim, IdempotencyKeys
@@ -32,20 +36,34 @@ from devtools.stripe_emulator.wire import (
     decode_form,
 )
 
+T = TypeVar("T")
+REFUND_EVENTS = ("charge.refunded", "charge.refund.updated")
+
 # A new resource: a module with its handlers and ROUTES, added here.
 ROUTES: list[Route] = [
     *payment_intents.ROUTES,
     *refunds.ROUTES,
     *charges.ROUTES,
     *accounts.ROUTES,
+    *events.ROUTES,
 ]
 
 
 class StripeEmulator:
-    """Stateful Stripe v1 API emulator; all public methods are thread-safe."""
+    """Stateful Stripe v1 API emulator; all public methods are thread-safe.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False) -> None:
+    ``webhook``: where emitted events are delivered (``delivery.py``), with ``retry``;
+    ``state_path``: a JSON file the state is kept in across restarts (``state.py``);
+    ``latency_ms``: added to every API call (not to the control API), for benchmarks.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False,
+        webhook: Endpoint | None = None, retry: RetryPolicy | None = None,
+        state_path: Path | None = None, latency_ms: float = 0.0,
+    ) -> None:  # fmt: skip
         self.host, self.port, self.verbose = host, port, verbose
+        self.latency_ms = latency_ms
         self._lock = threading.RLock()  # held while the store is read or written
         self._stopping = threading.Event()
         self._server: EmulatorServer | None = None
@@ -54,14 +72,50 @@ class StripeEmulator:
         self._idempotency = IdempotencyKeys()
         self._faults = Faults()
         self._requests: list[RecordedRequest] = []
+        self._saver = state.Saver(state_path, self._snapshot) if state_path else None
+        self.delivery: WebhookDelivery = WebhookDelivery(
+            webhook, retry, related=events.related_ids, on_change=self._changed
+        )
 
     def reset(self) -> None:
-        """Forget everything: objects, idempotency keys, failure rules and recorded requests."""
+        """Forget everything: objects, events, idempotency keys, failure rules, recorded
+        requests and deliveries (the webhook endpoint stays configured)."""
         with self._lock:
             self._store.clear()
             self._idempotency.clear()
             self._faults.clear()
             self._requests.clear()
+            self.delivery.clear()
+        self._changed()
+
+    # state on disk
+    def _snapshot(self) -> JSON:
+        with self._lock:
+            data = copy.deepcopy(self._store.to_json())
+        return {
+            **data,
+            "idempotency": self._idempotency.to_json(),
+            "deliveries": self.delivery.pending(),
+        }
+
+    def _restore(self, data: JSON) -> None:
+        with self._lock:
+            self._store.load_json(data)
+            self._idempotency.load_json(data.get("idempotency") or [])
+        self.delivery.restore(data.get("deliveries") or [])
+
+    def _changed(self) -> None:
+        if self._saver is not None:
+            self._saver.changed()
+
+    def _deliver(self, emitted: Iterable[JSON]) -> None:
+        """Hand events emitted by a state change to the webhook delivery (lock not held)."""
+        self.delivery.submit_all(emitted)
+        self._changed()
+
+    def _take_outbox(self) -> list[JSON]:
+        with self._lock:
+            return self._store.take_outbox()
 
     # lifecycle
     @property
@@ -72,6 +126,12 @@ class StripeEmulator:
 
     def start(self) -> StripeEmulator:
         self._stopping.clear()
+        if self._saver is not None:
+            saved = state.load(self._saver.path)
+            if saved is not None:
+                self._restore(saved)
+            self._saver.start()
+        self.delivery.start()
         self._server = EmulatorServer((self.host, self.port), self.dispatch, verbose=self.verbose)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="stripe-emulator", daemon=True
@@ -89,6 +149,9 @@ class StripeEmulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.delivery.stop()
+        if self._saver is not None:
+            self._saver.stop()
 
     def __enter__(self) -> StripeEmulator:
         return self.start()
@@ -150,28 +213,38 @@ class StripeEmulator:
             return copy.deepcopy(payment_intents.intent(self._store, pi_id))
 
     def succeed_payment_intent(self, pi_id: str) -> JSON:
-        """The customer paid: status ``succeeded`` with a new charge as ``latest_charge``."""
-        with self._lock:
-            return payment_intents.succeed(self._store, pi_id)
+        """The customer paid: status ``succeeded`` with a new charge as ``latest_charge``
+        (emits ``charge.succeeded`` and ``payment_intent.succeeded``)."""
+        return self._out_of_band(payment_intents.succeed, pi_id)
 
     def fail_payment_intent(
-        self, pi_id: str, code: str = "card_declined", message: str = "Your card was declined."
-    ) -> JSON:
-        """A payment attempt failed: back to ``requires_payment_method`` with the error."""
-        with self._lock:
-            return payment_intents.fail(self._store, pi_id, code, message)
+        self, pi_id: str, code: str = "card_declined", message: str = "Your card was declined.",
+        decline_code: str | None = None,
+    ) -> JSON:  # fmt: skip
+        """A payment attempt failed: back to ``requires_payment_method`` with the error
+        (emits ``payment_intent.payment_failed``)."""
+        return self._out_of_band(payment_intents.fail, pi_id, code, message, decline_code)
 
     def refund_payment_intent(self, pi_id: str, amount: int | None = None) -> JSON:
-        """A refund made outside the API (e.g. in the Dashboard); emits its events."""
-        with self._lock:
-            return refunds.refund_out_of_band(self._store, pi_id, amount)
+        """A refund made outside the API, e.g. in the Dashboard (emits ``charge.refunded``)."""
+        return self._out_of_band(refunds.refund_out_of_band, pi_id, amount)
 
     def set_account(
         self, acct_id: str, charges_enabled: bool = True, payouts_enabled: bool | None = None
     ) -> JSON:
-        """Create or change a connected account (``details_submitted`` follows charges)."""
+        """Create or change a connected account (``details_submitted`` follows charges;
+        emits ``account.updated``)."""
+        return self._out_of_band(accounts.set_account, acct_id, charges_enabled, payouts_enabled)
+
+    def _out_of_band(self, change: Callable[..., T], *args: Any) -> T:
+        """Run a change Stripe makes on its own, then deliver the events it emitted."""
         with self._lock:
-            return accounts.set_account(self._store, acct_id, charges_enabled, payouts_enabled)
+            try:
+                result = change(self._store, *args)
+            finally:
+                emitted = self._store.take_outbox()
+        self._deliver(emitted)
+        return result
 
     def charge_object(self, pi_id: str, *, with_refunds: bool = False) -> JSON:
         """The intent's latest charge as Stripe shows it (e.g. ``charge.refunded`` payloads);
@@ -219,13 +292,11 @@ class StripeEmulator:
     def settle_refunds(self) -> list[JSON]:
         """Stripe processes pending refunds: the planned failures fail, the others succeed.
         Returns the events Stripe sends about it."""
-        with self._lock:
-            return refunds.settle(self._store)
+        return self._out_of_band(refunds.settle)
 
     def fail_refund(self, re_id: str, reason: str = "expired_or_canceled_card") -> list[JSON]:
         """A refund fails now (even one that succeeded). Returns the events sent."""
-        with self._lock:
-            return refunds.fail(self._store, re_id, reason)
+        return self._out_of_band(refunds.fail, re_id, reason)
 
     # events
     def event(
@@ -233,6 +304,47 @@ class StripeEmulator:
     ) -> JSON:
         """A complete Stripe Event wrapping ``obj`` (serialise and sign it yourself)."""
         return events.event(type, obj, event_id=event_id, created=created)
+
+    # events and webhooks
+    def send_event(self, type: str, obj: JSON) -> JSON:
+        """Log an event of ``obj`` and deliver it to the webhook endpoint, as if Stripe
+        emitted it (for event types nothing here emits by itself)."""
+        return self._out_of_band(events.emit, type, obj)
+
+    def logged_events(self, related_to: str | None = None) -> list[JSON]:
+        """The event log, oldest first (optionally only those about one object id)."""
+        with self._lock:
+            found = list(self._store.events.values())
+        if related_to is not None:
+            found = [e for e in found if related_to in events.related_ids(e)]
+        return copy.deepcopy(found)
+
+    def resend_event(self, evt_id: str) -> JSON:
+        """Deliver a logged event again (``stripe events resend``)."""
+        with self._lock:
+            if evt_id not in self._store.events:
+                raise ApiError(404, f"No such event: '{evt_id}'", "resource_missing", "id")
+            evt = copy.deepcopy(self._store.events[evt_id])
+        self._deliver([evt])
+        return evt
+
+    def configure_webhook(
+        self, url: str | None, secret: str = "", enabled_events: Iterable[str] = ("*",),
+        retry: RetryPolicy | None = None,
+    ) -> None:  # fmt: skip
+        """Deliver to ``url`` from now on (None: stop delivering)."""
+        endpoint = Endpoint(url, secret, tuple(enabled_events)) if url else None
+        self.delivery.configure(endpoint, retry)
+
+    def deliveries(
+        self, related_to: str | None = None, event_id: str | None = None
+    ) -> list[Attempt]:
+        """Delivery attempts, oldest first (optionally of one event or about one object)."""
+        return self.delivery.attempts(related_to=related_to, event_id=event_id)
+
+    def wait_for_deliveries(self, timeout: float = 10.0) -> bool:
+        """Until no delivery is due or in flight (retries included); False on timeout."""
+        return self.delivery.wait_idle(timeout)
 
     def charge_refunded_event(self, pi_id: str, refund_id: str | None = None, **at: Any) -> JSON:
         """``charge.refunded`` for the intent's charge as Stripe sends it after ``refund_id``
@@ -249,16 +361,23 @@ class StripeEmulator:
             return refunds.refund_event(self._store, type, re_id, previous=previous, **at)
 
     def emitted_events(
-        self, type: str | None = None, *, payment_intent: str | None = None
-    ) -> list[JSON]:
-        """The events Stripe sent (so far, oldest first), optionally of one type and about
-        one intent (its charge or refunds)."""
+        self, type: str | None = None, *, payment_intent: str | None = None,
+        about_refunds: bool = False,
+    ) -> list[JSON]:  # fmt: skip
+        """The events Stripe sent (so far, oldest first), optionally of one type, about one
+        intent (its charge or refunds), or only those about refunds (``refund.*``,
+        ``charge.refunded``) rather than the payment's too."""
         with self._lock:
             return [
                 copy.deepcopy(e)
                 for e in self._store.events.values()
                 if type in (None, e["type"])
                 and payment_intent in (None, _intent_of(e["data"]["object"]))
+                and (
+                    not about_refunds
+                    or e["type"] in REFUND_EVENTS
+                    or e["type"].startswith("refund.")
+                )
             ]
 
     def _latest_charge_id(self, pi_id: str) -> str:
@@ -272,7 +391,10 @@ class StripeEmulator:
         """Answer one HTTP request (the server calls this from its handler threads)."""
         url = urlsplit(target)
         if url.path.startswith(control.PREFIX):
-            return control.handle(self, method, url.path, body)
+            resp = control.handle(self, method, url.path, body, url.query)
+            if method != "GET":
+                self._changed()
+            return resp
         req = RecordedRequest(method, url.path, decode_form(body or url.query), headers)
         with self._lock:
             self._requests.append(req)
@@ -288,8 +410,10 @@ class StripeEmulator:
             self._sleep(delay.seconds if delay else 0)
             err = ApiError(fail.status, fail.message, fail.code, type=fail.error_type)
             return Response(fail.status, err.body(), base)
+        if self.latency_ms > 0:
+            self._sleep(self.latency_ms / 1000)
         key = req.api_key or ""
-        if not re.fullmatch(r"sk_test_\w+", key):
+        if not (re.fullmatch(r"sk_test_\w+", key) or req.publishable):
             msg = f"Invalid API Key provided: {key[:8]}****" if key else "No API key provided."
             return Response(401, ApiError(401, msg, type="authentication_error").body(), base)
         idem = req.idempotency_key if req.method == "POST" else None
@@ -322,12 +446,27 @@ class StripeEmulator:
             msg = f"Unrecognized request URL ({req.method}: {req.path})."
             return Response(404, ApiError(404, msg).body(), base), False
         route, obj_id = found
+        if req.publishable and not route.publishable:
+            msg = (
+                "This API call cannot be made with a publishable API key. "
+                "Please use a secret API key."
+            )
+            return Response(
+                401, ApiError(401, msg, type="invalid_request_error").body(), base
+            ), False
+        emitted: list[JSON] = []
         try:
             with self._lock:
-                check_params(req.params, route.params)
-                return Response(200, route.handler(self._store, req, obj_id), base), True
+                try:
+                    check_params(req.params, route.params, extra=route.client_params)
+                    return Response(200, route.handler(self._store, req, obj_id), base), True
+                finally:
+                    emitted = self._store.take_outbox()
         except ApiError as e:
             return Response(e.status, e.body(), base), e.store
+        finally:
+            if emitted or req.method != "GET":
+                self._deliver(emitted)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:

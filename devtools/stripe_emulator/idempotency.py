@@ -61,6 +61,23 @@ class IdempotencyKeys:
             self._stored.clear()
             self._in_flight.clear()
 
+    def to_json(self) -> list[JSON]:
+        """The stored answers, to save across a restart (keys in flight are not kept)."""
+        with self._lock:
+            return [
+                {"slot": list(slot), "method": s.method, "path": s.path, "params": s.params,
+                 "status": s.response.status, "body": s.response.body,
+                 "headers": s.response.headers}
+                for slot, s in self._stored.items()
+            ]  # fmt: skip
+
+    def load_json(self, items: list[JSON]) -> None:
+        with self._lock:
+            for item in items:
+                response = Response(item["status"], item["body"], item["headers"])
+                stored = Stored(item["method"], item["path"], item["params"], response)
+                self._stored[(item["slot"][0], item["slot"][1])] = stored
+
 
 def replay(req: RecordedRequest, stored: Stored, base: dict[str, str]) -> Response:
     """The stored answer again, or 400 when the key was first used for another request."""

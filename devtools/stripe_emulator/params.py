@@ -43,11 +43,16 @@ def _fields(td: type) -> dict[str, _Field]:
     return out
 
 
-def check_params(params: Mapping[str, Any], td: type, prefix: str = "") -> None:
-    """Reject keys the SDK's TypedDict ``td`` does not define (recursively) or requires."""
+def check_params(
+    params: Mapping[str, Any], td: type, prefix: str = "", extra: frozenset[str] = frozenset()
+) -> None:
+    """Reject keys the SDK's TypedDict ``td`` does not define (recursively) or requires;
+    names in ``extra`` (``payment_method_data[card]``) are allowed as they are."""
     fields = _fields(td)
     for key, value in params.items():
         name = f"{prefix}[{key}]" if prefix else key
+        if name in extra:
+            continue
         spec = fields.get(key)
         if spec is None:
             raise invalid(f"Received unknown parameter: {name}", name, "parameter_unknown")
@@ -55,7 +60,7 @@ def check_params(params: Mapping[str, Any], td: type, prefix: str = "") -> None:
             items = list(enumerate(value)) if isinstance(value, list) else [(-1, value)]
             for i, item in items:
                 if isinstance(item, dict):
-                    check_params(item, spec.nested, name if i < 0 else f"{name}[{i}]")
+                    check_params(item, spec.nested, name if i < 0 else f"{name}[{i}]", extra)
     for key in sorted(td.__required_keys__ - _REQUEST_OPTION_KEYS):  # type: ignore[attr-defined]
         if key not in params:
             name = f"{prefix}[{key}]" if prefix else key

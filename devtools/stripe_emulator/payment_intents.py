@@ -1,5 +1,8 @@
-"""PaymentIntents: create, retrieve, update, cancel; and what the customer does out of band
-(pay: ``succeed``, a declined attempt: ``fail``)."""
+"""PaymentIntents: create, retrieve, update, confirm (with Stripe's test cards, also from a
+browser with a publishable key and the intent's client secret, as Stripe.js does), cancel;
+and what the customer does out of band (pay: ``succeed``, a declined attempt: ``fail``).
+Each state change emits its events (``payment_intent.created``, ``charge.succeeded`` and
+``payment_intent.succeeded``, ``payment_intent.payment_failed``, ``payment_intent.canceled``)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import copy
 
 from stripe import params as sp
 
-from devtools.stripe_emulator import charges
+from devtools.stripe_emulator import cards, charges, events
 from devtools.stripe_emulator.accounts import account
 from devtools.stripe_emulator.errors import ApiError, invalid, missing
 from devtools.stripe_emulator.params import (
@@ -56,26 +59,31 @@ def _transition(store: Store, pi_id: str, status: str) -> JSON:
     return pi
 
 
-def succeed(store: Store, pi_id: str) -> JSON:
+def succeed(store: Store, pi_id: str, card: cards.Card | None = None) -> JSON:
     """The customer paid: status ``succeeded`` with a new charge as ``latest_charge``."""
     pi = _transition(store, pi_id, "succeeded")
     pm_id = new_id("pm_")
-    ch_id = charges.record(store, pi_id, pm_id)
+    ch_id = charges.record(store, pi_id, pm_id, card or cards.by_payment_method("pm_card_visa"))
     pi.update(amount_received=pi["amount"], latest_charge=ch_id, payment_method=pm_id)
     pi["last_payment_error"] = None
+    events.emit(store, "charge.succeeded", charges.charge_json(store, ch_id))
+    events.emit(store, "payment_intent.succeeded", pi)
     return copy.deepcopy(pi)
 
 
 def fail(
-    store: Store, pi_id: str, code: str = "card_declined", message: str = "Your card was declined."
-) -> JSON:
+    store: Store, pi_id: str, code: str = "card_declined", message: str = "Your card was declined.",
+    decline_code: str | None = None,
+) -> JSON:  # fmt: skip
     """A payment attempt failed: back to ``requires_payment_method`` with the error."""
     pi = _transition(store, pi_id, "requires_payment_method")
+    if decline_code is None and code == "card_declined":
+        decline_code = "generic_decline"
     pi["last_payment_error"] = {
-        "type": "card_error", "code": code, "message": message,
-        "decline_code": "generic_decline" if code == "card_declined" else None,
+        "type": "card_error", "code": code, "message": message, "decline_code": decline_code,
         "doc_url": "https://stripe.com/docs/error-codes/" + code.replace("_", "-"),
     }  # fmt: skip
+    events.emit(store, "payment_intent.payment_failed", pi)
     return copy.deepcopy(pi)
 
 
@@ -135,6 +143,7 @@ def create(store: Store, req: RecordedRequest, _: str) -> JSON:
     }
     # fmt: on
     store.intents[pi_id] = pi
+    events.emit(store, "payment_intent.created", pi)
     return copy.deepcopy(pi)
 
 
@@ -155,7 +164,10 @@ def _transfer_data(store: Store, transfer: JSON, amount: int) -> JSON:
 
 
 def retrieve(store: Store, req: RecordedRequest, pi_id: str) -> JSON:
-    return copy.deepcopy(intent(store, pi_id))
+    pi = intent(store, pi_id)
+    if req.publishable and req.params.get("client_secret") != pi["client_secret"]:
+        raise missing("payment_intent", pi_id, "intent")
+    return copy.deepcopy(pi)
 
 
 def update(store: Store, req: RecordedRequest, pi_id: str) -> JSON:
@@ -178,12 +190,84 @@ def cancel(store: Store, req: RecordedRequest, pi_id: str) -> JSON:
         extra = {"payment_intent": copy.deepcopy(pi)}
         raise ApiError(400, msg, "payment_intent_unexpected_state", extra=extra)
     pi.update(status="canceled", canceled_at=now(), cancellation_reason=reason)
+    events.emit(store, "payment_intent.canceled", pi)
     return copy.deepcopy(pi)
+
+
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
+# What Stripe.js sends beside the SDK's confirm parameters.
+CLIENT_PARAMS = (
+    "key",
+    "client_secret",
+    "payment_method_data[card]",
+    "expected_payment_method_type",
+)
+_CONFIRM_MODELLED = ("payment_method", "payment_method_data", "return_url", "use_stripe_sdk",
+                     "expected_payment_method_type", "key", "client_secret")  # fmt: skip
+
+
+def confirm(store: Store, req: RecordedRequest, pi_id: str) -> JSON:
+    """Pay with a test PaymentMethod (``payment_method=pm_card_visa``) or a test card
+    number (``payment_method_data[type]=card&payment_method_data[card][number]=4242…``).
+    A declined card answers 402 ``card_error`` with the intent, as Stripe does."""
+    p = req.params
+    refuse_unmodelled(p, _CONFIRM_MODELLED)
+    pi = intent(store, pi_id)
+    if req.publishable and p.get("client_secret") != pi["client_secret"]:
+        msg = "The client_secret provided does not match the client_secret of this PaymentIntent."
+        raise ApiError(400, msg, "payment_intent_invalid_parameter", "client_secret", store=False)
+    if pi["status"] not in CONFIRMABLE:
+        msg = f"You cannot confirm this PaymentIntent because it has a status of {pi['status']}."
+        extra = {"payment_intent": copy.deepcopy(pi)}
+        raise ApiError(400, msg, "payment_intent_unexpected_state", extra=extra)
+    card = _card(p)
+    outcome = card.outcome
+    if outcome.code is None:
+        return succeed(store, pi_id, card)
+    failed = fail(store, pi_id, outcome.code, outcome.message, outcome.decline_code)
+    error = {"decline_code": outcome.decline_code, "payment_intent": failed}
+    raise ApiError(402, outcome.message, outcome.code, type="card_error", extra=error)
+
+
+def _card(p: JSON) -> cards.Card:
+    if p.get("payment_method"):
+        return cards.by_payment_method(str(p["payment_method"]))
+    data = p.get("payment_method_data")
+    if isinstance(data, dict):
+        if data.get("type") != "card":
+            msg = "The Stripe emulator models card payments only: payment_method_data[type]=card"
+            raise invalid(msg, "payment_method_data[type]", "emulator_unsupported_parameter")
+        card = data.get("card")
+        number = card.get("number") if isinstance(card, dict) else None
+        if not isinstance(number, str):
+            msg = "Missing required param: payment_method_data[card][number]."
+            raise invalid(msg, "payment_method_data[card][number]", "parameter_missing")
+        return cards.by_number(number)
+    msg = (
+        "You cannot confirm this PaymentIntent because it's missing a payment method. "
+        "Pass payment_method (e.g. pm_card_visa) or payment_method_data."
+    )
+    raise invalid(msg, "payment_method", "payment_intent_unexpected_state")
 
 
 ROUTES = [
     route("POST", r"/v1/payment_intents", create, sp.PaymentIntentCreateParams),
-    route("GET", r"/v1/payment_intents/([^/]+)", retrieve, sp.PaymentIntentRetrieveParams),
+    route(
+        "GET",
+        r"/v1/payment_intents/([^/]+)",
+        retrieve,
+        sp.PaymentIntentRetrieveParams,
+        publishable=True,
+        client_params=("key",),
+    ),
     route("POST", r"/v1/payment_intents/([^/]+)", update, sp.PaymentIntentUpdateParams),
     route("POST", r"/v1/payment_intents/([^/]+)/cancel", cancel, sp.PaymentIntentCancelParams),
+    route(
+        "POST",
+        r"/v1/payment_intents/([^/]+)/confirm",
+        confirm,
+        sp.PaymentIntentConfirmParams,
+        publishable=True,
+        client_params=CLIENT_PARAMS,
+    ),
 ]

@@ -24,11 +24,19 @@ class Route:
     pattern: re.Pattern[str]  # the whole path; at most one group: the object's id
     handler: Handler
     params: type  # stripe.params.*Params
+    # Stripe.js may call it with a publishable key (and the object's client_secret).
+    publishable: bool = False
+    # Parameters the SDK's server-side TypedDict lacks but Stripe.js sends (``key``,
+    # ``client_secret``, ``payment_method_data[card]``): allowed, their contents unchecked.
+    client_params: frozenset[str] = frozenset()
 
 
-def route(method: str, path: str, handler: Handler, params: type) -> Route:
+def route(
+    method: str, path: str, handler: Handler, params: type, *, publishable: bool = False,
+    client_params: Iterable[str] = (),
+) -> Route:  # fmt: skip
     """``route("GET", r"/v1/refunds/([^/]+)", retrieve, sp.RefundRetrieveParams)``"""
-    return Route(method, re.compile(path), handler, params)
+    return Route(method, re.compile(path), handler, params, publishable, frozenset(client_params))
 
 
 def find(routes: Iterable[Route], method: str, path: str) -> tuple[Route, str] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import re
 import time
 from collections.abc import Iterable
@@ -83,8 +85,21 @@ class RecordedRequest:
 
     @property
     def api_key(self) -> str | None:
+        """The bearer token, the Basic user (``curl -u sk_test_…:`` as in Stripe's docs), or
+        the ``key`` parameter Stripe.js sends with a publishable key."""
         auth = self.headers.get("Authorization") or ""
-        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        if auth.startswith("Bearer "):
+            return auth.removeprefix("Bearer ")
+        if auth.startswith("Basic "):
+            with contextlib.suppress(ValueError):
+                return base64.b64decode(auth.removeprefix("Basic ")).decode().partition(":")[0]
+        key = self.params.get("key")
+        return key if isinstance(key, str) else None
+
+    @property
+    def publishable(self) -> bool:
+        """Made with a publishable key (Stripe.js in a browser), not a secret one."""
+        return bool(re.fullmatch(r"pk_test_\w+", self.api_key or ""))
 
     def to_dict(self) -> JSON:
         return {**asdict(self), "headers": dict(self.headers)}

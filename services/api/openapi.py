@@ -34,7 +34,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from flask import Flask
+from flask import Blueprint, Flask
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
@@ -115,6 +115,22 @@ class Operation:
 
 
 _DECLARED: dict[Callable[..., Any], Operation] = {}
+# Blueprints deliberately left out of the document, by name: (URL prefix, why).
+_UNDOCUMENTED: dict[str, tuple[str, str]] = {}
+
+
+def undocumented(blueprint: Blueprint, reason: str) -> Blueprint:
+    """Leave a blueprint's routes out of the document on purpose (the HTML reference
+    that renders it); any other route without a declaration still fails the build."""
+    if not blueprint.url_prefix:
+        raise ValueError(f"{blueprint.name}: an undocumented blueprint needs a URL prefix")
+    _UNDOCUMENTED[blueprint.name] = (blueprint.url_prefix, reason)
+    return blueprint
+
+
+def undocumented_prefixes() -> tuple[str, ...]:
+    """URL prefixes whose routes are not in the document (the contract checks skip them)."""
+    return tuple(prefix for prefix, _ in _UNDOCUMENTED.values())
 
 
 def operation(
@@ -307,7 +323,7 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
 
 def _operations(app: Flask) -> Iterable[tuple[str, str, Operation, list[str]]]:
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.split(".")[0] in _UNDOCUMENTED:
             continue
         view = app.view_functions[rule.endpoint]
         declared = _DECLARED.get(view)

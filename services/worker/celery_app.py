@@ -12,7 +12,7 @@ from celery import Celery
 
 from shared.adapters.queue import celery_config
 from shared.config import Settings, load_dotenv_for_development
-from shared.logging_setup import configure_logging
+from shared.logging_setup import configure_logging, demote
 from shared.tasks import (
     EXPIRE_HOLDS,
     PURGE_IDEMPOTENCY_KEYS,
@@ -47,10 +47,19 @@ def configure(celery: Celery, settings: Settings) -> None:
     )
 
 
+def quiet_routine_logs() -> None:
+    """Beat's ticks and the worker's per-task lines at DEBUG: at INFO the log shows the
+    business events (booking created, confirmed, expired, webhook received, applied)."""
+    demote("celery.beat", "Scheduler: Sending due task")
+    demote("celery.worker.strategy", "Task %(name)s[%(id)s] received")
+    demote("celery.app.trace", "Task %(name)s[%(id)s] succeeded")
+
+
 def _load_settings(sender: Celery, **_: Any) -> None:
     load_dotenv_for_development()
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    quiet_routine_logs()
     configure(sender, settings)
 
 

@@ -315,6 +315,10 @@ class BookingService:
                 )
         except SlotTaken:
             raise _slot_taken() from None
+        log.info(
+            "booking %s created: artist %s, %s, %s", booking.id, booking.artist_id,
+            booking.start_time.isoformat(), booking.status,
+        )  # fmt: skip
         # Before Stripe is asked for the deposit intent, which may fail.
         self._effects.run(decided)
         if booking.status == BookingStatus.CONFIRMED:

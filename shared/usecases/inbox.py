@@ -92,7 +92,9 @@ def receive(resources: Resources, raw_body: bytes, signature: str | None) -> Eff
     """Verify and store; the effects enqueue the event for the workers."""
     event = verify(raw_body, signature, resources.settings.stripe_webhook_secret)
     if store_event(resources, event):
+        log.info("webhook %s %s received", event.type, event.id)
         return _apply(event.id)
+    log.debug("webhook %s %s stored as ignored, or a duplicate", event.type, event.id)
     # A duplicate delivery is not re-enqueued: the first one is applied or the sweeper
     # will pick it up, and applying is idempotent anyway.
     return NONE

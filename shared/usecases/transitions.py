@@ -7,6 +7,7 @@ through here, for one loaded booking (`apply`) or for many in one conditional st
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Update, true, update
@@ -30,6 +31,9 @@ from shared.domain.transitions import (
 from shared.usecases import refunds
 from shared.usecases.effects import NONE, Effects
 from shared.usecases.notifications import notify_booking
+
+# One INFO line per booking status change: the business events of the log.
+log = logging.getLogger("inkflow.bookings")
 
 # When a booking entered a status.
 _STAMPS: dict[BookingStatus, str] = {
@@ -86,6 +90,11 @@ def carry_out(
 ) -> Effects:
     """What the rule asks for, written in the caller's transaction. `previous_start`: the
     start a rescheduled booking moved from (its emails show it)."""
+    if rule.changes_status:
+        log.info(
+            "booking %s %s -> %s (%s)", booking.id, rule.source.value, rule.target.value,
+            rule.action.value.lower(),
+        )  # fmt: skip
     effects = NONE
     for intent in rule.then:
         match intent:

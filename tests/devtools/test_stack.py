@@ -9,7 +9,9 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +87,37 @@ def test_make_run_serves_the_readme_requests_and_ctrl_c_stops_everything(
             timeout=10,
         )
         assert artists.status_code == 200
+        assert f"{api}/docs" in printed
+        for command in ("inkflow pay", "inkflow trigger", "inkflow events replay"):
+            assert command in printed
+
+        # The settings it chose, for the CLI in a second terminal (nothing exported).
+        run_env = var_dir / "run.env"
+        assert run_env.stat().st_mode & 0o777 == 0o600
+        settings = dict(
+            line.split("=", 1) for line in run_env.read_text().splitlines() if "=" in line
+        )
+        assert settings["INKFLOW_API_URL"] == api
+        assert settings["STRIPE_EMULATOR_URL"] == f"http://127.0.0.1:{stripe_port}"
+        assert settings["ADMIN_API_TOKEN"] == "dev-admin-token"
+        assert settings["DATABASE_URL"] == database_url
+        started = time.monotonic()
+        demo = subprocess.run(
+            [sys.executable, "-m", "services.cli", "demo"],
+            env={"PATH": os.environ["PATH"], "INKFLOW_RUN_ENV": str(run_env)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        took = time.monotonic() - started
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert took < 10, demo.stdout
+        assert "Webhook  payment_intent.succeeded" in demo.stdout
+        assert re.search(r"^CONFIRMED  after", demo.stdout, re.MULTILINE), demo.stdout
+        emails = re.findall(r"BOOKING_CONFIRMED\s+to (\S+)\s+SENT", demo.stdout)
+        assert sorted(emails) == ["demo-artist@inkflow.local", "demo-client@inkflow.local"]
 
         stack.process.send_signal(signal.SIGINT)
         assert stack.wait(60) == 0
@@ -93,5 +126,9 @@ def test_make_run_serves_the_readme_requests_and_ctrl_c_stops_everything(
         assert not port_is_open(api_port)
         assert not port_is_open(stripe_port)
         assert not (var_dir / "stack.json").exists()
+        assert not run_env.exists()
+        # The emulator's state stays for the next run.
+        state = json.loads((var_dir / "stripe" / "state.json").read_text())
+        assert any(e["type"] == "payment_intent.succeeded" for e in state["events"].values())
     finally:
         stack.stop()

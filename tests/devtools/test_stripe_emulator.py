@@ -782,7 +782,9 @@ def test_a_planned_failure_answers_pending_then_fails_with_stripes_events(
     )
     assert doomed.status == "pending"
     assert emulator.charge_object(pi_id)["amount_refunded"] == 5000  # pending counts
-    assert [e["type"] for e in emulator.emitted_events(payment_intent=pi_id)] == [
+    assert [
+        e["type"] for e in emulator.emitted_events(payment_intent=pi_id, about_refunds=True)
+    ] == [
         "refund.created",
         "charge.refunded",
     ]
@@ -804,7 +806,7 @@ def test_a_planned_failure_answers_pending_then_fails_with_stripes_events(
     refund = client.v1.refunds.retrieve(doomed.id)
     assert (refund.status, refund.failure_reason) == ("failed", "lost_or_stolen_card")
     assert emulator.charge_object(pi_id)["amount_refunded"] == 0
-    assert emulator.emitted_events(payment_intent=pi_id)[-2:] == sent
+    assert emulator.emitted_events(payment_intent=pi_id, about_refunds=True)[-2:] == sent
     assert emulator.settle_refunds() == []
 
     # The next refund is not planned to fail: it succeeds at once.
@@ -840,7 +842,9 @@ def test_a_failure_at_once_and_a_succeeded_refund_failing_later(
     assert (failed.status, failed.failure_reason) == ("failed", "expired_or_canceled_card")
     assert failed.transfer_reversal is None
     assert emulator.charge_object(pi_id)["amount_refunded"] == 0
-    assert emulator.emitted_events(payment_intent=pi_id) == []  # nothing was refunded
+    assert (
+        emulator.emitted_events(payment_intent=pi_id, about_refunds=True) == []
+    )  # nothing was refunded
 
     done = client.v1.refunds.create({"payment_intent": pi_id, "amount": 2000})
     assert done.status == "succeeded"
@@ -884,7 +888,7 @@ def test_refund_event_payloads_as_stripe_sends_them(
         {"payment_intent": pi_id, "reverse_transfer": True, "metadata": {"bookingId": "bk_1"}},
         {"idempotency_key": "inkflow-refund-bk_1"},
     )
-    emitted = emulator.emitted_events(payment_intent=pi_id)
+    emitted = emulator.emitted_events(payment_intent=pi_id, about_refunds=True)
     assert [(e["type"], e["data"]["object"]["id"]) for e in emitted] == [
         ("refund.created", dashboard["id"]),
         ("charge.refunded", dashboard["charge"]),

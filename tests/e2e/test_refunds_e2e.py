@@ -146,7 +146,9 @@ def test_a_refund_failing_at_stripe_and_succeeding_on_retry_is_made_once(
     assert worker.full_output().count("Retry in") - retries_before == len(expected) - 1
 
     # Stripe's own reports of it (sent once the refund was made), delivered twice.
-    deliver_all(server, stripe_emulator.emitted_events(payment_intent=paid["id"]) * 2)
+    deliver_all(
+        server, stripe_emulator.emitted_events(payment_intent=paid["id"], about_refunds=True) * 2
+    )
     wait_mails(smtp_sink, {client_mail: 2})  # hold expired, then one refund e-mail
     assert mails_to(smtp_sink, client_mail)[-1].subject == (
         "Your deposit of 50.00 EUR has been refunded"
@@ -183,7 +185,9 @@ def test_refunds_made_in_the_dashboard_are_recorded_and_told_once_each(
     wait_mails(smtp_sink, {client_mail: 1, artist_mail: 1})  # the confirmations
 
     stripe_emulator.refund_payment_intent(paid["id"], 1500)
-    deliver_all(server, stripe_emulator.emitted_events(payment_intent=paid["id"]) * 2)
+    deliver_all(
+        server, stripe_emulator.emitted_events(payment_intent=paid["id"], about_refunds=True) * 2
+    )
     wait_mails(smtp_sink, {client_mail: 2, artist_mail: 1})
     assert mails_to(smtp_sink, client_mail)[-1].subject == (
         "15.00 EUR of your deposit has been refunded"
@@ -194,7 +198,9 @@ def test_refunds_made_in_the_dashboard_are_recorded_and_told_once_each(
     assert booking_row(sessions, booking["id"]).deposit_status == DepositStatus.PARTIALLY_REFUNDED
 
     stripe_emulator.refund_payment_intent(paid["id"])  # the rest
-    deliver_all(server, stripe_emulator.emitted_events(payment_intent=paid["id"]))
+    deliver_all(
+        server, stripe_emulator.emitted_events(payment_intent=paid["id"], about_refunds=True)
+    )
     wait_mails(smtp_sink, {client_mail: 3, artist_mail: 1})
     assert mails_to(smtp_sink, client_mail)[-1].subject == (
         "35.00 EUR of your deposit has been refunded"

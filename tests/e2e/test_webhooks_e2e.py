@@ -81,15 +81,17 @@ class Worker:
     """A Celery worker subprocess (optionally with embedded beat) that can be SIGKILLed."""
 
     def __init__(
-        self, env: dict[str, str], queue: str, log_dir: Path, *, beat_schedule: Path | None = None
-    ) -> None:
+        self, env: dict[str, str], queue: str, log_dir: Path, *, beat_schedule: Path | None = None,
+        loglevel: str = "INFO",
+    ) -> None:  # fmt: skip
         self.env, self.queue, self.log_dir, self.beat_schedule = env, queue, log_dir, beat_schedule
+        self.loglevel = loglevel
         self.process: Child | None = None
 
     def start(self, concurrency: int = 1) -> Worker:
         args = [
             "worker", "-Q", self.queue, f"--concurrency={concurrency}", "--pool=prefork",
-            "--without-mingle", "--without-gossip", "--loglevel=INFO",
+            "--without-mingle", "--without-gossip", f"--loglevel={self.loglevel}",
         ]  # fmt: skip
         if self.beat_schedule is not None:
             args += ["--beat", "--schedule", str(self.beat_schedule)]
@@ -143,8 +145,10 @@ def alive(pid: int) -> bool:
 def celery_worker(
     e2e_env: dict[str, str], celery_queue_name: str, log_dir: Path
 ) -> Iterator[Worker]:
-    """One worker process, one task at a time, on the shared Redis and this run's queue."""
-    worker = Worker(e2e_env, celery_queue_name, log_dir).start(concurrency=1)
+    """One worker process, one task at a time, on the shared Redis and this run's queue.
+    At DEBUG: Celery's line per task (with its result, "'already processed'" for a
+    duplicate) is DEBUG, and the tests count duplicates by it."""
+    worker = Worker(e2e_env, celery_queue_name, log_dir, loglevel="DEBUG").start(concurrency=1)
     yield worker
     worker.stop()
 

@@ -13,7 +13,7 @@ from flask import Blueprint, Flask
 from openapi_spec_validator import validate as validate_spec
 
 from services.api.errors import HTTP_STATUS
-from services.api.openapi import SNAPSHOT, build_openapi, openapi_json
+from services.api.openapi import SNAPSHOT, build_openapi, openapi_json, undocumented_prefixes
 from shared.domain.errors import ErrorCode
 from shared.domain.transitions import BookingStatus
 
@@ -52,7 +52,7 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def app_routes(app) -> set[tuple[str, str]]:
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.rule.startswith(undocumented_prefixes()):
             continue
         path = FLASK_VARIABLE.sub(r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
@@ -106,6 +106,35 @@ def test_needs_no_token_even_with_client_jwts_on(make_app):
 def test_every_route_is_documented_and_every_documented_path_exists(app, document):
     documented = {(path, method) for path, method, _ in operations(document)}
     assert app_routes(app) == documented
+
+
+def test_only_the_html_reference_is_left_out_on_purpose(app):
+    left_out = sorted(
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static" and rule.rule.startswith(undocumented_prefixes())
+    )
+    assert left_out == ["/docs/", "/docs/<path:path>"]
+
+
+def test_the_reference_is_browsable_at_docs_without_a_cdn(client):
+    assert client.get("/docs").status_code == 308
+    page = client.get("/docs/")
+    assert page.status_code == 200
+    assert page.content_type.startswith("text/html")
+    html = page.get_data(as_text=True)
+    assert '"url": "/openapi.json"' in html
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources
+    assert all(s.startswith("/docs/") for s in sources), sources  # nothing from elsewhere
+    for source in sources:
+        asset = client.get(source)
+        try:
+            assert asset.status_code == 200, source
+            assert asset.get_data()
+        finally:
+            asset.close()  # a file sent from the package
+    assert client.get("/docs/nope.js").status_code == 404
 
 
 def test_a_route_without_a_declaration_cannot_be_documented():

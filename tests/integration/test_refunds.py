@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools.stripe_emulator import StripeEmulator
-from shared import cli
+from services.cli import main as cli
 from shared.adapters.db import transaction
 from shared.adapters.models import (
     Booking,
@@ -225,7 +225,8 @@ def a_slot() -> datetime:
 
 
 def emitted(stack: Stack, intent_id: str, type_: str | None = None) -> list[JSON]:
-    return stack.emulator.emitted_events(type_, payment_intent=intent_id)
+    """What Stripe sent about the intent's refunds (not the payment's own events)."""
+    return stack.emulator.emitted_events(type_, payment_intent=intent_id, about_refunds=True)
 
 
 # --- from the Dashboard ---------------------------------------------------------------------
@@ -430,10 +431,12 @@ def cli_env(
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    # Not a developer's running `make run`: its var/run.env stays out of the test.
+    monkeypatch.setenv("INKFLOW_RUN_ENV", str(support.ROOT / "var" / "no-such-run.env"))
 
 
 def cli_lines(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[JSON]]:
-    status = cli.main(list(argv))
+    status = cli.main([*argv, "--json"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     return status, lines
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools.stripe_emulator import RecordedRequest, StripeEmulator
-from shared import cli
+from services.cli import main as cli
 from shared.adapters.db import transaction
 from shared.adapters.locks import SlotLocks
 from shared.adapters.models import (
@@ -808,6 +808,8 @@ def cli_env(
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    # Not a developer's running `make run`: its var/run.env stays out of the test.
+    monkeypatch.setenv("INKFLOW_RUN_ENV", str(support.ROOT / "var" / "no-such-run.env"))
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[JSON]:
@@ -847,28 +849,32 @@ def test_cli_lists_unprocessed_and_failed_events_and_replays_them(
     done = env.event("customer.created", {"id": "cus_1"})
     env.apply(done)
 
-    assert cli.main(["events", "list"]) == 0
+    assert cli.main(["events", "list", "--json"]) == 0
     listed = {row["id"]: row for row in _lines(capsys)}
     assert set(listed) == {received["id"], failing["id"]}
     assert listed[received["id"]]["status"] == "RECEIVED"
     assert listed[failing["id"]]["status"] == "FAILED"
     assert listed[failing["id"]]["lastError"].startswith("OperationalError")
     assert "LockNotAvailable" in listed[failing["id"]]["lastError"]
-    assert cli.main(["events", "list", "--status", "IGNORED"]) == 0
+    assert cli.main(["events", "list", "--status", "IGNORED", "--json"]) == 0
     assert [row["id"] for row in _lines(capsys)] == [done["id"]]
+    assert cli.main(["events", "list"]) == 0  # for people: a table
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["ID", "TYPE", "STATUS", "ATTEMPTS", "RECEIVEDAT", "LASTERROR"]
+    assert sorted(line.split()[0] for line in table[1:]) == sorted([received["id"], failing["id"]])
 
-    assert cli.main(["events", "replay", received["id"], done["id"]]) == 0
+    assert cli.main(["events", "replay", "--json", received["id"], done["id"]]) == 0
     assert _lines(capsys) == [
         {"id": received["id"], "outcome": "confirmed"},
         {"id": done["id"], "outcome": "already ignored"},
     ]
     assert env.booking(first.id).status == BookingStatus.CONFIRMED
 
-    assert cli.main(["events", "replay", "--all-unprocessed"]) == 0
+    assert cli.main(["events", "replay", "--all-unprocessed", "--json"]) == 0
     assert _lines(capsys) == [{"id": failing["id"], "outcome": "confirmed"}]
     assert env.booking(second.id).status == BookingStatus.CONFIRMED
     assert cli.main(["events", "list"]) == 0
-    assert _lines(capsys) == []
+    assert capsys.readouterr().out == "no unprocessed events\n"
 
 
 def test_cli_replay_reports_a_failure_with_exit_status_1(
@@ -880,8 +886,10 @@ def test_cli_replay_reports_a_failure_with_exit_status_1(
     payload = env.event("payment_intent.succeeded", paid)
     env.store(payload)
     with booking_locked(env, booking):
-        assert cli.main(["events", "replay", payload["id"]]) == 1
-    [row] = _lines(capsys)
+        assert cli.main(["events", "replay", "--json", payload["id"]]) == 1
+    captured = capsys.readouterr()
+    [row] = [json.loads(line) for line in captured.out.splitlines()]
+    assert captured.err == f"inkflow: 1 event(s) failed: {payload['id']}\n"
     assert row["outcome"].startswith("failed: OperationalError")
     assert env.inbox(payload["id"]).status == EventStatus.FAILED
     assert env.booking(booking.id).status == BookingStatus.PENDING_PAYMENT

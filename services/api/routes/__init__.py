@@ -13,4 +13,5 @@ BLUEPRINTS = (
     admin.bp,
     lifecycle.admin_bp,
     docs.bp,
+    docs.reference,
 )
