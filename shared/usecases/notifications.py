@@ -31,29 +31,20 @@ transient ones (connection errors, timeouts, 4xx replies) count an attempt, keep
 PENDING and raise `TransientMailError` for the task to retry with backoff; permanent ones
 (5xx refusal of the recipient, the sender or the data) mark the row FAILED and are not retried.
 
-Rendering is pure (`render()`): Jinja2 templates in ``shared/templates/email`` produce a
-subject, a plain-text body and an HTML body (autoescaped). Times are shown in the artist's
-time zone, amounts in the booking's currency.
+Who gets which e-mail is a rule (`shared.domain.notifications.RECIPIENT_ROLES`); the
+content is rendered by `shared.adapters.email_templates` and delivered by a backend of
+`shared.adapters.mail`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import smtplib
-import ssl
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
-from pathlib import Path
-from typing import Literal, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
-from zoneinfo import ZoneInfo
+from typing import Literal
 
-import jinja2
 import redis
 from psycopg.errors import LockNotAvailable
 from sqlalchemy import func, select
@@ -62,6 +53,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared.adapters.db import transaction
+from shared.adapters.email_templates import EmailContext, make_context, render
+from shared.adapters.mail import (
+    MailBackend,
+    build_message,
+    describe_failure,
+    is_permanent_failure,
+    mail_backend,
+)
 from shared.adapters.models import (
     Artist,
     Booking,
@@ -74,86 +73,21 @@ from shared.adapters.models import (
     TransactionKind,
 )
 from shared.adapters.runtime import Resources
-from shared.config import Settings
 from shared.domain.deposits import CancelledBy, DepositStatus
-from shared.domain.money import format_amount, from_minor_units
-from shared.domain.notifications import NotificationKind
+from shared.domain.money import from_minor_units
+from shared.domain.notifications import RECIPIENT_ROLES, NotificationKind, RecipientRole
 from shared.domain.timeutil import utcnow
 from shared.domain.transitions import BookingStatus
 from shared.usecases.effects import Effects
 
-__all__ = [
-    "RECIPIENT_ROLES",
-    "REDELIVERY_AFTER",
-    "SMTP_TIMEOUT_SECONDS",
-    "TEMPLATE_DIR",
-    "ConsoleBackend",
-    "EmailContext",
-    "MailBackend",
-    "RecipientRole",
-    "RenderedEmail",
-    "SendOutcome",
-    "SmtpBackend",
-    "TransientMailError",
-    "add_notification",
-    "build_message",
-    "context_from_rows",
-    "format_deposit",
-    "format_local_time",
-    "is_permanent_failure",
-    "mail_backend",
-    "make_context",
-    "message_id_for",
-    "notify_booking",
-    "pending_notification_ids",
-    "redeliver_pending",
-    "render",
-    "send_notification",
-    "template_name",
-]
-
 log = logging.getLogger("inkflow.notifications")
-mail_log = logging.getLogger("inkflow.mail")
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "email"
-SMTP_TIMEOUT_SECONDS = 10.0
 # A PENDING row older than this is re-enqueued by the outbox sweeper (its task was lost, or
 # ran out of retries); then at most once per this period per row.
 REDELIVERY_AFTER = timedelta(minutes=5)
 CHANNEL_EMAIL = "email"
-_LAST_ERROR_MAX = 1000
 
-RecipientRole = Literal["client", "artist"]
-DepositOutcome = Literal["refunded", "kept"]
-CancelledByRole = Literal["client", "artist", "platform"]
 SendOutcome = Literal["sent", "already-sent", "failed", "missing"]
-
-# Who hears about what. Order is the order rows are added (and ids returned).
-RECIPIENT_ROLES: dict[NotificationKind, tuple[RecipientRole, ...]] = {
-    NotificationKind.BOOKING_CONFIRMED: ("client", "artist"),
-    NotificationKind.PAYMENT_FAILED: ("client",),
-    NotificationKind.HOLD_EXPIRED: ("client",),
-    NotificationKind.PAYMENT_REFUNDED: ("client",),
-    NotificationKind.BOOKING_CANCELLED: ("client", "artist"),
-    NotificationKind.BOOKING_RESCHEDULED: ("client", "artist"),
-    NotificationKind.REMINDER: ("client",),
-    NotificationKind.NO_SHOW_RECORDED: ("client",),
-}
-
-# Template base names: NAME.subject.txt, NAME.txt and NAME.html in TEMPLATE_DIR.
-_TEMPLATES: dict[tuple[NotificationKind, RecipientRole], str] = {
-    (NotificationKind.BOOKING_CONFIRMED, "client"): "booking_confirmed_client",
-    (NotificationKind.BOOKING_CONFIRMED, "artist"): "booking_confirmed_artist",
-    (NotificationKind.PAYMENT_FAILED, "client"): "payment_failed",
-    (NotificationKind.HOLD_EXPIRED, "client"): "hold_expired",
-    (NotificationKind.PAYMENT_REFUNDED, "client"): "payment_refunded",
-    (NotificationKind.BOOKING_CANCELLED, "client"): "booking_cancelled_client",
-    (NotificationKind.BOOKING_CANCELLED, "artist"): "booking_cancelled_artist",
-    (NotificationKind.BOOKING_RESCHEDULED, "client"): "booking_rescheduled_client",
-    (NotificationKind.BOOKING_RESCHEDULED, "artist"): "booking_rescheduled_artist",
-    (NotificationKind.REMINDER, "client"): "reminder",
-    (NotificationKind.NO_SHOW_RECORDED, "client"): "no_show_recorded",
-}
 
 
 class TransientMailError(Exception):
@@ -285,155 +219,6 @@ def redeliver_pending(
     return Effects(mails=tuple(due))
 
 
-# -- rendering (pure) --------------------------------------------------------------------------
-
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class EmailContext:
-    """What the templates see: display strings only, already formatted."""
-
-    booking_id: str
-    client_name: str
-    artist_name: str
-    service_name: str
-    start: str  # "Tuesday 5 May 2026, 14:00 (Europe/Paris)"
-    deposit: str  # "50.00 EUR"
-    hold_expires: str | None = None  # while the booking waits for its deposit
-    # PAYMENT_REFUNDED: the refund's amount, when it is not the whole deposit ("15.00 EUR").
-    refunded: str | None = None
-    previous_start: str | None = None  # a rescheduled booking's former start
-    # What became of the deposit of a cancelled booking: "refunded", "kept" or None (no
-    # deposit was paid).
-    deposit_outcome: DepositOutcome | None = None
-    # A cancelled booking: "client", "artist" (the artist or the operator for them) or
-    # "platform"; None otherwise.
-    cancelled_by: CancelledByRole | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedEmail:
-    subject: str
-    text: str
-    html: str
-
-
-def format_local_time(moment: datetime, timezone: str) -> str:
-    """Wall-clock time in `timezone`, spelled out in English (independent of the locale):
-    "Tuesday 5 May 2026, 14:00 (Europe/Paris)"."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime")
-    local = moment.astimezone(ZoneInfo(timezone))
-    return (
-        f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}, "
-        f"{local:%H:%M} ({timezone})"
-    )
-
-
-def format_deposit(amount: Decimal, currency: str) -> str:
-    """ "50.00 EUR", "5000 JPY": the currency's own number of decimals."""
-    return f"{format_amount(amount, currency)} {currency.upper()}"
-
-
-def make_context(
-    *,
-    booking_id: uuid.UUID | str,
-    client_name: str,
-    artist_name: str,
-    service_name: str,
-    start_time: datetime,
-    timezone: str,
-    deposit_amount: Decimal,
-    currency: str,
-    hold_expires_at: datetime | None = None,
-    refunded_amount: Decimal | None = None,
-    previous_start_time: datetime | None = None,
-    deposit_status: DepositStatus | None = None,
-    cancelled_by: CancelledBy | None = None,
-) -> EmailContext:
-    """Format plain values for the templates (times in the artist's `timezone`)."""
-    partial = refunded_amount is not None and refunded_amount != deposit_amount
-    return EmailContext(
-        booking_id=str(booking_id),
-        client_name=client_name,
-        artist_name=artist_name,
-        service_name=service_name,
-        start=format_local_time(start_time, timezone),
-        deposit=format_deposit(deposit_amount, currency),
-        hold_expires=(
-            format_local_time(hold_expires_at, timezone) if hold_expires_at is not None else None
-        ),
-        refunded=format_deposit(refunded_amount, currency) if refunded_amount and partial else None,
-        previous_start=(
-            format_local_time(previous_start_time, timezone)
-            if previous_start_time is not None
-            else None
-        ),
-        deposit_outcome=_DEPOSIT_OUTCOMES.get(deposit_status) if deposit_status else None,
-        cancelled_by=_CANCELLED_BY_ROLES[cancelled_by] if cancelled_by else None,
-    )
-
-
-# What a client is told of their deposit: a refund owed is a refund promised (an operator
-# sees to one that failed).
-_DEPOSIT_OUTCOMES: dict[DepositStatus, DepositOutcome] = {
-    DepositStatus.REFUND_PENDING: "refunded",
-    DepositStatus.REFUNDED: "refunded",
-    DepositStatus.PARTIALLY_REFUNDED: "refunded",
-    DepositStatus.REFUND_FAILED: "refunded",
-    DepositStatus.FORFEITED: "kept",
-}
-_CANCELLED_BY_ROLES: dict[CancelledBy, CancelledByRole] = {
-    CancelledBy.CLIENT: "client",
-    CancelledBy.ARTIST: "artist",
-    CancelledBy.OPERATOR: "artist",
-    CancelledBy.SYSTEM: "platform",
-}
-
-
-@functools.cache
-def _environment() -> jinja2.Environment:
-    # Built on first use, not at import. Autoescape for .html only: subjects and text
-    # bodies are plain text and must not contain HTML entities.
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-        autoescape=jinja2.select_autoescape(
-            enabled_extensions=("html",), default_for_string=False, default=False
-        ),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
-def template_name(kind: NotificationKind, role: RecipientRole) -> str:
-    try:
-        return _TEMPLATES[(kind, role)]
-    except KeyError:
-        raise ValueError(f"no {role} e-mail for {kind.value}") from None
-
-
-def render(
-    kind: NotificationKind, recipient_role: RecipientRole, context: EmailContext
-) -> RenderedEmail:
-    """Subject, plain-text and HTML body for one recipient. Pure: no database, no clock."""
-    name = template_name(kind, recipient_role)
-    env = _environment()
-    values: dict[str, object] = asdict(context)
-    # One line, whatever the template's whitespace: a header cannot hold newlines.
-    subject = " ".join(env.get_template(f"{name}.subject.txt").render(values).split())
-    values["subject"] = subject
-    text = env.get_template(f"{name}.txt").render(values).strip() + "\n"
-    html = env.get_template(f"{name}.html").render(values).strip() + "\n"
-    return RenderedEmail(subject=subject, text=text, html=html)
-
-
 # -- loading the context from the database -----------------------------------------------------
 
 
@@ -518,153 +303,7 @@ def _role_of(kind: NotificationKind, recipient: str, rows: _Rows) -> RecipientRo
     return "client"
 
 
-# -- messages and backends ---------------------------------------------------------------------
-
-
-def message_id_for(notification_id: uuid.UUID, sender: str) -> str:
-    """Deterministic Message-ID: a resent row carries the same one, so receivers that
-    de-duplicate by Message-ID drop the copy. The domain is the sender's."""
-    address = parseaddr(sender)[1]
-    domain = address.rpartition("@")[2] if "@" in address else ""
-    return f"<notification-{notification_id}@{domain or 'inkflow.local'}>"
-
-
-def build_message(
-    notification_id: uuid.UUID, sender: str, recipient: str, rendered: RenderedEmail
-) -> EmailMessage:
-    """multipart/alternative: text/plain first, text/html preferred by capable clients."""
-    message = EmailMessage()
-    message["Subject"] = rendered.subject
-    message["From"] = sender
-    message["To"] = recipient
-    message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = message_id_for(notification_id, sender)
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-    message["X-Inkflow-Notification-Id"] = str(notification_id)
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
-    return message
-
-
-class MailBackend(Protocol):
-    def send(self, message: EmailMessage) -> None:
-        """Deliver `message` or raise (smtplib.SMTPException / OSError)."""
-
-
-class ConsoleBackend:
-    """Development backend (no SMTP_URL): logs the message on "inkflow.mail" at INFO."""
-
-    def send(self, message: EmailMessage) -> None:
-        body = message.get_body(preferencelist=("plain",))
-        text = str(body.get_content()) if body is not None else ""
-        mail_log.info("mail to %s: %s\n%s", message.get("To", ""), message.get("Subject", ""), text)
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-class SmtpBackend:
-    """SMTP through the standard library. URL forms::
-
-        smtp://host:port                   plain SMTP (port 25 by default)
-        smtp://user:pass@host:port         with AUTH (user and password percent-decoded)
-        smtp://host:587?starttls=true      upgraded with STARTTLS (port 587 by default)
-        smtps://user:pass@host:465         implicit TLS (port 465 by default)
-
-    One connection per message, `timeout` seconds per socket operation.
-    """
-
-    def __init__(self, url: str, *, timeout: float = SMTP_TIMEOUT_SECONDS) -> None:
-        # Error messages never repeat the URL: it may hold a password.
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("smtp", "smtps"):
-            raise ValueError("SMTP_URL must start with smtp:// or smtps://")
-        if not parts.hostname:
-            raise ValueError("SMTP_URL has no host")
-        query = parse_qs(parts.query, keep_blank_values=True)
-        unknown = sorted(set(query) - {"starttls"})
-        if unknown:
-            raise ValueError(f"SMTP_URL has unknown parameter(s): {', '.join(unknown)}")
-        starttls = False
-        if "starttls" in query:
-            flag = query["starttls"][-1].lower()
-            if flag not in _TRUE | _FALSE:
-                raise ValueError("SMTP_URL starttls must be true or false")
-            starttls = flag in _TRUE
-        if scheme == "smtps" and starttls:
-            raise ValueError("SMTP_URL: smtps:// already uses TLS; drop starttls")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError("SMTP_URL has an invalid port") from None
-        self.host: str = parts.hostname
-        self.implicit_tls = scheme == "smtps"
-        self.starttls = starttls
-        self.port: int = port or (465 if self.implicit_tls else 587 if starttls else 25)
-        self.username = unquote(parts.username) if parts.username else None
-        self._password = unquote(parts.password) if parts.password else ""
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        mode = "smtps" if self.implicit_tls else "smtp+starttls" if self.starttls else "smtp"
-        auth = f"{self.username}:***@" if self.username else ""
-        return f"SmtpBackend({mode}://{auth}{self.host}:{self.port})"
-
-    def _connect(self) -> smtplib.SMTP:
-        if self.implicit_tls:
-            return smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-
-    def send(self, message: EmailMessage) -> None:
-        with self._connect() as smtp:
-            if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if self.username:
-                smtp.login(self.username, self._password)
-            refused = smtp.send_message(message)
-            if refused:  # some recipients refused, others accepted: report as a refusal
-                raise smtplib.SMTPRecipientsRefused(refused)
-
-
-def mail_backend(settings: Settings) -> MailBackend:
-    """SMTP when SMTP_URL is set, else the console. Raises ValueError on a malformed URL:
-    call it at start-up to fail early."""
-    if settings.smtp_url:
-        return SmtpBackend(settings.smtp_url)
-    return ConsoleBackend()
-
-
 # -- sending -----------------------------------------------------------------------------------
-
-
-def is_permanent_failure(error: BaseException) -> bool:
-    """True for a 5xx refusal of the recipient(s), of the sender or of the message: sending
-    the same message again would fail again. Everything else (4xx replies, AUTH and TLS
-    problems, connection errors, timeouts) is transient."""
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in error.recipients.values()]
-        return bool(codes) and all(code >= 500 for code in codes)
-    if isinstance(error, smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
-        return error.smtp_code >= 500
-    return False
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        text = "; ".join(
-            f"{address}: {code} {reply.decode(errors='replace')}"
-            for address, (code, reply) in error.recipients.items()
-        )
-        return f"recipient refused: {text}"[:_LAST_ERROR_MAX]
-    if isinstance(error, smtplib.SMTPResponseException):
-        reply = error.smtp_error
-        message = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-        return f"{type(error).__name__}: {error.smtp_code} {message}"[:_LAST_ERROR_MAX]
-    return f"{type(error).__name__}: {error}"[:_LAST_ERROR_MAX]
 
 
 def _lock(session: Session, notification_id: uuid.UUID) -> Notification | None:
@@ -720,7 +359,7 @@ def send_notification(
             mailer.send(message)
         except (smtplib.SMTPException, OSError) as error:
             # Recorded in this transaction (we still hold the lock), committed on exit.
-            note.last_error = _describe(error)
+            note.last_error = describe_failure(error)
             if is_permanent_failure(error):
                 note.status = NotificationStatus.FAILED.value
                 log.warning(

@@ -22,13 +22,14 @@ from devtools.stripe_emulator import StripeEmulator
 from services.api.state import EXTENSION_KEY, ApiState
 from shared.adapters.db import transaction
 from shared.adapters.locks import slot_lock_key
+from shared.adapters.mail import SmtpBackend
 from shared.adapters.models import Booking, Notification, Refund, RefundReason, RefundStatus
 from shared.adapters.payments import StripeGateway, refund_idempotency_key
 from shared.domain.errors import DomainError
 from shared.domain.timeutil import iso_utc
 from shared.tasks import PROCESS_REFUND
 from shared.usecases.inbox import VerifiedEvent, store_event
-from shared.usecases.notifications import SmtpBackend, send_notification
+from shared.usecases.notifications import send_notification
 from shared.usecases.stripe_events import apply_event
 from tests.factories import World, make_world
 from tests.fakes.clock import FakeClock

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.adapters.db import make_session_factory, transaction
+from shared.adapters.mail import ConsoleBackend, SmtpBackend, mail_backend
 from shared.adapters.models import (
     Artist,
     Booking,
@@ -28,11 +29,8 @@ from shared.adapters.models import (
 from shared.adapters.runtime import Resources, build_resources, make_redis
 from shared.config import Settings
 from shared.usecases.notifications import (
-    ConsoleBackend,
-    SmtpBackend,
     TransientMailError,
     add_notification,
-    mail_backend,
     notify_booking,
     pending_notification_ids,
     redeliver_pending,

@@ -10,21 +10,22 @@ from decimal import Decimal
 
 import pytest
 
-from shared.adapters.models import NotificationKind
-from shared.usecases.notifications import (
-    RECIPIENT_ROLES,
-    ConsoleBackend,
+from shared.adapters.email_templates import (
     EmailContext,
-    RecipientRole,
-    SmtpBackend,
-    build_message,
     format_deposit,
     format_local_time,
-    is_permanent_failure,
     make_context,
-    message_id_for,
     render,
 )
+from shared.adapters.mail import (
+    ConsoleBackend,
+    SmtpBackend,
+    build_message,
+    is_permanent_failure,
+    message_id_for,
+)
+from shared.adapters.models import NotificationKind
+from shared.domain.notifications import RECIPIENT_ROLES, RecipientRole
 
 BOOKING_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 # 12:00 UTC on Tuesday 5 May 2026 is 14:00 in Paris (CEST, UTC+2).
