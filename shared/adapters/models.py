@@ -125,6 +125,13 @@ class Artist(Base):
     max_reschedules: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     reminder_hours: Mapped[int] = mapped_column(Integer, server_default=text("24"))
     no_show_limit: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Stripe Connect, as the newest `account.updated` says (see stripe_account_synced_at).
+    payouts_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    requirements_due: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'"))
+    # The private calendar feed: the token is derived (HMAC) from a server secret and this
+    # version, which rotation bumps; only its SHA-256 is stored, to find the artist.
+    calendar_token_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    calendar_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -220,6 +227,12 @@ class Booking(Base):
         Index("ix_bookings_artist_id_start_time", "artist_id", "start_time"),
         # The operator's list in start order, keyset-paginated on (start_time, id).
         Index("ix_bookings_start_time_id", "start_time", "id"),
+        # Due reminders: only bookings that still have one are in the index.
+        Index(
+            "ix_bookings_remind_at",
+            "remind_at",
+            postgresql_where=text("remind_at IS NOT NULL"),
+        ),
         Index(
             "ix_bookings_pending_expires_at",
             "expires_at",
@@ -253,6 +266,11 @@ class Booking(Base):
     deposit_status: Mapped[str] = mapped_column(String(20))
     # What Stripe reports refunded on the deposit, in the currency's minor unit.
     amount_refunded_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # When the client is to be reminded (NULL: no reminder due); the reminder sweep reads
+    # it through the partial index below.
+    remind_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # iCalendar SEQUENCE of the booking's event: grows with each change sent to calendars.
+    calendar_sequence: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     # The conditions on a status that queries filter on, written once (they mirror the
     # pure `shared.domain.transitions.is_live`, `hold_over` and `blocks_slot`).
