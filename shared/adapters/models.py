@@ -37,6 +37,7 @@ from shared.adapters.db import Base
 # The status enums live with the rules; re-exported for the rest of the code.
 from shared.domain.deposits import CancelledBy as CancelledBy
 from shared.domain.deposits import DepositStatus as DepositStatus
+from shared.domain.event_bodies import EVENT_ID_MAX_LENGTH, EVENT_TYPE_MAX_LENGTH
 from shared.domain.notifications import NotificationKind as NotificationKind
 from shared.domain.refunds import RefundReason as RefundReason
 from shared.domain.refunds import RefundStatus as RefundStatus
@@ -329,8 +330,9 @@ class StripeEvent(Base):
         ),
     )
 
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    type: Mapped[str] = mapped_column(String(100))
+    # The receiver refuses longer ones (shared.domain.event_bodies).
+    id: Mapped[str] = mapped_column(String(EVENT_ID_MAX_LENGTH), primary_key=True)
+    type: Mapped[str] = mapped_column(String(EVENT_TYPE_MAX_LENGTH))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(20), default=EventStatus.RECEIVED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,7 +4,6 @@ event that is stored; a broker outage does not lose it (the sweeper re-enqueues)
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +17,8 @@ from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
 from shared.adapters.runtime import Resources
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.event_bodies import MAX_EVENT_DEPTH as MAX_EVENT_DEPTH
+from shared.domain.event_bodies import UnstorableEvent, parse_event
 from shared.tasks import APPLY_STRIPE_EVENT
 from shared.usecases.effects import NONE, Effects
 from shared.usecases.stripe_events import HANDLED_EVENT_TYPES
@@ -38,27 +39,47 @@ class VerifiedEvent:
 
 
 def verify(raw_body: bytes, signature: str | None, secret: str) -> VerifiedEvent:
+    """The signed event as the inbox can store it. A body that no delivery can make
+    storable is refused for good (VALIDATION_ERROR) and logged: see
+    `shared.domain.event_bodies` for which bodies and why."""
     if not signature:
         raise DomainError(ErrorCode.INVALID_SIGNATURE, "The Stripe-Signature header is missing.")
     try:
-        stripe.WebhookSignature.verify_header(
-            raw_body.decode("utf-8"), signature, secret, SIGNATURE_TOLERANCE_SECONDS
-        )
+        text = raw_body.decode("utf-8")
+        stripe.WebhookSignature.verify_header(text, signature, secret, SIGNATURE_TOLERANCE_SECONDS)
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
         raise DomainError(ErrorCode.INVALID_SIGNATURE) from None
     try:
-        payload = json.loads(raw_body)
-        event_id, event_type = payload["id"], payload["type"]
-    except (ValueError, KeyError, TypeError):
+        body = parse_event(text)
+    except UnstorableEvent as exc:
+        # Signed, so Stripe's (or whoever holds our secret): worth an operator's look.
+        log.warning(
+            "webhook refused for good, %s %s (event %s)",
+            exc.field,
+            exc.reason,
+            _shown(exc.event_id),
+        )
         raise DomainError(
-            ErrorCode.VALIDATION_ERROR, "The event is not a Stripe event object."
+            ErrorCode.VALIDATION_ERROR,
+            "The event cannot be stored.",
+            {"fields": {exc.field: exc.reason}},
         ) from None
-    if not isinstance(event_id, str) or not isinstance(event_type, str):
-        raise DomainError(ErrorCode.VALIDATION_ERROR, "The event id and type must be strings.")
-    created = payload.get("created")
-    return VerifiedEvent(
-        event_id, event_type, created if isinstance(created, int) else None, payload
-    )
+    if body.replaced:
+        log.warning(
+            "webhook %s stored with %d characters JSONB cannot hold (NUL, lone surrogates) "
+            "replaced by U+FFFD before storing",
+            _shown(body.id),
+            body.replaced,
+        )
+    return VerifiedEvent(body.id, body.type, body.created, body.payload)
+
+
+def _shown(event_id: object) -> str:
+    """An untrusted id for a log line: quoted, escaped and short."""
+    if event_id is None:
+        return "unknown"
+    text = repr(event_id)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def store_event(resources: Resources, event: VerifiedEvent) -> bool:
