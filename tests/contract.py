@@ -194,6 +194,15 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+class _SentRequest(RequestsOpenAPIRequest):
+    """The request, for finding its operation: a streamed body (a generator, sent
+    chunked) is gone once sent, and only the answer is checked."""
+
+    @property
+    def body(self) -> bytes | None:
+        return None
+
+
 def check_requests_response(response: requests.Response) -> None:
     prepared = response.request
     origin = _origin(prepared.url or "")
@@ -201,7 +210,7 @@ def check_requests_response(response: requests.Response) -> None:
         return  # the Stripe emulator, the SMTP sink's web view …: not our API
     check(
         _document_for(origin),
-        RequestsOpenAPIRequest(prepared),
+        _SentRequest(prepared),
         RequestsOpenAPIResponse(response),
         method=prepared.method or "",
         path=urlsplit(prepared.url or "").path,

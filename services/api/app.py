@@ -9,6 +9,7 @@ import uuid
 from flask import Flask
 from flask_cors import CORS
 
+from services.api.bodies import MAX_BODY_BYTES, BoundedBodies
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
 from services.api.state import ApiState, init_state
@@ -41,8 +42,10 @@ def create_app(
 
     app = Flask("inkflow")
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    # Bodies are small JSON documents; refuse anything large before parsing it.
-    app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
+    # Bodies are small JSON documents; refuse anything large before parsing it, chunked
+    # bodies included.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.wsgi_app = BoundedBodies(app.wsgi_app)  # type: ignore[method-assign]
     closers = []
     if resources is None:
         resources = build_resources(settings)

@@ -23,3 +23,12 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Each worker builds its own engine and Redis pool after fork (no preload).
 preload_app = False
+# gunicorn 25+ opens a control socket (for `gunicornc`) at one default path per user,
+# $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl: every gunicorn of the user on
+# the machine takes it over from the others, and removes it on exit. Off unless asked for
+# with a path of this instance's own.
+control_socket_path = os.environ.get("GUNICORN_CONTROL_SOCKET")
+if control_socket_path:
+    control_socket = control_socket_path
+else:
+    control_socket_disable = True
