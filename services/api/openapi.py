@@ -335,6 +335,17 @@ def _operations(app: Flask) -> Iterable[tuple[str, str, Operation, list[str]]]:
             yield path, method.lower(), declared, _FLASK_VARIABLE.findall(rule.rule)
 
 
+def request_models(app: Flask) -> list[type[BaseModel]]:
+    """The body and query models of every documented operation of `app`."""
+    found = [
+        model
+        for _, _, op, _ in _operations(app)
+        for model in (op.body, op.query)
+        if model is not None
+    ]
+    return list(dict.fromkeys(found))
+
+
 # --------------------------------------------------------------------------- document
 
 _DESCRIPTION = """\

@@ -2,16 +2,24 @@
 
 Strict mode: "30" is not an int and a timestamp needs an offset. Unknown fields are
 ignored so that older servers accept newer clients.
+
+What PostgreSQL or Python cannot hold is refused here, once for every field, as a
+VALIDATION_ERROR naming it: every request model derives from `RequestModel`, which refuses
+NUL in any string (PostgreSQL text cannot hold it; the JSON parser already refuses lone
+surrogates), and every timestamp is a `Timestamp`, limited to the supported range
+(`shared.domain.timeutil`). A test holds every model of every operation to both.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_origin
 
 from flask import request
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -29,11 +37,36 @@ from shared.domain.deposits import DepositStatus
 from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.pagination import CursorError, Keyset
 from shared.domain.policy import DEFAULT_POLICY
+from shared.domain.timeutil import EARLIEST, LATEST, in_supported_range
 from shared.domain.transitions import BookingStatus
+
+NUL = "\x00"
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    return False
 
 
 class RequestModel(BaseModel):
+    """The base of every request model (body or query)."""
+
     model_config = ConfigDict(alias_generator=to_camel, strict=True, frozen=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # After the field's own validation (a "before" validator would hand strict mode
+        # Python objects, where a timestamp must be a datetime): "a\x00@b.co" passes an
+        # email pattern, "UTC\x00" a length check.
+        if _holds_nul(value):
+            raise ValueError("must not contain NUL characters (\\u0000)")
+        return value
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -109,7 +142,22 @@ def parse_query(model: type[Model]) -> Model:
 
 
 _ID = "A UUID. An id that is not a UUID (or names no row) answers NOT_FOUND."
-_TS = "ISO 8601 with an offset (`2026-02-05T12:00:00+01:00`); without one: VALIDATION_ERROR."
+_SINCE = f"{EARLIEST:%Y-%m-%dT%H:%M:%SZ}"
+_UNTIL = f"{LATEST:%Y-%m-%dT%H:%M:%SZ}"
+_TS = (
+    "ISO 8601 with an offset (`2026-02-05T12:00:00+01:00`); without one, before "
+    f"{_SINCE} or from {_UNTIL} on: VALIDATION_ERROR."
+)
+
+
+def _supported(moment: datetime) -> datetime:
+    if not in_supported_range(moment):
+        raise ValueError(f"must be at or after {_SINCE} and before {_UNTIL}")
+    return moment
+
+
+# Every timestamp of every request: with an offset, inside the supported range.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_supported)]
 _MONEY = (
     'A decimal *string* in major units (`"50.00"`), exact in the currency\'s minor unit '
     '(`"50.5"` is refused for JPY). Never a JSON number.'
@@ -127,8 +175,8 @@ STRICT_NOTE = (
 
 class AvailabilityRequest(RequestModel):
     artist_id: Id = Field(description=_ID)
-    start_date: AwareDatetime = Field(description=f"Slots starting at or after this instant. {_TS}")
-    end_date: AwareDatetime = Field(
+    start_date: Timestamp = Field(description=f"Slots starting at or after this instant. {_TS}")
+    end_date: Timestamp = Field(
         description=(
             f"Slots starting before this instant; after startDate, at most 62 days after it. {_TS}"
         )
@@ -152,7 +200,7 @@ class CreateBookingRequest(RequestModel):
     client_id: Id = Field(description=f"{_ID} With client JWTs on, it must be the token's `sub`.")
     artist_id: Id = Field(description=_ID)
     service_id: Id = Field(description=f"A service of that artist. {_ID}")
-    start_time: AwareDatetime = Field(
+    start_time: Timestamp = Field(
         description=(
             f"{_TS} A start that is not on the availability grid is accepted if the whole slot "
             "fits inside one working interval and no rule refuses it."
@@ -384,8 +432,8 @@ class WorkingHoursBody(RootModel[list[WorkingHoursItem]]):
 
 
 class LeaveRequest(RequestModel):
-    start_time: AwareDatetime = Field(description=_TS)
-    end_time: AwareDatetime = Field(description=f"After startTime. {_TS}")
+    start_time: Timestamp = Field(description=_TS)
+    end_time: Timestamp = Field(description=f"After startTime. {_TS}")
     reason: Reason | None = None
     cancel_conflicting: bool = Field(
         default=False,
@@ -417,7 +465,7 @@ class StaffCancelRequest(RequestModel):
 
 class RescheduleRequest(RequestModel):
     client_id: Id | None = Field(default=None, description=_ACTING_CLIENT)
-    start_time: AwareDatetime = Field(
+    start_time: Timestamp = Field(
         description=(
             f"The new start; the booking keeps its length. {_TS} The same rules as a new "
             "booking apply (the booking itself does not block its new slot)."
@@ -428,12 +476,12 @@ class RescheduleRequest(RequestModel):
 class BookingRangeQuery(RequestModel):
     # Query strings are text: parse timestamps from strings in lax mode.
     model_config = ConfigDict(alias_generator=to_camel, strict=False, frozen=True)
-    from_: AwareDatetime | None = Field(
+    from_: Timestamp | None = Field(
         default=None,
         alias="from",
         description=f"Bookings ending after this instant. {_TS} Encode `+` as `%2B`.",
     )
-    to: AwareDatetime | None = Field(
+    to: Timestamp | None = Field(
         default=None,
         description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
     )
@@ -453,9 +501,12 @@ def _keyset(value: Any) -> Keyset:
     if not isinstance(value, str):
         raise ValueError("must be a string")
     try:
-        return Keyset.decode(value)
+        keyset = Keyset.decode(value)
     except CursorError as exc:
         raise ValueError(str(exc)) from None
+    if not in_supported_range(keyset.start):
+        raise ValueError("not a cursor this API gave")
+    return keyset
 
 
 Cursor = Annotated[
@@ -483,12 +534,12 @@ class BookingListQuery(RequestModel):
             "refused."
         ),
     )
-    from_: AwareDatetime | None = Field(
+    from_: Timestamp | None = Field(
         default=None,
         alias="from",
         description=f"Bookings starting at or after this instant. {_TS} Encode `+` as `%2B`.",
     )
-    to: AwareDatetime | None = Field(
+    to: Timestamp | None = Field(
         default=None,
         description=f"Bookings starting before this instant. {_TS} Encode `+` as `%2B`.",
     )

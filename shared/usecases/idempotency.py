@@ -48,6 +48,10 @@ def check_key(key: str) -> str:
     key = key.strip()
     if not key or len(key) > MAX_KEY_LENGTH:
         raise _header_error(f"must be 1 to {MAX_KEY_LENGTH} characters")
+    # HTTP servers refuse control characters in a header; anything else that passes the
+    # value on must not make the key unstorable (PostgreSQL text refuses NUL).
+    if any(ord(char) < 0x20 or char == "\x7f" for char in key):
+        raise _header_error("must not contain control characters")
     return key
 
 
