@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Stable constraint names: migrations and error handling (23P01 on the exclusion
@@ -43,6 +43,9 @@ def make_engine(
         # per process fails (500, or a retried task) and the next ones reconnect.
         pool_pre_ping=False,
         pool_recycle=1800,
+        # Errors (their messages, logged tracebacks, a task's stored `last_error`) show
+        # the SQL but never its parameters: client emails and names are bound values.
+        hide_parameters=True,
         # A statement stuck behind a lock must not hold a web worker forever.
         connect_args={
             "options": (
@@ -87,3 +90,18 @@ def is_momentary(error: DBAPIError) -> bool:
         # No answer from the server at all (refused, reset, timed out).
         return isinstance(error, OperationalError | InterfaceError)
     return sqlstate in _MOMENTARY_SQLSTATES or str(sqlstate).startswith("08")
+
+
+def describe_error(error: BaseException, limit: int = 2000) -> str:
+    """A failure for a log line or a `last_error` column: its type and the database's
+    own message, without the SQL statement or its parameters."""
+    if isinstance(error, StatementError) and error.orig is not None:
+        orig = error.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        diag = getattr(orig, "diag", None)
+        message = getattr(diag, "message_primary", None) or str(orig).split("\n")[0]
+        code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+        text = f"{type(error).__name__}: {type(orig).__name__}{code}: {message}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text[:limit]

@@ -52,13 +52,28 @@ class MailBackend(Protocol):
         """Deliver `message` or raise (smtplib.SMTPException / OSError)."""
 
 
+def redact_address(header: str) -> str:
+    """`Client <jane.doe@example.com>` → `j***@example.com`: enough to tell mails apart in a
+    log, not an address to keep."""
+    address = parseaddr(header)[1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return "***"
+    return f"{local[0]}***@{domain}"
+
+
 class ConsoleBackend:
-    """Development backend (no SMTP_URL): logs the message on "inkflow.mail" at INFO."""
+    """Development backend (no SMTP_URL): logs the message on "inkflow.mail" — the subject
+    and a redacted recipient at INFO, the text (addresses, names, the booking) at DEBUG
+    only: logs are kept longer and seen by more people than mailboxes."""
 
     def send(self, message: EmailMessage) -> None:
-        body = message.get_body(preferencelist=("plain",))
-        text = str(body.get_content()) if body is not None else ""
-        mail_log.info("mail to %s: %s\n%s", message.get("To", ""), message.get("Subject", ""), text)
+        recipient = redact_address(message.get("To", ""))
+        mail_log.info("mail to %s: %s", recipient, message.get("Subject", ""))
+        if mail_log.isEnabledFor(logging.DEBUG):
+            body = message.get_body(preferencelist=("plain",))
+            text = str(body.get_content()) if body is not None else ""
+            mail_log.debug("mail to %s, text:\n%s", recipient, text)
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

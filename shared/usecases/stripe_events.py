@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.adapters.db import transaction
+from shared.adapters.db import describe_error, transaction
 from shared.adapters.models import (
     Artist,
     Booking,
@@ -384,7 +384,7 @@ def _mark_failed(resources: Resources, event_id: str, exc: BaseException) -> Non
                 .values(
                     status=EventStatus.FAILED,
                     attempts=StripeEvent.attempts + 1,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                    last_error=describe_error(exc),
                 )
             )
     except Exception:  # the database itself may be what failed

@@ -23,6 +23,7 @@ from shared.adapters.mail import (
     build_message,
     is_permanent_failure,
     message_id_for,
+    redact_address,
 )
 from shared.adapters.models import NotificationKind
 from shared.domain.notifications import RECIPIENT_ROLES, RecipientRole
@@ -195,17 +196,40 @@ def test_message_has_text_and_html_alternatives_and_a_stable_id():
     assert message_id_for(note_id, "no address") == f"<notification-{note_id}@inkflow.local>"
 
 
-def test_console_backend_logs_subject_recipient_and_text(caplog):
+def test_console_backend_logs_subject_and_a_redacted_recipient_the_text_at_debug(caplog):
     email = render(NotificationKind.HOLD_EXPIRED, "client", _context())
-    message = build_message(uuid.uuid4(), "inkflow <no-reply@x.test>", "c@example.com", email)
+    recipient = "Cleo Client <cleo.client@example.com>"
+    message = build_message(uuid.uuid4(), "inkflow <no-reply@x.test>", recipient, email)
     with caplog.at_level(logging.INFO, logger="inkflow.mail"):
         ConsoleBackend().send(message)
     (record,) = [r for r in caplog.records if r.name == "inkflow.mail"]
     assert record.levelno == logging.INFO
     logged = record.getMessage()
-    assert "c@example.com" in logged
     assert email.subject in logged
-    assert "has been released" in logged
+    assert "c***@example.com" in logged
+    assert "cleo.client" not in logged
+    assert "Cleo" not in logged
+    assert "has been released" not in logged
+
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="inkflow.mail"):
+        ConsoleBackend().send(message)
+    info, debug = [r for r in caplog.records if r.name == "inkflow.mail"]
+    assert (info.levelno, debug.levelno) == (logging.INFO, logging.DEBUG)
+    assert "has been released" in debug.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("header", "shown"),
+    [
+        ("jane@example.com", "j***@example.com"),
+        ("Jane Doe <jane.doe@mail.example.org>", "j***@mail.example.org"),
+        ("no address", "***"),
+        ("", "***"),
+    ],
+)
+def test_redacted_addresses(header, shown):
+    assert redact_address(header) == shown
 
 
 @pytest.mark.parametrize(
