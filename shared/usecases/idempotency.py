@@ -28,6 +28,9 @@ from shared.domain.errors import DomainError, ErrorCode
 HEADER = "Idempotency-Key"
 TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
+# IdempotencyKey.key's column. The stored key is the client's key scoped by who sent it
+# (`<client id>:<key>`), which can be longer than the key itself.
+_STORED_MAX_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ def run_once(
 ) -> Replay:
     """The first answer under `key`: replayed when the key was seen with this body,
     produced (and kept) otherwise. `produce` returns (status, body, booking id)."""
+    key = stored_key(key)
     replay = claim(sessions, key, fingerprint, now=now)
     if replay is not None:
         return replay
@@ -140,6 +144,14 @@ def run_once(
         raise
     store(sessions, key, status=status, body=body, booking_id=booking_id)
     return Replay(status, body)
+
+
+def stored_key(key: str) -> str:
+    """The key as the table keeps it: as it is when it fits the column, else its digest
+    (still one row per scoped key)."""
+    if len(key) <= _STORED_MAX_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def purge_expired(sessions: sessionmaker[Session], *, now: datetime) -> int:

@@ -10,13 +10,17 @@ field, before anything is written — never a 500, never a row that breaks later
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import jwt
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -322,3 +326,40 @@ def test_range_filters_outside_the_supported_range_are_refused(
     ):
         response = client.get(path, headers=admin_headers)
         _refused(response, "to" if "to=" in path else "from")
+
+
+# --------------------------------------------------------------------------- Idempotency-Key
+
+
+def test_the_longest_idempotency_key_is_stored_under_a_client_token(
+    make_app: Callable[..., Flask], world: World
+) -> None:
+    # Found by the fuzzer: a 255-character key, scoped by the client's id, is longer than
+    # the column that keeps it (500, StringDataRightTruncation).
+    secret = "test-input-jwt-secret-".ljust(64, "x")
+    client = make_app(auth_jwt_secret=secret).test_client()
+    token = jwt.encode(
+        {"sub": world.client_id, "exp": int(time.time()) + 600}, secret, algorithm="HS256"
+    )
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k" * 255}
+    body = {
+        "clientId": world.client_id,
+        "artistId": world.artist_id,
+        "serviceId": world.service_id,
+        "startTime": soon(6),
+    }
+
+    first = client.post("/api/bookings/create", json=body, headers=headers)
+    again = client.post("/api/bookings/create", json=body, headers=headers)
+
+    assert first.status_code == 201, first.json
+    assert again.status_code == 201
+    assert again.json == first.json
+    booking_id = first.json["booking"]["id"]  # type: ignore[index]
+    moved = client.post(
+        f"/api/bookings/{booking_id}/reschedule",
+        json={"startTime": soon(7)},
+        headers={**headers, "Idempotency-Key": "r" * 255},
+    )
+    assert moved.status_code == 409, moved.json  # PENDING_PAYMENT: INVALID_STATE, not a 500
+    assert moved.json["error"] == "INVALID_STATE"  # type: ignore[index]
