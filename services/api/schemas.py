@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain.deposits import DepositStatus
 from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.event_bodies import EVENT_ID_MAX_LENGTH, EVENT_TYPE_MAX_LENGTH, MAX_CREATED
 from shared.domain.pagination import CursorError, Keyset
 from shared.domain.policy import DEFAULT_POLICY
 from shared.domain.timeutil import EARLIEST, LATEST, in_supported_range
@@ -553,16 +554,26 @@ class BookingListQuery(RequestModel):
     )
 
 
+class StripeEventData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    object: dict[str, Any] = Field(description="The object the event is about.")
+
+
 class StripeEvent(BaseModel):
     """A Stripe Event object, signed by Stripe. Documentation only: the receiver verifies
-    the signature on the raw bytes and reads `id`, `type` and `created` itself."""
+    the signature on the raw bytes and reads the event itself. NUL and lone surrogates
+    inside strings are stored as U+FFFD; a body the inbox can never store (these bounds,
+    nesting over 64 levels, NaN or Infinity) is refused with VALIDATION_ERROR."""
 
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(examples=["evt_123"])
-    type: str = Field(examples=["payment_intent.succeeded"])
-    created: int | None = None
-    data: dict[str, Any] | None = None
+    id: str = Field(min_length=1, max_length=EVENT_ID_MAX_LENGTH, examples=["evt_123"])
+    type: str = Field(
+        min_length=1, max_length=EVENT_TYPE_MAX_LENGTH, examples=["payment_intent.succeeded"]
+    )
+    created: int | None = Field(default=None, ge=0, le=MAX_CREATED)
+    data: StripeEventData
 
 
 def minutes_of(hhmm: str) -> int:

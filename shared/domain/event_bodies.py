@@ -13,9 +13,10 @@ while the event is never applied. So every signed body ends one of two ways:
   could send (ids, amounts and currencies are ASCII), so the event still applies, and
   refusing it would make Stripe retry it for days too;
 - refused for good (`UnstorableEvent`, a 400 for Stripe): an id or type the inbox cannot
-  key on, a `created` that is no Unix time, nesting deeper than MAX_EVENT_DEPTH, numbers
-  that are not finite doubles or have more than MAX_INTEGER_DIGITS digits. Replacing
-  those would change what the event means, and no later delivery can be different.
+  key on, a `created` that is no Unix time, no `data.object` object (every event has one,
+  and applying reads it), nesting deeper than MAX_EVENT_DEPTH, numbers that are not
+  finite doubles or have more than MAX_INTEGER_DIGITS digits. Replacing those would
+  change what the event means, and no later delivery can be different.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def parse_event(text: str) -> EventBody:
     # bool is an int to Python, not to Stripe.
     if created is not None and (type(created) is not int or not 0 <= created <= MAX_CREATED):
         raise UnstorableEvent("created", "must be a Unix time (an integer, 0 to 2^63-1)", event_id)
+    data = payload.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise UnstorableEvent("data", "must be an object with an `object` object", event_id)
     try:
         clean, replaced = _storable(payload, 0)
     except UnstorableEvent as exc:

@@ -119,11 +119,11 @@ def test_a_proper_surrogate_pair_is_kept(app: Flask, sessions: sessionmaker[Sess
 def test_an_event_nested_up_to_the_limit_is_stored(
     app: Flask, sessions: sessionmaker[Session]
 ) -> None:
-    # The event and its `data` are two levels; the lists make up the rest.
+    # The event, its `data` and `data.object` are three levels; the lists make up the rest.
     inner: Any = "deep"
-    for _ in range(MAX_EVENT_DEPTH - 2):
+    for _ in range(MAX_EVENT_DEPTH - 3):
         inner = [inner]
-    assert post(app, json.dumps(event(data={"object": inner}))).status_code == 200
+    assert post(app, json.dumps(event(data={"object": {"x": inner}}))).status_code == 200
     assert len(stored(sessions)) == 1
 
 
@@ -151,7 +151,9 @@ def test_created_may_be_absent_or_null(app: Flask, sessions: sessionmaker[Sessio
 
 
 def _nested(levels: int) -> str:
-    return json.dumps(event(data={"object": None})).replace("null", "[" * levels + "]" * levels)
+    """An event whose data.object.x is `levels` lists deep (3 + levels in all)."""
+    nested = "[" * levels + "]" * levels
+    return json.dumps(event(data={"object": {"x": None}})).replace("null", nested)
 
 
 def _with_raw(field: str) -> str:
@@ -174,7 +176,10 @@ REFUSED = {
     "created as text": (json.dumps(event(created="1767225600")), "created"),
     "created as a float": (json.dumps(event(created=1.5)), "created"),
     "2,000 levels deep": (_nested(2000), "body"),
-    "one level too deep": (_nested(MAX_EVENT_DEPTH - 1), "body"),
+    "one level too deep": (_nested(MAX_EVENT_DEPTH - 2), "body"),
+    "no data": (json.dumps({k: v for k, v in event().items() if k != "data"}), "data"),
+    "data.object not an object": (json.dumps(event(data={"object": [1]})), "data"),
+    "data not an object": (json.dumps(event(data="x")), "data"),
     "NaN": (_with_raw("NaN"), "body"),
     "Infinity": (_with_raw("-Infinity"), "body"),
     "a number beyond a double": (_with_raw("1e400"), "body"),
@@ -242,7 +247,9 @@ EVENTS = st.fixed_dictionaries(
     {
         "id": st.one_of(_TEXT, st.just("evt_1Property"), st.text(min_size=250, max_size=300)),
         "type": st.one_of(_TEXT, st.sampled_from(["payment_intent.succeeded", "x" * 101])),
-        "data": st.fixed_dictionaries({"object": JSON_VALUES}),
+        "data": st.fixed_dictionaries(
+            {"object": st.dictionaries(_TEXT, JSON_VALUES, max_size=4) | JSON_VALUES}
+        ),
     },
     optional={
         "created": st.one_of(JSON_VALUES, st.integers(min_value=2**62, max_value=2**65)),
