@@ -128,7 +128,8 @@ def parse_value(model: type[Model], data: Any) -> Model:
 
 def parse_query(model: type[Model]) -> Model:
     """The query string as `model`: a parameter whose field is a list may repeat and may
-    hold comma-separated values; any other takes its first value."""
+    hold comma-separated values (an empty one is an invalid value, not no filter); any
+    other takes its first value."""
     data: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         key = info.alias or name
@@ -136,7 +137,7 @@ def parse_query(model: type[Model]) -> Model:
         if not values:
             continue
         if get_origin(info.annotation) is list:
-            data[key] = [part for value in values for part in value.split(",") if part]
+            data[key] = [part for value in values for part in value.split(",")]
         else:
             data[key] = values[0]
     return parse_value(model, data)

@@ -363,3 +363,25 @@ def test_the_longest_idempotency_key_is_stored_under_a_client_token(
     )
     assert moved.status_code == 409, moved.json  # PENDING_PAYMENT: INVALID_STATE, not a 500
     assert moved.json["error"] == "INVALID_STATE"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        ("/api/admin/bookings", "status=", "status[0]"),
+        ("/api/admin/bookings", "status=CONFIRMED,,EXPIRED", "status[1]"),
+        ("/api/admin/bookings", "depositStatus=PAID,", "depositStatus[1]"),
+        ("/api/clients/{client}/bookings", "status=", "status[0]"),
+    ],
+)
+def test_an_empty_value_in_a_list_filter_is_a_validation_error(
+    client: FlaskClient,
+    admin_headers: dict[str, str],
+    world: World,
+    path: str,
+    query: str,
+    field: str,
+) -> None:
+    # Found by the fuzzer: `status=` was read as no filter at all (200, every booking).
+    url = path.format(client=world.client_id)
+    _refused(client.get(f"{url}?{query}", headers=admin_headers), field)
