@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck format migrate seed bench openapi up down config clean
+.PHONY: help install run test fuzz lint typecheck format migrate seed bench openapi up down config clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ run: $(STAMP) ## run API + worker + beat (embedded PostgreSQL/Valkey/Stripe emul
 
 test: $(STAMP) ## run unit, integration and end-to-end tests (needs PostgreSQL and Redis, see README)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+fuzz: $(STAMP) ## schemathesis over /openapi.json at random, longer than in make test (FUZZ_ARGS="--seed N --max-time S"); prints a summary
+	$(PY) -m tests.fuzz $(FUZZ_ARGS)
 
 lint: $(STAMP) ## ruff, mypy and the import-linter layer contracts
 	$(VENV)/bin/ruff check .
