@@ -8,6 +8,9 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 # ISO 4217 currencies whose minor unit is not 1/100 (stripe.com/docs/currencies).
+# Amounts are stored as NUMERIC(14, 3): 11 digits before the point. Larger ones are refused
+# before any arithmetic (quantizing 1e30 to cents exceeds Decimal's 28 digits).
+MAX_AMOUNT = Decimal(10) ** 11  # excluded
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 
@@ -37,8 +40,10 @@ def parse_amount(value: str, currency: str) -> Decimal:
         raise MoneyError('must be a decimal string such as "50.00"') from None
     if not amount.is_finite():
         raise MoneyError("must be a finite decimal")
-    if amount < 0:
+    if amount.is_signed():  # "-0" too: it would read back as "-0.00"
         raise MoneyError("must not be negative")
+    if amount >= MAX_AMOUNT:
+        raise MoneyError(f"must be less than {MAX_AMOUNT:f}")
     if amount != amount.quantize(quantum(currency), rounding=ROUND_HALF_UP):
         raise MoneyError(f"has more decimals than {currency.upper()} allows")
     return amount

@@ -385,3 +385,43 @@ def test_an_empty_value_in_a_list_filter_is_a_validation_error(
     # Found by the fuzzer: `status=` was read as no filter at all (200, every booking).
     url = path.format(client=world.client_id)
     _refused(client.get(f"{url}?{query}", headers=admin_headers), field)
+
+
+# --------------------------------------------------------------------------- money
+
+
+@pytest.mark.parametrize(
+    ("field", "amount", "why"),
+    [
+        ("price", "1e30", "decimal.InvalidOperation when quantized"),
+        ("price", "999999999999", "numeric field overflow: 12 digits before the point"),
+        ("price", "-0", "rendered as -0.00, refused by the response schema after the commit"),
+        ("price", "1E+11", "numeric field overflow: the first amount too large"),
+    ],
+)
+def test_an_amount_the_database_cannot_hold_is_a_validation_error_and_not_written(
+    client: FlaskClient,
+    admin_headers: dict[str, str],
+    world: World,
+    field: str,
+    amount: str,
+    why: str,
+) -> None:
+    url = f"/api/admin/artists/{world.artist_id}/services"
+    body = {"name": "S", "durationMin": 60, "price": "100.00", "depositAmount": "0"}
+    body[field] = amount
+
+    response = client.post(url, json={**body, "currency": "eur"}, headers=admin_headers)
+
+    _refused(response, field)
+    services: Any = client.get(url, headers=admin_headers).json
+    assert [s["id"] for s in services["items"]] == [world.service_id], why
+
+
+def test_the_largest_amount_the_database_holds_is_accepted(
+    client: FlaskClient, admin_headers: dict[str, str], world: World
+) -> None:
+    url = f"/api/admin/artists/{world.artist_id}/services"
+    body = {"name": "S", "durationMin": 60, "price": "99999999999.99", "depositAmount": "0"}
+    response = client.post(url, json={**body, "currency": "eur"}, headers=admin_headers)
+    assert response.status_code == 201, response.json

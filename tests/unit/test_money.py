@@ -43,11 +43,21 @@ def test_minor_units(amount, currency, minor):
         ("abc", "eur"),
         ("NaN", "eur"),
         ("Infinity", "eur"),
+        # What NUMERIC(14, 3) cannot hold, and what Decimal cannot quantize.
+        ("-0", "eur"),
+        ("100000000000", "jpy"),
+        ("1e30", "eur"),
+        ("1e999999999999", "kwd"),
     ],
 )
 def test_amounts_that_do_not_fit_the_currency(amount, currency):
     with pytest.raises(MoneyError):
         parse_amount(amount, currency)
+
+
+def test_the_largest_amounts():
+    assert parse_amount("99999999999.99", "eur") == Decimal("99999999999.99")
+    assert parse_amount("99999999999", "jpy") == Decimal("99999999999")
 
 
 def test_format_follows_the_currency():
