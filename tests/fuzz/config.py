@@ -37,6 +37,18 @@ def _instants(days: range) -> list[str]:
     return [moment.isoformat() for moment in found]
 
 
+# Values near the edges of what the API and PostgreSQL hold, which random text rarely hits.
+AMOUNTS = [
+    "0", "0.00", "-0", "50.00", "50.5", "0.001", "-1", "1e-30", "1e30", "1E+11",
+    "99999999999.99", "NaN", "Infinity", "\u0665", " 5",
+]  # fmt: skip
+TIMEZONES = [
+    "Europe/Paris", "UTC", "Asia/Kathmandu", "Pacific/Kiritimati", "Etc/GMT-14",
+    "Etc/GMT+12", "America/St_Johns", "Australia/Lord_Howe", "Mars/Olympus",
+]  # fmt: skip
+CURRENCIES = ["eur", "EUR", "jpy", "kwd", "bhd", "usd", "xau", "xts", "clf"]
+EDGE_PROBABILITY = 0.4
+
 # Any start of the first list is before any end of the second, less than 62 days before
 # it (the longest availability range): a drawn pair is a valid range.
 STARTS = range(1, 41, 3)
@@ -57,6 +69,9 @@ def write_config(seed: Seed, path: Path) -> Path:
         "leaves": seed.leave_ids,
         "starts": _instants(STARTS),
         "ends": _instants(ENDS),
+        "amounts": AMOUNTS,
+        "timezones": TIMEZONES,
+        "currencies": CURRENCIES,
     }
     bindings = {
         "path.artist_id": ("artists", ID_PROBABILITY),
@@ -75,6 +90,10 @@ def write_config(seed: Seed, path: Path) -> Path:
         "body.endDate": ("ends", TIME_PROBABILITY),
         "query.from": ("starts", TIME_PROBABILITY),
         "query.to": ("ends", TIME_PROBABILITY),
+        "body.price": ("amounts", EDGE_PROBABILITY),
+        "body.depositAmount": ("amounts", EDGE_PROBABILITY),
+        "body.timezone": ("timezones", EDGE_PROBABILITY),
+        "body.currency": ("currencies", EDGE_PROBABILITY),
     }
     lines = ["# Written by tests/fuzz for one run; see tests/fuzz/config.py.", ""]
     for name, values in dictionaries.items():
