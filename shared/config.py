@@ -76,6 +76,14 @@ class Settings:
     # Redis broker: an unacknowledged task (its worker was killed) is handed out again
     # after this long. Longer than the longest task, or a slow task runs twice.
     celery_visibility_timeout: int = 600
+    # How often the beat looks for due reminders (REMINDER_SWEEP_SECONDS).
+    reminder_sweep_seconds: int = 60
+    # Where clients and calendars reach this API (links in e-mails, `calendarUrl`), without
+    # a trailing slash. Default: http://127.0.0.1:PORT.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # The key of the artists' private calendar feed tokens (CALENDAR_TOKEN_SECRET); unset,
+    # one is derived from ADMIN_API_TOKEN. Changing either changes every feed URL.
+    calendar_token_secret: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +132,10 @@ class Settings:
             # HS256 with a short key is guessable; PyJWT only warns, so refuse here.
             raise ConfigError("setting AUTH_JWT_SECRET must be at least 32 bytes")
         cors = optional("CORS_ORIGINS")
+        port = integer("PORT", 8000, minimum=1)
+        base_url = (optional("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError("setting PUBLIC_BASE_URL must start with http:// or https://")
         return cls(
             database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
@@ -136,7 +148,7 @@ class Settings:
             hold_sweep_seconds=integer("HOLD_SWEEP_SECONDS", 60, minimum=1),
             inbox_sweep_seconds=integer("INBOX_SWEEP_SECONDS", 60, minimum=1),
             inbox_redelivery_seconds=integer("INBOX_REDELIVERY_SECONDS", 120, minimum=1),
-            port=integer("PORT", 8000, minimum=1),
+            port=port,
             platform_fee_bps=fee_bps,
             auth_jwt_secret=jwt_secret,
             smtp_url=optional("SMTP_URL"),
@@ -153,6 +165,9 @@ class Settings:
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
             celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),
+            reminder_sweep_seconds=integer("REMINDER_SWEEP_SECONDS", 60, minimum=1),
+            public_base_url=base_url,
+            calendar_token_secret=optional("CALENDAR_TOKEN_SECRET"),
         )
 
 
