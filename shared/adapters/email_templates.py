@@ -77,16 +77,27 @@ class RenderedEmail:
     html: str
 
 
+def _local(moment: datetime, timezone: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment.astimezone(ZoneInfo(timezone))
+
+
+def _day(local: datetime) -> str:
+    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
 def format_local_time(moment: datetime, timezone: str) -> str:
     """Wall-clock time in `timezone`, spelled out in English (independent of the locale):
     "Tuesday 5 May 2026, 14:00 (Europe/Paris)"."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime")
-    local = moment.astimezone(ZoneInfo(timezone))
-    return (
-        f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}, "
-        f"{local:%H:%M} ({timezone})"
-    )
+    local = _local(moment, timezone)
+    return f"{_day(local)}, {local:%H:%M} ({timezone})"
+
+
+def format_local_span(start: datetime, end: datetime, timezone: str) -> str:
+    """ "Tuesday 5 May 2026, 14:00–15:30 (Europe/Paris)" (the start's day)."""
+    local_start, local_end = _local(start, timezone), _local(end, timezone)
+    return f"{_day(local_start)}, {local_start:%H:%M}–{local_end:%H:%M} ({timezone})"
 
 
 def format_deposit(amount: Decimal, currency: str) -> str:
