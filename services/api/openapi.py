@@ -61,21 +61,24 @@ _FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    """A non-error response: its description and body model (None: any JSON object);
-    `has_body=False` for one without a body (204)."""
-
-    description: str
-    model: type[BaseModel] | None = None
-    has_body: bool = True
-
-
-@dataclass(frozen=True, slots=True)
 class Header:
     name: str
     description: str
     required: bool = False
     schema: Schema = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A non-error response: its description and body model (None: any JSON object);
+    `has_body=False` for one without a body (204, 304). `media_type`: a body that is not
+    JSON is described as a string of that type. `headers`: the ones it always carries."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    has_body: bool = True
+    media_type: str = JSON
+    headers: tuple[Header, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class Operation:
     query: type[BaseModel] | None = None
     headers: tuple[Header, ...] = ()
     database: bool = True
+    # Path parameters that are not row ids, described (the others say "a UUID").
+    path_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def error_codes(self) -> list[ErrorCode]:
         """The declared codes, plus those any operation of its kind may answer."""
@@ -148,6 +153,7 @@ def operation(
     query: type[BaseModel] | None = None,
     headers: Sequence[Header] = (),
     database: bool = True,
+    path_descriptions: Mapping[str, str] | None = None,
 ) -> Callable[[View], View]:
     """Declare how a handler appears in the document. Records it; changes nothing else.
     `body_required=False`: a body whose fields all have defaults may be left out.
@@ -167,6 +173,7 @@ def operation(
         query=query,
         headers=tuple(headers),
         database=database,
+        path_descriptions=dict(path_descriptions or {}),
     )
 
     def record(view: View) -> View:
@@ -212,13 +219,14 @@ def _components(models: tuple[tuple[type[BaseModel], JsonSchemaMode], ...]) -> S
 # --------------------------------------------------------------------------- operations
 
 
-def _path_parameter(name: str) -> Schema:
+def _path_parameter(name: str, description: str | None = None) -> Schema:
     kind = name.removesuffix("_id").replace("_", " ")
     return {
         "name": name,
         "in": "path",
         "required": True,
-        "description": (
+        "description": description
+        or (
             f"The {kind} id (a UUID). An id that is not a UUID cannot name a row and answers "
             "NOT_FOUND, like an unknown one."
         ),
@@ -291,12 +299,18 @@ def _error_responses(codes: Iterable[ErrorCode]) -> dict[int, Schema]:
     return out
 
 
+def _body_schema(reply: Reply) -> Schema:
+    if reply.media_type != JSON:
+        return {"type": "string"}
+    return _ref(reply.model) if reply.model is not None else {"type": "object"}
+
+
 def _operation_object(op: Operation, path_params: list[str]) -> Schema:
     out: Schema = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
     if op.description:
         out["description"] = op.description
     out["security"] = op.security
-    params = [_path_parameter(name) for name in path_params]
+    params = [_path_parameter(name, op.path_descriptions.get(name)) for name in path_params]
     params += _query_parameters(op.query) if op.query is not None else []
     params += [_header_parameter(h) for h in op.headers]
     if params:
@@ -311,8 +325,12 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
     for status, reply in op.responses.items():
         responses[status] = {"description": reply.description}
         if reply.has_body:
-            schema = _ref(reply.model) if reply.model is not None else {"type": "object"}
-            responses[status]["content"] = {JSON: {"schema": schema}}
+            responses[status]["content"] = {reply.media_type: {"schema": _body_schema(reply)}}
+        if reply.headers:
+            responses[status]["headers"] = {
+                h.name: {"description": h.description, "required": h.required, "schema": h.schema}
+                for h in reply.headers
+            }
     for status, response in _error_responses(op.error_codes()).items():
         if status in responses:
             raise RuntimeError(f"{op.operation_id}: status {status} declared twice")
@@ -366,6 +384,7 @@ _TAGS = [
     {"name": "client", "description": "What the frontend calls."},
     {"name": "webhooks", "description": "What Stripe calls."},
     {"name": "admin", "description": "The operator's management API."},
+    {"name": "calendar", "description": "What calendar apps call (the artists' feeds)."},
     {"name": "operations", "description": "Probes and this document."},
 ]
 

@@ -140,10 +140,22 @@ class Artist(ResponseModel):
     max_reschedules: int
     reminder_hours: int = Field(description="0: no reminder.")
     no_show_limit: int = Field(description="0: no limit.")
+    calendar_url: str = Field(
+        description=(
+            "The artist's private iCalendar feed (their confirmed, completed and no-show "
+            "bookings, 30 days back to 365 ahead) to subscribe to in Google, Apple or "
+            "Outlook calendars. The URL is the credential: share it with the artist only; "
+            "`POST /api/admin/artists/{id}/calendar-token` replaces it."
+        ),
+        examples=[
+            "https://inkflow.example/api/calendar/3q2-7wEAbM0K7-Zg0WnE6l6dL9r8W9q3Yf1oQ1xT2aU.ics"
+        ],
+    )
     created_at: Timestamp
 
     @classmethod
-    def of(cls, artist: models.Artist) -> Self:
+    def of(cls, artist: models.Artist, *, calendar_url: str) -> Self:
+        """`calendar_url`: from `shared.usecases.calendars.calendar_url`."""
         return cls(
             id=artist.id,
             name=artist.name,
@@ -159,8 +171,15 @@ class Artist(ResponseModel):
             max_reschedules=artist.max_reschedules,
             reminder_hours=artist.reminder_hours,
             no_show_limit=artist.no_show_limit,
+            calendar_url=calendar_url,
             created_at=artist.created_at,
         )
+
+
+class CalendarLink(ResponseModel):
+    calendar_url: str = Field(
+        description="The artist's new feed URL; the previous one answers 404 from now on."
+    )
 
 
 class Service(ResponseModel):

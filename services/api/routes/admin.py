@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from flask import Blueprint, Response, request
+from sqlalchemy.orm import Session
 
 from services.api import responses as out
 from services.api.auth import require_admin
@@ -29,7 +30,7 @@ from services.api.schemas import (
 from services.api.state import state, unit_of_work
 from shared.adapters.models import Artist, Booking, Client
 from shared.domain.errors import ErrorCode
-from shared.usecases import catalog
+from shared.usecases import calendars, catalog
 from shared.usecases.booking_search import BookingFilter, search_bookings
 from shared.usecases.ledger import booking_history
 
@@ -46,6 +47,12 @@ PATCH_NOTE = (
 
 def no_content() -> Response:
     return Response(status=204)
+
+
+def artist_json(session: Session, artist: Artist) -> out.Artist:
+    """The artist's JSON, with its feed URL (whose hash is stored if it was not yet)."""
+    url = calendars.calendar_url(session, artist, state().resources.settings)
+    return out.Artist.of(artist, calendar_url=url)
 
 
 @bp.before_request
@@ -140,7 +147,8 @@ def create_artist() -> Response:
     )
     with unit_of_work() as session:
         artist = catalog.create_artist(session, data)
-    return reply(out.Artist.of(artist), 201)
+        answer = artist_json(session, artist)  # its feed's token hash is stored here
+    return reply(answer, 201)
 
 
 @bp.patch("/artists/<artist_id>")
@@ -162,7 +170,8 @@ def patch_artist(artist_id: str) -> Response:
     body = parse_body(ArtistPatch)
     with unit_of_work() as session:
         artist = catalog.update_artist(session, artist_id, catalog.ArtistChanges(**body.changes()))
-    return reply(out.Artist.of(artist))
+        answer = artist_json(session, artist)
+    return reply(answer)
 
 
 @bp.get("/artists")
@@ -174,7 +183,7 @@ def patch_artist(artist_id: str) -> Response:
 def list_artists() -> Response:
     with unit_of_work() as session:
         rows = catalog.list_artists(session)
-        return reply(Items[out.Artist](items=[out.Artist.of(a) for a in rows]))
+        return reply(Items[out.Artist](items=[artist_json(session, a) for a in rows]))
 
 
 @bp.get("/artists/<artist_id>")
@@ -186,7 +195,24 @@ def list_artists() -> Response:
 )
 def get_artist(artist_id: str) -> Response:
     with unit_of_work() as session:
-        return reply(out.Artist.of(catalog.get_or_404(session, Artist, artist_id)))
+        return reply(artist_json(session, catalog.get_or_404(session, Artist, artist_id)))
+
+
+@bp.post("/artists/<artist_id>/calendar-token")
+@admin_operation(
+    "rotateCalendarToken",
+    "Replace an artist's private calendar feed URL",
+    responses={200: Reply("The new feed URL.", out.CalendarLink)},
+    errors=[NOT_FOUND],
+    description=(
+        "The artist's `calendarUrl` changes and the previous URL answers 404 at once (for "
+        "a URL that leaked). Calendars subscribed to the old one must subscribe again."
+    ),
+)
+def rotate_calendar_token(artist_id: str) -> Response:
+    with unit_of_work() as session:
+        url = calendars.rotate_token(session, artist_id, state().resources.settings)
+    return reply(out.CalendarLink(calendar_url=url))
 
 
 @bp.post("/artists/<artist_id>/services")
