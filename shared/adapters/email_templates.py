@@ -58,6 +58,9 @@ class EmailContext:
     service_name: str
     start: str  # "Tuesday 5 May 2026, 14:00 (Europe/Paris)"
     deposit: str  # "50.00 EUR"
+    # Start and end, when the end is known: "Tuesday 5 May 2026, 14:00–15:30 (Europe/Paris)".
+    when: str | None = None
+    deposit_paid: bool = False  # the client paid the deposit and it is kept toward the price
     hold_expires: str | None = None  # while the booking waits for its deposit
     # PAYMENT_REFUNDED: the refund's amount, when it is not the whole deposit ("15.00 EUR").
     refunded: str | None = None
@@ -115,6 +118,7 @@ def make_context(
     timezone: str,
     deposit_amount: Decimal,
     currency: str,
+    end_time: datetime | None = None,
     hold_expires_at: datetime | None = None,
     refunded_amount: Decimal | None = None,
     previous_start_time: datetime | None = None,
@@ -130,6 +134,8 @@ def make_context(
         service_name=service_name,
         start=format_local_time(start_time, timezone),
         deposit=format_deposit(deposit_amount, currency),
+        when=format_local_span(start_time, end_time, timezone) if end_time is not None else None,
+        deposit_paid=deposit_status == DepositStatus.PAID,
         hold_expires=(
             format_local_time(hold_expires_at, timezone) if hold_expires_at is not None else None
         ),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from icalendar import Calendar, Event, vCalAddress
+from icalendar import Calendar, Event, vCalAddress, vDuration
 from icalendar.enums import PARTSTAT, ROLE, STATUS, TRANSP
 
 from shared.adapters.email_templates import format_deposit, format_local_span
@@ -140,7 +140,7 @@ def feed(
     calendar.add("name", name)
     calendar.add("x-wr-calname", name)
     calendar.add("refresh-interval", FEED_REFRESH, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", FEED_REFRESH)
+    calendar.add("x-published-ttl", vDuration(FEED_REFRESH))
     for event in events:
         calendar.add_component(_event(event))
     return bytes(calendar.to_ical())

@@ -240,6 +240,7 @@ def context_from_rows(
         artist_name=artist.name,
         service_name=service.name,
         start_time=booking.start_time,
+        end_time=booking.end_time,
         timezone=artist.timezone,
         deposit_amount=booking.deposit_amount,
         currency=booking.currency,
