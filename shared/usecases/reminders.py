@@ -57,13 +57,17 @@ def follow(session: Session, booking: Booking, rule: Rule, now: datetime) -> Non
 
 def due(now: datetime, limit: int) -> Select[Booking]:
     """The next due reminders, oldest first, skipping rows another sweep (or a booking
-    action) holds. `remind_at IS NOT NULL` is the partial index's own predicate."""
+    action) holds. `remind_at IS NOT NULL` is the partial index's own predicate.
+
+    FOR NO KEY UPDATE, the lock an UPDATE of non-key columns takes: it excludes other
+    sweeps and the booking actions (FOR UPDATE), but not the key-share lock of a foreign
+    key, so a booking is not skipped because an outbox row of it is being written."""
     return (
         select(Booking)
         .where(Booking.remind_at.is_not(None), Booking.remind_at <= now)
         .order_by(Booking.remind_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
 
 
@@ -100,5 +104,5 @@ def queue_due(
         reminded += len(decided.mails)
         if len(bookings) < batch:
             if reminded:
-                log.info("%d reminders queued", reminded)
+                log.info("%d reminder(s) queued", reminded)
             return reminded
