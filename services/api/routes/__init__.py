@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from services.api.routes import admin, availability, bookings, docs, health, lifecycle, webhooks
+from services.api.routes import (
+    admin,
+    availability,
+    bookings,
+    connect,
+    docs,
+    health,
+    lifecycle,
+    webhooks,
+)
 
 BLUEPRINTS = (
     health.bp,
@@ -12,6 +21,7 @@ BLUEPRINTS = (
     webhooks.bp,
     admin.bp,
     lifecycle.admin_bp,
+    connect.bp,
     docs.bp,
     docs.reference,
 )
