@@ -46,6 +46,11 @@ def make_artist(client: FlaskClient, headers: dict[str, str], **fields: Any) -> 
     return created
 
 
+def post(client: FlaskClient, path: str, **kwargs: Any) -> Any:
+    """The answer, typed loosely: `.json` is the parsed body."""
+    return client.post(path, **kwargs)
+
+
 def onboard(client: FlaskClient, headers: dict[str, str], artist_id: str, **body: Any) -> Any:
     return client.post(
         f"/api/admin/artists/{artist_id}/stripe/onboarding", json=LINKS | body, headers=headers
@@ -190,17 +195,17 @@ def test_bad_requests_call_no_stripe(
 ) -> None:
     artist = make_artist(client, admin_headers)
     path = f"/api/admin/artists/{artist['id']}/stripe/onboarding"
-    missing = client.post(path, json={"returnUrl": RETURN}, headers=admin_headers)
+    missing = post(client, path, json={"returnUrl": RETURN}, headers=admin_headers)
     assert missing.status_code == 400
     assert "refreshUrl" in missing.json["details"]["fields"]
-    empty = client.post(path, headers=admin_headers)
+    empty = post(client, path, headers=admin_headers)
     assert (empty.status_code, empty.json["error"]) == (400, "VALIDATION_ERROR")
-    assert client.post(path, json=LINKS).status_code == 401
+    assert post(client, path, json=LINKS).status_code == 401
     for unknown in (str(uuid.uuid4()), "not-a-uuid"):
         answer = onboard(client, admin_headers, unknown)
         assert (answer.status_code, answer.json["error"]) == (404, "NOT_FOUND")
-        dashboard = client.post(
-            f"/api/admin/artists/{unknown}/stripe/dashboard", headers=admin_headers
+        dashboard = post(
+            client, f"/api/admin/artists/{unknown}/stripe/dashboard", headers=admin_headers
         )
         assert (dashboard.status_code, dashboard.json["error"]) == (404, "NOT_FOUND")
     assert account_creations(stripe_emulator, artist["id"]) == []
@@ -313,16 +318,16 @@ def test_the_dashboard_link_once_onboarded(
     artist = make_artist(client, admin_headers)
     path = f"/api/admin/artists/{artist['id']}/stripe/dashboard"
 
-    none_yet = client.post(path, headers=admin_headers)
+    none_yet = post(client, path, headers=admin_headers)
     assert (none_yet.status_code, none_yet.json["error"]) == (422, "STRIPE_NOT_CONFIGURED")
     assert "onboarding" in none_yet.json["message"]
 
     onboarding = onboard(client, admin_headers, artist["id"]).json
-    unfinished = client.post(path, headers=admin_headers)
+    unfinished = post(client, path, headers=admin_headers)
     assert (unfinished.status_code, unfinished.json["error"]) == (422, "STRIPE_NOT_CONFIGURED")
 
     stripe_emulator.complete_onboarding(onboarding["url"])
-    response = client.post(path, headers=admin_headers)
+    response = post(client, path, headers=admin_headers)
     assert response.status_code == 200
     assert set(response.json) == {"url"}
     assert response.json["url"].startswith(f"{stripe_emulator.url}/express/")
@@ -330,9 +335,9 @@ def test_the_dashboard_link_once_onboarded(
     assert [r.status for r in login] == [400, 200]
 
     stripe_emulator.fail_next(status=500, path_prefix="/v1/accounts/", method="POST")
-    failed = client.post(path, headers=admin_headers)
+    failed = post(client, path, headers=admin_headers)
     assert (failed.status_code, failed.json["error"]) == (502, "PAYMENT_PROVIDER_ERROR")
-    assert client.post(path).status_code == 401
+    assert post(client, path).status_code == 401
 
 
 def test_changing_the_account_forgets_what_stripe_said_of_the_old_one(
@@ -349,7 +354,7 @@ def test_changing_the_account_forgets_what_stripe_said_of_the_old_one(
         row.payouts_enabled, row.charges_enabled = True, True
     assert artist_json(client, admin_headers, artist["id"])["requirementsDue"] != []
 
-    response = client.patch(
+    response: Any = client.patch(
         f"/api/admin/artists/{artist['id']}",
         json={"stripeAccountId": "acct_1Other"},
         headers=admin_headers,
