@@ -3,10 +3,10 @@
 ``account_links.create`` answers ``{object: "account_link", created, expires_at, url}``;
 the link is kept by the token at the end of its URL, which opens the emulator's
 onboarding page (``pages``). As at Stripe, a link expires a few minutes after it is made
-(``TTL_SECONDS``) and serves once: an expired or used link sends the browser to its
-``refresh_url`` (where the platform makes a new one). Completing it (the page's button, or
-``StripeEmulator.complete_onboarding``) completes the account's onboarding
-(``accounts.complete_onboarding``) and sends the browser to ``return_url``.
+(``TTL_SECONDS``) and serves one visit: opening it again, or once expired or completed,
+sends the browser to its ``refresh_url`` (where the platform makes a new one). Completing
+it (the page's button, or ``StripeEmulator.complete_onboarding``) completes the account's
+onboarding (``accounts.complete_onboarding``) and sends the browser to ``return_url``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,17 @@ def stored(store: Store, link: str) -> JSON:
 
 
 def usable(link: JSON) -> bool:
+    """Not expired and not completed: its onboarding can still be completed."""
     return not link["used"] and now() < link["expires_at"]
+
+
+def visit(store: Store, link: str) -> JSON:
+    """A browser opens the link: the first visit of a usable link is shown the form
+    (``visited`` becomes true); any other is sent to ``refresh_url`` (``shown`` false)."""
+    found = stored(store, link)
+    shown = usable(found) and not found.get("visited")
+    found["visited"] = True
+    return copy.deepcopy(found) | {"shown": shown}
 
 
 def expire(store: Store, link: str) -> JSON:
@@ -80,7 +90,7 @@ def create(store: Store, req: RecordedRequest, _: str) -> JSON:
     store.account_links[token] = {
         "account": acct["id"], "type": kind, "refresh_url": refresh_url,
         "return_url": return_url, "created": created, "expires_at": created + TTL_SECONDS,
-        "used": False,
+        "visited": False, "used": False,
     }  # fmt: skip
     return {
         "object": "account_link", "created": created, "expires_at": created + TTL_SECONDS,

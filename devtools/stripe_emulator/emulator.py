@@ -253,11 +253,16 @@ class StripeEmulator:
 
     def account_link(self, link: str) -> JSON:
         """An Account Link (by URL or token): ``account``, ``type``, ``refresh_url``,
-        ``return_url``, ``created``, ``expires_at``, ``used`` and whether it is ``usable``
-        (neither expired nor used)."""
+        ``return_url``, ``created``, ``expires_at``, ``visited``, ``used`` (completed) and
+        whether it is ``usable`` (neither expired nor completed)."""
         with self._lock:
             found = account_links.stored(self._store, link)
             return copy.deepcopy(found) | {"usable": account_links.usable(found)}
+
+    def visit_account_link(self, link: str) -> JSON:
+        """A browser opens an Account Link (see ``account_links.visit``)."""
+        with self._lock:
+            return account_links.visit(self._store, link)
 
     def complete_onboarding(self, link: str) -> JSON:
         """The user completes the onboarding an Account Link (URL or token) opened: its

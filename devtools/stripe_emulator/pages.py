@@ -3,7 +3,8 @@ offline: an Account Link's URL (``/connect/setup/<token>``) shows the account an
 "Complete onboarding" button, and an Express login link (``/express/<token>``) a small
 stand-in for the Express Dashboard.
 
-    GET  /connect/setup/<token>            the onboarding page; an expired or used link
+    GET  /connect/setup/<token>            the onboarding page, on the link's first visit;
+                                           a link visited before, expired or completed
                                            answers 303 to its refresh_url, as at Stripe
     POST /connect/setup/<token>/complete   completes the onboarding (account.updated is
                                            sent) and answers 303 to the link's return_url
@@ -63,9 +64,9 @@ def _facts(acct: JSON) -> str:
 
 def _onboarding(emu: StripeEmulator, method: str, rest: str) -> Response:
     token, _, action = rest.partition("/")
-    link = emu.account_link(token)
     if method == "GET" and not action:
-        if not link["usable"]:
+        link = emu.visit_account_link(token)
+        if not link["shown"]:
             return _redirect(link["refresh_url"])
         form = (
             f'<form method="post" action="{account_links.PATH}{escape(token)}/complete">'
@@ -75,6 +76,7 @@ def _onboarding(emu: StripeEmulator, method: str, rest: str) -> Response:
         title = "Set up payouts"
         return _page(title, intro + _facts(emu.account(link["account"])) + form)
     if method == "POST" and action == "complete":
+        link = emu.account_link(token)
         if not link["usable"]:
             return _redirect(link["refresh_url"])
         emu.complete_onboarding(token)

@@ -219,15 +219,23 @@ def test_the_onboarding_page_completes_in_a_browser_and_returns(
         action = f'action="/connect/setup/{link.url.rsplit("/", 1)[-1]}/complete"'
         assert action in page.text
 
+        # One visit per link, as at Stripe: a reload goes to refresh_url (the form still works).
+        reloaded = browser.get(link.url, allow_redirects=False, timeout=5)
+        assert (reloaded.status_code, reloaded.headers["Location"]) == (303, REFRESH)
+        assert emulator.account_link(link.url)["visited"] is True
+
         done = browser.post(f"{link.url}/complete", allow_redirects=False, timeout=5)
         assert (done.status_code, done.headers["Location"]) == (303, RETURN)
         assert emulator.account(account.id)["charges_enabled"] is True
         [event] = emulator.logged_events(related_to=account.id)
         assert (event["type"], event["account"]) == ("account.updated", account.id)
 
-        # Used: Stripe sends the browser to refresh_url (where the platform makes a new link).
+        # Completed: Stripe sends the browser to refresh_url (the platform makes a new link).
         revisit = browser.get(link.url, allow_redirects=False, timeout=5)
         assert (revisit.status_code, revisit.headers["Location"]) == (303, REFRESH)
+        again = browser.post(f"{link.url}/complete", allow_redirects=False, timeout=5)
+        assert (again.status_code, again.headers["Location"]) == (303, REFRESH)
+        assert len(emulator.logged_events(related_to=account.id)) == 1
         unknown = browser.get(f"{emulator.url}/connect/setup/nope", timeout=5)
         assert unknown.status_code == 404
 
