@@ -5,6 +5,7 @@ and races), the Express Dashboard link, errors, and what an artist's JSON shows.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from shared.adapters.payments import (
     account_idempotency_key,
 )
 from shared.config import Settings
+from tests import support
 
 JSON = dict[str, Any]
 RETURN = "https://studio.example/onboarding/done"
@@ -310,6 +312,36 @@ def test_concurrent_onboarding_requests_end_with_one_account(
         row = session.get(Artist, uuid.UUID(artist["id"]))
         assert row is not None
         assert row.stripe_account_id == account_id
+
+
+def test_no_transaction_is_open_while_stripe_works(
+    app: Flask, admin_headers: dict[str, str], stripe_emulator: StripeEmulator
+) -> None:
+    """Stripe slow to make the account: meanwhile the artist's row can be changed at once
+    (no row lock, no transaction held across the call)."""
+    artist = make_artist(app.test_client(), admin_headers)
+    stripe_emulator.delay_next(1.5, path_prefix="/v1/accounts", method="POST", phase="before")
+    answers: list[Any] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(onboard(app.test_client(), admin_headers, artist["id"]))
+    )
+    slow.start()
+    assert support.wait_until(
+        lambda: account_creations(stripe_emulator, artist["id"]) != [], timeout=5
+    )
+    started = time.monotonic()
+    patched = app.test_client().patch(
+        f"/api/admin/artists/{artist['id']}", json={"name": "Renamed"}, headers=admin_headers
+    )
+    took = time.monotonic() - started
+    slow.join(10)
+
+    assert patched.status_code == 200
+    assert took < 1.0, f"the artist's row was held for {took:.2f} s"
+    [answer] = answers
+    assert answer.status_code == 200
+    shown = artist_json(app.test_client(), admin_headers, artist["id"])
+    assert (shown["name"], shown["stripeAccountId"]) == ("Renamed", answer.json["stripeAccountId"])
 
 
 def test_the_dashboard_link_once_onboarded(
