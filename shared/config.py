@@ -52,6 +52,12 @@ class Settings:
     stripe_webhook_secret: str
     admin_api_token: str
     stripe_api_base: str | None = None
+    # The Connect webhook endpoint's own signing secret: events on connected accounts
+    # (account.updated) are signed with it. Optional; the receiver accepts either secret.
+    stripe_connect_webhook_secret: str | None = None
+    # ISO 3166-1 alpha-2 country of the Express accounts onboarding creates; None: Stripe
+    # takes the platform's country.
+    stripe_connect_country: str | None = None
     booking_hold_seconds: int = 900
     hold_sweep_seconds: int = 60
     inbox_sweep_seconds: int = 60
@@ -136,6 +142,13 @@ class Settings:
         base_url = (optional("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError("setting PUBLIC_BASE_URL must start with http:// or https://")
+        country = optional("STRIPE_CONNECT_COUNTRY")
+        if country is not None and not (
+            len(country) == 2 and country.isascii() and country.isalpha()
+        ):
+            raise ConfigError(
+                f"setting STRIPE_CONNECT_COUNTRY must be a two-letter country code, got {country!r}"
+            )
         return cls(
             database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
@@ -144,6 +157,8 @@ class Settings:
             stripe_webhook_secret=required("STRIPE_WEBHOOK_SECRET"),
             admin_api_token=required("ADMIN_API_TOKEN"),
             stripe_api_base=optional("STRIPE_API_BASE"),
+            stripe_connect_webhook_secret=optional("STRIPE_CONNECT_WEBHOOK_SECRET"),
+            stripe_connect_country=country.upper() if country else None,
             booking_hold_seconds=integer("BOOKING_HOLD_SECONDS", 900, minimum=1),
             hold_sweep_seconds=integer("HOLD_SWEEP_SECONDS", 60, minimum=1),
             inbox_sweep_seconds=integer("INBOX_SWEEP_SECONDS", 60, minimum=1),

@@ -21,6 +21,7 @@ from shared.domain.timeutil import Clock, utcnow
 from shared.logging_setup import configure_logging
 from shared.usecases import refunds
 from shared.usecases.booking import BookingService
+from shared.usecases.connect import ConnectOnboarding
 from shared.usecases.effects import EffectRunner, Outcome
 from shared.usecases.lifecycle import Lifecycle
 
@@ -67,6 +68,7 @@ def create_app(
             resources=resources,
             bookings=BookingService(resources, gateway, locks, effects),
             lifecycle=Lifecycle(resources, locks, effects),
+            connect=ConnectOnboarding(resources, gateway),
             effects=effects,
             clock=now,
             closers=closers,

@@ -28,6 +28,8 @@ def test_defaults():
     assert settings.reminder_sweep_seconds == 60
     assert settings.public_base_url == "http://127.0.0.1:8000"
     assert settings.calendar_token_secret is None
+    assert settings.stripe_connect_webhook_secret is None
+    assert settings.stripe_connect_country is None
 
 
 @pytest.mark.parametrize("name", sorted(BASE))
@@ -46,6 +48,8 @@ def test_missing_required_setting_is_named(name):
         ("HOLD_SWEEP_SECONDS", "-5"),
         ("REMINDER_SWEEP_SECONDS", "0"),
         ("PUBLIC_BASE_URL", "inkflow.example"),
+        ("STRIPE_CONNECT_COUNTRY", "France"),
+        ("STRIPE_CONNECT_COUNTRY", "F1"),
     ],
 )
 def test_malformed_values_are_named(name, value):
@@ -60,8 +64,12 @@ def test_lists_and_overrides():
             "CORS_ORIGINS": "https://a.example, https://b.example",
             "CELERY_BROKER_URL": "redis://broker:6379/1",
             "LOG_LEVEL": "debug",
+            "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_connect",
+            "STRIPE_CONNECT_COUNTRY": "fr",
         }
     )
+    assert settings.stripe_connect_webhook_secret == "whsec_connect"
+    assert settings.stripe_connect_country == "FR"
     assert settings.cors_origins == ("https://a.example", "https://b.example")
     assert settings.celery_broker_url == "redis://broker:6379/1"
     assert settings.log_level == "DEBUG"

@@ -7,6 +7,7 @@ from services.api.routes import (
     availability,
     bookings,
     calendar,
+    connect,
     docs,
     health,
     lifecycle,
@@ -22,6 +23,7 @@ BLUEPRINTS = (
     admin.bp,
     lifecycle.admin_bp,
     calendar.bp,
+    connect.bp,
     docs.bp,
     docs.reference,
 )
