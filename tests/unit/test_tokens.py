@@ -15,7 +15,6 @@ from shared.config import ConfigError
 from shared.domain.access import Principal, Role
 
 SECRET = "unit-test-jwt-secret-".ljust(48, "s")
-NOW = datetime.now(UTC)
 ID = uuid.uuid4()
 
 
@@ -25,12 +24,13 @@ def signed(claims: dict[str, object], secret: str = SECRET) -> str:
 
 
 def later(seconds: int = 300) -> int:
-    return int((NOW + timedelta(seconds=seconds)).timestamp())
+    """An `exp` from the time the test runs (parameters are built when it is collected)."""
+    return int(datetime.now(UTC).timestamp()) + seconds
 
 
 @pytest.mark.parametrize("role", [Role.ARTIST, Role.CLIENT])
 def test_minted_tokens_verify_as_their_principal(role: Role) -> None:
-    token = tokens.mint(SECRET, role, ID, now=NOW, ttl=timedelta(hours=1))
+    token = tokens.mint(SECRET, role, ID, now=datetime.now(UTC), ttl=timedelta(hours=1))
     assert tokens.verify(SECRET, token) == Principal(role, ID)
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["role"] == role.value
@@ -42,23 +42,27 @@ def test_a_token_without_a_role_is_a_clients() -> None:
     assert tokens.verify(SECRET, signed({"sub": str(ID), "exp": later()})) == Principal.client(ID)
 
 
+# The `exp` is added when the test runs (seconds from then; None: none), not when the
+# parameters are collected: a long suite would otherwise find them expired.
 @pytest.mark.parametrize(
-    ("claims", "reason"),
+    ("claims", "expires_in", "reason"),
     [
-        ({"sub": str(ID), "exp": later(), "role": "operator"}, "role"),
-        ({"sub": str(ID), "exp": later(), "role": "admin"}, "role"),
-        ({"sub": str(ID), "exp": later(), "role": "ARTIST"}, "role"),
-        ({"sub": str(ID), "exp": later(), "role": ["artist"]}, "role"),
-        ({"sub": str(ID), "exp": later(), "role": None}, "role"),
-        ({"sub": "client-42", "exp": later()}, "subject"),
-        ({"sub": "", "exp": later()}, "subject"),
-        ({"sub": str(ID)}, "invalid"),  # no exp
-        ({"exp": later()}, "invalid"),  # no sub
-        ({"sub": str(ID), "exp": later(-60)}, "invalid"),  # expired past the leeway
-        ({"sub": 12345, "exp": later()}, "invalid"),
+        ({"sub": str(ID), "role": "operator"}, 300, "role"),
+        ({"sub": str(ID), "role": "admin"}, 300, "role"),
+        ({"sub": str(ID), "role": "ARTIST"}, 300, "role"),
+        ({"sub": str(ID), "role": ["artist"]}, 300, "role"),
+        ({"sub": str(ID), "role": None}, 300, "role"),
+        ({"sub": "client-42"}, 300, "subject"),
+        ({"sub": ""}, 300, "subject"),
+        ({"sub": str(ID)}, None, "invalid"),  # no exp
+        ({}, 300, "invalid"),  # no sub
+        ({"sub": str(ID)}, -60, "invalid"),  # expired past the leeway
+        ({"sub": 12345}, 300, "invalid"),
     ],
 )
-def test_what_is_refused(claims: dict[str, object], reason: str) -> None:
+def test_what_is_refused(claims: dict[str, object], expires_in: int | None, reason: str) -> None:
+    if expires_in is not None:
+        claims = {**claims, "exp": later(expires_in)}
     with pytest.raises(tokens.InvalidToken, match=reason):
         tokens.verify(SECRET, signed(claims))
 
@@ -76,6 +80,6 @@ def test_another_secret_or_algorithm_is_refused() -> None:
 
 def test_minting_needs_a_long_enough_secret_and_a_jwt_role() -> None:
     with pytest.raises(ConfigError, match="AUTH_JWT_SECRET must be at least 32 bytes"):
-        tokens.mint("short", Role.ARTIST, ID, now=NOW, ttl=timedelta(hours=1))
+        tokens.mint("short", Role.ARTIST, ID, now=datetime.now(UTC), ttl=timedelta(hours=1))
     with pytest.raises(ValueError, match="operator"):
-        tokens.mint(SECRET, Role.OPERATOR, ID, now=NOW, ttl=timedelta(hours=1))
+        tokens.mint(SECRET, Role.OPERATOR, ID, now=datetime.now(UTC), ttl=timedelta(hours=1))
