@@ -11,9 +11,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# HS256 with a shorter key is guessable (PyJWT only warns): AUTH_JWT_SECRET is refused.
+JWT_SECRET_MIN_BYTES = 32
+
 
 class ConfigError(Exception):
     """A required setting is missing or malformed; the message names it."""
+
+
+def check_jwt_secret(secret: str) -> None:
+    """AUTH_JWT_SECRET is long enough (the API at start-up, `inkflow token`)."""
+    if len(secret.encode()) < JWT_SECRET_MIN_BYTES:
+        raise ConfigError(f"setting AUTH_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes")
 
 
 def normalise_db_url(url: str) -> str:
@@ -134,9 +143,8 @@ class Settings:
         if fee_bps > 10_000:
             raise ConfigError("setting PLATFORM_FEE_BPS must be <= 10000 (100%)")
         jwt_secret = optional("AUTH_JWT_SECRET")
-        if jwt_secret is not None and len(jwt_secret.encode()) < 32:
-            # HS256 with a short key is guessable; PyJWT only warns, so refuse here.
-            raise ConfigError("setting AUTH_JWT_SECRET must be at least 32 bytes")
+        if jwt_secret is not None:
+            check_jwt_secret(jwt_secret)
         cors = optional("CORS_ORIGINS")
         port = integer("PORT", 8000, minimum=1)
         base_url = (optional("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")

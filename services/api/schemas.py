@@ -319,6 +319,9 @@ class ClientPatch(PatchModel):
 
 class ArtistPatch(PatchModel):
     NULLABLE = frozenset({"stripe_account_id", "refund_window_hours"})
+    # Where deposits go, and whether Stripe lets them: the operator's and Stripe's (its
+    # `account.updated`), never the artist's own token.
+    OPERATOR_ONLY: ClassVar[frozenset[str]] = frozenset({"stripe_account_id", "charges_enabled"})
 
     name: NonEmpty | None = None
     email: Email | None = Field(default=None, description="Stored lower-cased; unique.")
