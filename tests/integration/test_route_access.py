@@ -378,4 +378,4 @@ def test_the_table_size() -> None:
     with_jwts = len(parse(WITH_CLIENT_JWTS)[0])
     without = len(parse(WITHOUT_CLIENT_JWTS)[0])
     assert (len(ROUTES), with_jwts, without) == (39, 10, 4)
-    assert len(ROUTES) * (with_jwts + without) == 490
+    assert len(ROUTES) * (with_jwts + without) == 546
