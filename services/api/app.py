@@ -9,6 +9,7 @@ import uuid
 from flask import Flask
 from flask_cors import CORS
 
+from services.api import auth
 from services.api.bodies import MAX_BODY_BYTES, BoundedBodies
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
@@ -22,6 +23,7 @@ from shared.domain.timeutil import Clock, utcnow
 from shared.logging_setup import configure_logging
 from shared.usecases import refunds
 from shared.usecases.booking import BookingService
+from shared.usecases.connect import ConnectOnboarding
 from shared.usecases.effects import EffectRunner, Outcome
 from shared.usecases.lifecycle import Lifecycle
 
@@ -40,7 +42,8 @@ def create_app(
         settings = Settings.from_env()
     configure_logging(settings.log_level)
 
-    app = Flask("inkflow")
+    # No static folder: nothing is served from the disk, every route has an access rule.
+    app = Flask("inkflow", static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Bodies are small JSON documents; refuse anything large before parsing it, chunked
     # bodies included.
@@ -70,6 +73,7 @@ def create_app(
             resources=resources,
             bookings=BookingService(resources, gateway, locks, effects),
             lifecycle=Lifecycle(resources, locks, effects),
+            connect=ConnectOnboarding(resources, gateway),
             effects=effects,
             clock=now,
             closers=closers,
@@ -80,4 +84,5 @@ def create_app(
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    auth.install(app)  # after the routes: it reads each one's rule
     return app

@@ -15,6 +15,7 @@ from shared.tasks import (
     SEND_NOTIFICATION,
     SWEEP_INBOX,
     SWEEP_REFUNDS,
+    SWEEP_REMINDERS,
 )
 from shared.usecases.effects import Effects
 from shared.usecases.notifications import TransientMailError
@@ -29,6 +30,7 @@ ENV = {
     "ADMIN_API_TOKEN": "token",
     "HOLD_SWEEP_SECONDS": "45",
     "CELERY_VISIBILITY_TIMEOUT": "900",
+    "REMINDER_SWEEP_SECONDS": "30",
 }
 
 
@@ -47,6 +49,7 @@ def test_delivery_guarantees_and_schedule():
     assert schedule[EXPIRE_HOLDS] == 45.0
     assert SWEEP_INBOX in schedule
     assert SWEEP_REFUNDS in schedule  # owed refunds whose task was lost
+    assert schedule[SWEEP_REMINDERS] == 30.0
     app.close()
 
 
@@ -55,8 +58,9 @@ def test_only_transient_errors_are_retried():
         tasks.apply_stripe_event.name: tasks.apply_stripe_event,
         tasks.send_notification.name: tasks.send_notification,
         tasks.process_refund.name: tasks.process_refund,
+        tasks.sweep_reminders.name: tasks.sweep_reminders,
     }
-    assert set(retried) == {APPLY_STRIPE_EVENT, SEND_NOTIFICATION, PROCESS_REFUND}
+    assert set(retried) == {APPLY_STRIPE_EVENT, SEND_NOTIFICATION, PROCESS_REFUND, SWEEP_REMINDERS}
     for task in retried.values():
         kinds = task.autoretry_for
         assert TransientMailError in kinds
