@@ -20,8 +20,9 @@ TIME_PROBABILITY = 0.9
 # Positive data (valid by the schema) may still break a rule the schema cannot express:
 # an unknown time zone, endDate before startDate, a deposit above the price, an email in
 # use, a timestamp outside the supported range … all documented VALIDATION_ERRORs (400),
-# as are NOT_FOUND, the 409s of the booking rules, 413 and 422 STRIPE_NOT_CONFIGURED.
-POSITIVE_STATUSES = ["2xx", "400", "401", "403", "404", "409", "413", "422", "429"]
+# as are NOT_FOUND, the 409s of the booking rules, 413 and 422 STRIPE_NOT_CONFIGURED;
+# 3xx: the calendar feed's 304 Not Modified.
+POSITIVE_STATUSES = ["2xx", "3xx", "400", "401", "403", "404", "409", "413", "422", "429"]
 
 
 def _instants(days: range) -> list[str]:
@@ -67,6 +68,7 @@ def write_config(seed: Seed, path: Path) -> Path:
         "clients": seed.client_ids,
         "bookings": seed.booking_ids,
         "leaves": seed.leave_ids,
+        "feeds": seed.calendar_tokens,
         "starts": _instants(STARTS),
         "ends": _instants(ENDS),
         "amounts": AMOUNTS,
@@ -79,6 +81,7 @@ def write_config(seed: Seed, path: Path) -> Path:
         "path.client_id": ("clients", ID_PROBABILITY),
         "path.booking_id": ("bookings", ID_PROBABILITY),
         "path.leave_id": ("leaves", ID_PROBABILITY),
+        "path.token": ("feeds", ID_PROBABILITY),
         "body.artistId": ("artists", ID_PROBABILITY),
         "body.serviceId": ("services", ID_PROBABILITY),
         "body.clientId": ("clients", ID_PROBABILITY),

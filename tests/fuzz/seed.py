@@ -7,15 +7,17 @@ code behind the 404."""
 from __future__ import annotations
 
 import json
-import time
+import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import jwt
 import requests
+
+from shared.adapters import tokens
+from shared.domain.access import Role
 
 PARIS = ZoneInfo("Europe/Paris")
 JSON = dict[str, Any]
@@ -30,10 +32,10 @@ class Seed:
     client_ids: list[str] = field(default_factory=list)
     booking_ids: list[str] = field(default_factory=list)
     leave_ids: list[str] = field(default_factory=list)
-    # clientId → a client JWT for it (sub, exp; HS256 with AUTH_JWT_SECRET).
+    # The artists' private calendar feed tokens (`/api/calendar/{token}.ics`).
+    calendar_tokens: list[str] = field(default_factory=list)
+    # clientId → the client's JWT; artistId → the artist's (HS256 with AUTH_JWT_SECRET).
     client_tokens: dict[str, str] = field(default_factory=dict)
-    # artistId → an artist JWT, once the API has the artist role (issue 11): fill it in
-    # `seed()` and `hooks.py` sends it on the management endpoints of that artist.
     artist_tokens: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
@@ -44,9 +46,10 @@ class Seed:
         return cls(**json.loads(path.read_text()))
 
 
-def client_token(client_id: str, secret: str, hours: int = 24) -> str:
-    expires = int(time.time()) + hours * 3600
-    return jwt.encode({"sub": client_id, "exp": expires}, secret, algorithm="HS256")
+def token(secret: str, role: Role, subject: str) -> str:
+    """A JWT as `inkflow token` mints it, valid for a day."""
+    now = datetime.now(UTC)
+    return tokens.mint(secret, role, uuid.UUID(subject), now=now, ttl=timedelta(days=1))
 
 
 def _local(days: int, hour: int) -> str:
@@ -101,6 +104,9 @@ def seed(base_url: str, operator_token: str, jwt_secret: str) -> Seed:
         )
         artist_id = created["id"]
         made.artist_ids.append(artist_id)
+        made.artist_tokens[artist_id] = token(jwt_secret, Role.ARTIST, artist_id)
+        feed = created["calendarUrl"].rsplit("/", 1)[1]
+        made.calendar_tokens.append(feed.removesuffix(".ics"))
         api.admin("PUT", f"/artists/{artist_id}/working-hours", every_day)
         for name, minutes, price, deposit, currency in services:
             service = api.admin(
@@ -126,7 +132,7 @@ def seed(base_url: str, operator_token: str, jwt_secret: str) -> Seed:
             "POST", "/clients", {"email": f"client{number}@fuzz.example", "name": f"C {number}"}
         )
         made.client_ids.append(client["id"])
-        made.client_tokens[client["id"]] = client_token(client["id"], jwt_secret)
+        made.client_tokens[client["id"]] = token(jwt_secret, Role.CLIENT, client["id"])
     _book(api, made)
     return made
 
