@@ -450,12 +450,26 @@ class LeaveRequest(RequestModel):
     )
 
 
-HTTP_URL = r"^https?://[^\s/?#]+[^\s]*$"
+# An absolute http(s) URI as RFC 3986 spells it (what `format: uri` promises): ASCII only,
+# `%` followed by two hex digits, one `?` part and one `#` part at most.
+_URI_CHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+HTTP_URL = (
+    rf"^https?://(?:{_URI_CHAR}|[\[\]])+(?:/{_URI_CHAR}*)*"
+    rf"(?:\?(?:{_URI_CHAR}|[/?])*)?(?:#(?:{_URI_CHAR}|[/?])*)?$"
+)
 
 
 def _absolute_http_url(value: str) -> str:
-    # urlsplit raises ValueError itself for a malformed authority ("http://[::1").
-    if not re.fullmatch(HTTP_URL, value) or not urlsplit(value).hostname:
+    try:
+        # urlsplit raises ValueError for a malformed authority ("http://[::1"), `.port`
+        # for a port that is not a number.
+        parts = urlsplit(value)
+        valid = bool(re.fullmatch(HTTP_URL, value) and parts.hostname) and (
+            parts.port is None or parts.port >= 0
+        )
+    except ValueError:
+        valid = False
+    if not valid:
         raise ValueError("must be an absolute http(s) URL")
     return value
 

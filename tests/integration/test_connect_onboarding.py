@@ -175,6 +175,13 @@ def test_an_artist_with_an_account_gets_a_fresh_link_to_that_account(
         ({"refreshUrl": "https://studio example/again"}, "refreshUrl"),
         ({"refreshUrl": 42}, "refreshUrl"),
         ({"returnUrl": "https://studio.example/" + "x" * 2048}, "returnUrl"),
+        # Found by the fuzzer: not URIs (the document says `format: uri`), yet accepted.
+        ({"refreshUrl": "https://\u0101\u00fd\u000f\u0089\u000e\u00afn"}, "refreshUrl"),
+        ({"refreshUrl": "https://studio.example/a b"}, "refreshUrl"),
+        ({"refreshUrl": "https://studio.example/<again>"}, "refreshUrl"),
+        ({"refreshUrl": "https://studio.example/%zz"}, "refreshUrl"),
+        ({"refreshUrl": "https://studio.example:port/again"}, "refreshUrl"),
+        ({"refreshUrl": "https://studio.example/a#b#c"}, "refreshUrl"),
     ],
 )
 def test_urls_must_be_absolute_http_urls(
@@ -190,6 +197,23 @@ def test_urls_must_be_absolute_http_urls(
     assert response.json["error"] == "VALIDATION_ERROR"
     assert list(response.json["details"]["fields"]) == [field]
     assert account_creations(stripe_emulator, artist["id"]) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://studio.example/done?artist=1&step=2#top",
+        "http://127.0.0.1:8000/a%20b/c;d=e",
+        "https://[::1]:8443/onboarding",
+        "https://user@studio.example/x",
+    ],
+)
+def test_absolute_http_urls_are_accepted(
+    client: FlaskClient, admin_headers: dict[str, str], url: str
+) -> None:
+    artist = make_artist(client, admin_headers)
+    response = onboard(client, admin_headers, artist["id"], returnUrl=url, refreshUrl=url)
+    assert response.status_code == 200, response.json
 
 
 def test_bad_requests_call_no_stripe(
