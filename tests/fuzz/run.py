@@ -66,6 +66,9 @@ class FuzzReport:
     errors: list[str] = field(default_factory=list)
     exit_code: int = 0
     run_dir: Path | None = None
+    # schemathesis's account of what failed (with a curl command for each), kept in the
+    # report: a test's temporary directory does not outlive a few later runs.
+    excerpt: str = ""
 
     @property
     def clean(self) -> bool:
@@ -82,6 +85,8 @@ class FuzzReport:
         ]
         if self.run_dir is not None:
             lines.append(f"  details: {self.run_dir}")
+        if self.excerpt:
+            lines.append(self.excerpt)
         return "\n".join(lines)
 
 
@@ -100,6 +105,21 @@ def _served(access_log: Path) -> tuple[int, int, list[str]]:
             errors += 1
             lines.append(line[:200])
     return requests, errors, lines
+
+
+def _excerpt(log: Path, limit: int = 6000) -> str:
+    """The ERRORS and FAILURES sections of schemathesis's output."""
+    if not log.exists():
+        return ""
+    text = log.read_text(errors="replace")
+    start = min(
+        (i for i in (text.find("= ERRORS ="), text.find("= FAILURES =")) if i >= 0), default=-1
+    )
+    if start < 0:
+        return ""
+    start = text.rfind("\n", 0, start) + 1
+    end = text.rfind("\n", 0, text.find("= WARNINGS =", start))
+    return text[start : end if end > start else None][:limit]
 
 
 def _st_command(options: FuzzOptions, config: Path, report: Path, url: str) -> list[str]:
@@ -224,6 +244,7 @@ def fuzz(options: FuzzOptions, run_dir: Path) -> FuzzReport:
         errors=errors,
         exit_code=finished.returncode,
         run_dir=run_dir,
+        excerpt=_excerpt(run_dir / "schemathesis.log") if failures or errors else "",
     )
 
 
