@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
+
 from celery import Celery
 
 from services.worker import tasks
 from services.worker.celery_app import configure
+from shared.adapters import broker
 from shared.adapters.payments import PaymentProviderError, TransientPaymentError
+from shared.adapters.queue import celery_config
 from shared.config import Settings
 from shared.tasks import (
     APPLY_STRIPE_EVENT,
@@ -77,3 +81,19 @@ def test_the_runtime_takes_the_collaborators_it_is_given():
         assert queue.events() == ["evt_1"]  # the runner sends through the given queue
     finally:
         runtime.resources.close()
+
+
+def test_redis_brokers_use_the_repaired_transport():
+    """shared/adapters/broker.py: the worker survives its Redis broker dying mid-task."""
+    for url, ssl_required in (
+        ("redis://127.0.0.1:6379/0", None),
+        ("rediss://:secret@redis.example:6380/0", ssl.CERT_REQUIRED),
+        ("rediss://:secret@redis.example:6380/0?ssl_cert_reqs=optional", None),
+    ):
+        config = celery_config(Settings.from_env({**ENV, "CELERY_BROKER_URL": url}))
+        assert config["broker_transport"] == broker.TRANSPORT
+        # kombu's own default for a bare rediss:// is TLS without certificate checks.
+        expected = {"ssl_cert_reqs": ssl_required} if ssl_required else None
+        assert config.get("broker_use_ssl") == expected
+    other = celery_config(Settings.from_env({**ENV, "CELERY_BROKER_URL": "amqp://h//"}))
+    assert "broker_transport" not in other
