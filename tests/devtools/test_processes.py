@@ -138,7 +138,7 @@ def poll_until(keeper: Supervised, state: Supervision, clock: Clock, step: float
 def test_a_supervised_child_that_keeps_exiting_is_started_again_later_each_time_then_given_up(
     tmp_path: Path,
 ) -> None:
-    clock, said, started = Clock(), [], []
+    clock, said, started = Clock(), list[str](), list[float]()
 
     def start() -> Child:
         started.append(clock.now)
@@ -166,7 +166,7 @@ def test_a_supervised_child_that_keeps_exiting_is_started_again_later_each_time_
 
 
 def test_a_child_that_ran_a_while_is_started_again_at_the_first_delay(tmp_path: Path) -> None:
-    clock, said = Clock(), []
+    clock, said = Clock(), list[str]()
     marker = tmp_path / "go"
 
     def start() -> Child:
