@@ -76,6 +76,10 @@ class Settings:
     # Redis broker: an unacknowledged task (its worker was killed) is handed out again
     # after this long. Longer than the longest task, or a slow task runs twice.
     celery_visibility_timeout: int = 600
+    # Deposit intents left behind (shared/usecases/intents.py): looked for this often, in
+    # bookings at least this old (older than any booking request can still be running).
+    intent_reconcile_seconds: int = 300
+    intent_reconcile_grace_seconds: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -153,6 +157,10 @@ class Settings:
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
             celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),
+            intent_reconcile_seconds=integer("INTENT_RECONCILE_SECONDS", 300, minimum=1),
+            intent_reconcile_grace_seconds=integer(
+                "INTENT_RECONCILE_GRACE_SECONDS", 600, minimum=1
+            ),
         )
 
 

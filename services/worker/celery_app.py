@@ -16,6 +16,7 @@ from shared.logging_setup import configure_logging, demote
 from shared.tasks import (
     EXPIRE_HOLDS,
     PURGE_IDEMPOTENCY_KEYS,
+    RECONCILE_DEPOSIT_INTENTS,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
     SWEEP_REFUNDS,
@@ -43,6 +44,10 @@ def configure(celery: Celery, settings: Settings) -> None:
             "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": 60.0},
             "sweep-refunds": {"task": SWEEP_REFUNDS, "schedule": 60.0},
             "purge-idempotency-keys": {"task": PURGE_IDEMPOTENCY_KEYS, "schedule": 3600.0},
+            "reconcile-deposit-intents": {
+                "task": RECONCILE_DEPOSIT_INTENTS,
+                "schedule": float(settings.intent_reconcile_seconds),
+            },
         },
     )
 

@@ -16,6 +16,7 @@ from shared.tasks import (
     APPLY_STRIPE_EVENT,
     EXPIRE_HOLDS,
     PROCESS_REFUND,
+    RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
     SWEEP_INBOX,
     SWEEP_REFUNDS,
@@ -51,6 +52,7 @@ def test_delivery_guarantees_and_schedule():
     assert schedule[EXPIRE_HOLDS] == 45.0
     assert SWEEP_INBOX in schedule
     assert SWEEP_REFUNDS in schedule  # owed refunds whose task was lost
+    assert schedule[RECONCILE_DEPOSIT_INTENTS] == 300.0  # intents no booking names
     app.close()
 
 
