@@ -50,10 +50,11 @@ def stack_env(**settings: str) -> dict[str, str]:
         "STRIPE_TIMEOUT_SECONDS": "5",
         "BOOKING_HOLD_SECONDS": "6",
         "HOLD_SWEEP_SECONDS": "1",
-        # Not every second: each sweep enqueues every stale event again, and a backlog would
-        # grow a queue of duplicates faster than the worker drains it.
-        "INBOX_SWEEP_SECONDS": "2",
-        "INBOX_REDELIVERY_SECONDS": "8",
+        # Each sweep enqueues every stale event again: with a backlog the worker cannot
+        # drain in INBOX_REDELIVERY_SECONDS, the queue fills with duplicates (the load
+        # is paced for that reason).
+        "INBOX_SWEEP_SECONDS": "1",
+        "INBOX_REDELIVERY_SECONDS": "4",
         "CELERY_VISIBILITY_TIMEOUT": "5",
         "LOG_LEVEL": "WARNING",
         "CELERY_BROKER_URL": "",

@@ -35,8 +35,8 @@ from shared.usecases.inbox import VerifiedEvent, store_event
 from tests import support
 
 VALKEY_PORTS = range(26411, 26419)
-OUTAGES = 3
-STRIPE_DELAY_SECONDS = 6.0
+OUTAGES = 2
+STRIPE_DELAY_SECONDS = 4.0
 # No booking has this charge: the event is applied as "ignored" (a final status too).
 APPLIED = (EventStatus.PROCESSED, EventStatus.IGNORED)
 

@@ -17,7 +17,10 @@ The worker SIGKILLed mid-refund is tests/e2e/test_webhooks_e2e.py.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from tests.fakes.smtp_sink import SmtpSink
 VALKEY_PORTS = range(26421, 26429)
 POSTGRES_PORTS = range(25441, 25449)
 OUTAGE_SECONDS = 2.0
+LOAD_AROUND_SECONDS = 2.0  # of traffic before the fault, and after the server is back
 STRIPE_LATE_SECONDS = 1.5  # longer than PostgreSQL takes to stop
 CREATE = "/v1/payment_intents"
 # The reconciler's log lines (shared/usecases/intents.py), relayed by the stack.
@@ -121,7 +125,7 @@ def test_redis_killed_under_load(
         worlds = artists(engine)
         traffic = Traffic(stack.api_url, worlds, stripe_emulator).start()
         try:
-            time.sleep(3)
+            time.sleep(LOAD_AROUND_SECONDS)
             killed = time.time()
             valkey.kill()
             time.sleep(OUTAGE_SECONDS)
@@ -131,7 +135,7 @@ def test_redis_killed_under_load(
             drained = faults.answers(lambda: faults.backlog(engine, received_before=back) == 0)
             recovered = support.wait_until(drained, 60, interval=0.1)
             recovery = round(time.time() - back, 2)
-            time.sleep(max(0.0, back + 3 - time.time()))
+            time.sleep(max(0.0, back + LOAD_AROUND_SECONDS - time.time()))
         finally:
             traffic.stop()
         stopped = time.time()
@@ -166,19 +170,30 @@ def test_redis_killed_under_load(
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def var_root() -> Iterator[Path]:
+    """A directory outside pytest's tmp root: the embedded PostgreSQL runs as `nobody`
+    under root, and another pytest session on the machine may take the search bit back
+    from /tmp/pytest-of-root while initdb runs."""
+    path = Path(tempfile.mkdtemp(prefix="inkflow-fault-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_postgres_restarted_under_load(
     stripe_emulator: StripeEmulator,
     smtp_sink: SmtpSink,
-    tmp_path: Path,
+    var_root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    tmp_path = var_root
     env = faults.stack_env(
         DATABASE_URL="",
         REDIS_URL="",
         SMTP_URL=smtp_sink.url,
         CELERY_QUEUE=faults.new_queue_name(),
         INTENT_RECONCILE_SECONDS="1",
-        INTENT_RECONCILE_GRACE_SECONDS="8",
+        INTENT_RECONCILE_GRACE_SECONDS="4",
     )
     ports = {"postgres_port": free(POSTGRES_PORTS), "valkey_port": free(VALKEY_PORTS)}
     with faults.running_stack(tmp_path, env, stripe_emulator, **ports) as stack:
@@ -201,7 +216,7 @@ def _postgres_restart(
     worlds = artists(engine)
     traffic = Traffic(stack.api_url, worlds, emulator).start()
     try:
-        time.sleep(3)
+        time.sleep(LOAD_AROUND_SECONDS)
         # The worst moment for one booking: committed, its intent made, and the database
         # gone before the id is stored (Stripe answers late; the traffic holds back so
         # that the slow answer is this booking's).
@@ -219,7 +234,7 @@ def _postgres_restart(
         postgres.start()
         back = time.time()
         engine.dispose()  # the test's own connections died with the server
-        time.sleep(3)
+        time.sleep(LOAD_AROUND_SECONDS)
     finally:
         traffic.stop()
     load_ended = time.time()

@@ -92,7 +92,7 @@ def orphan(
 ) -> tuple[Booking, dict[str, Any]]:
     """Book while the database goes away between Stripe's answer and storing it."""
     world = make_world(sessions)
-    emulator.delay_next(1.0, path_prefix=CREATE, method="POST", phase="after")
+    emulator.delay_next(0.5, path_prefix=CREATE, method="POST", phase="after")
     cutter = cut_connections_when_stripe_is_asked(engine, emulator)
     response = book(victim_app.test_client(), world, next_local(11))
     cutter.join()
