@@ -515,6 +515,10 @@ class Stack:
             query["serviceDurationMin"] = 60
         rule = "=" * 72
         cli = ".venv/bin/inkflow"
+        # With roles on, the client endpoints want the client's own token.
+        roles = bool(self.env.get("AUTH_JWT_SECRET", "").strip())
+        client_id = ids.get("clientId", "<clientId>")
+        as_client = f'      -H "Authorization: Bearer $({cli} token --client {client_id})" \\'
         lines = [
             rule,
             "inkflow is running. Ctrl-C stops everything.",
@@ -523,6 +527,7 @@ class Stack:
             f"  Admin token:    {token}   (header: Authorization: Bearer {token})",
             "  Free slots of the demo artist for the next week:",
             f"    curl -s -X POST {api}/api/availability \\",
+            *([as_client] if roles else []),
             "      -H 'Content-Type: application/json' \\",
             f"      -d '{json.dumps(query)}'",
             "  In another terminal (settings from var/run.env, nothing to export):",
@@ -536,6 +541,11 @@ class Stack:
                 )
             ),
         ]
+        if roles:
+            lines.append(
+                f"  Roles are on (AUTH_JWT_SECRET): {cli} token --artist "
+                f"{ids.get('artistId', '<artistId>')} gives the demo artist's token"
+            )
         if self.emulator_url:
             lines.append(
                 f"  Stripe emulator: {self.emulator_url} (webhooks to {self.webhook_url};"

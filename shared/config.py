@@ -11,9 +11,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# HS256 with a shorter key is guessable (PyJWT only warns): AUTH_JWT_SECRET is refused.
+JWT_SECRET_MIN_BYTES = 32
+
 
 class ConfigError(Exception):
     """A required setting is missing or malformed; the message names it."""
+
+
+def check_jwt_secret(secret: str) -> None:
+    """AUTH_JWT_SECRET is long enough (the API at start-up, `inkflow token`)."""
+    if len(secret.encode()) < JWT_SECRET_MIN_BYTES:
+        raise ConfigError(f"setting AUTH_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes")
 
 
 def normalise_db_url(url: str) -> str:
@@ -52,6 +61,12 @@ class Settings:
     stripe_webhook_secret: str
     admin_api_token: str
     stripe_api_base: str | None = None
+    # The Connect webhook endpoint's own signing secret: events on connected accounts
+    # (account.updated) are signed with it. Optional; the receiver accepts either secret.
+    stripe_connect_webhook_secret: str | None = None
+    # ISO 3166-1 alpha-2 country of the Express accounts onboarding creates; None: Stripe
+    # takes the platform's country.
+    stripe_connect_country: str | None = None
     booking_hold_seconds: int = 900
     hold_sweep_seconds: int = 60
     inbox_sweep_seconds: int = 60
@@ -80,6 +95,14 @@ class Settings:
     # bookings at least this old (older than any booking request can still be running).
     intent_reconcile_seconds: int = 300
     intent_reconcile_grace_seconds: int = 600
+    # How often the beat looks for due reminders (REMINDER_SWEEP_SECONDS).
+    reminder_sweep_seconds: int = 60
+    # Where clients and calendars reach this API (links in e-mails, `calendarUrl`), without
+    # a trailing slash. Default: http://127.0.0.1:PORT.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # The key of the artists' private calendar feed tokens (CALENDAR_TOKEN_SECRET); unset,
+    # one is derived from ADMIN_API_TOKEN. Changing either changes every feed URL.
+    calendar_token_secret: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,10 +147,20 @@ class Settings:
         if fee_bps > 10_000:
             raise ConfigError("setting PLATFORM_FEE_BPS must be <= 10000 (100%)")
         jwt_secret = optional("AUTH_JWT_SECRET")
-        if jwt_secret is not None and len(jwt_secret.encode()) < 32:
-            # HS256 with a short key is guessable; PyJWT only warns, so refuse here.
-            raise ConfigError("setting AUTH_JWT_SECRET must be at least 32 bytes")
+        if jwt_secret is not None:
+            check_jwt_secret(jwt_secret)
         cors = optional("CORS_ORIGINS")
+        port = integer("PORT", 8000, minimum=1)
+        base_url = (optional("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError("setting PUBLIC_BASE_URL must start with http:// or https://")
+        country = optional("STRIPE_CONNECT_COUNTRY")
+        if country is not None and not (
+            len(country) == 2 and country.isascii() and country.isalpha()
+        ):
+            raise ConfigError(
+                f"setting STRIPE_CONNECT_COUNTRY must be a two-letter country code, got {country!r}"
+            )
         return cls(
             database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
@@ -136,11 +169,13 @@ class Settings:
             stripe_webhook_secret=required("STRIPE_WEBHOOK_SECRET"),
             admin_api_token=required("ADMIN_API_TOKEN"),
             stripe_api_base=optional("STRIPE_API_BASE"),
+            stripe_connect_webhook_secret=optional("STRIPE_CONNECT_WEBHOOK_SECRET"),
+            stripe_connect_country=country.upper() if country else None,
             booking_hold_seconds=integer("BOOKING_HOLD_SECONDS", 900, minimum=1),
             hold_sweep_seconds=integer("HOLD_SWEEP_SECONDS", 60, minimum=1),
             inbox_sweep_seconds=integer("INBOX_SWEEP_SECONDS", 60, minimum=1),
             inbox_redelivery_seconds=integer("INBOX_REDELIVERY_SECONDS", 120, minimum=1),
-            port=integer("PORT", 8000, minimum=1),
+            port=port,
             platform_fee_bps=fee_bps,
             auth_jwt_secret=jwt_secret,
             smtp_url=optional("SMTP_URL"),
@@ -161,6 +196,9 @@ class Settings:
             intent_reconcile_grace_seconds=integer(
                 "INTENT_RECONCILE_GRACE_SECONDS", 600, minimum=1
             ),
+            reminder_sweep_seconds=integer("REMINDER_SWEEP_SECONDS", 60, minimum=1),
+            public_base_url=base_url,
+            calendar_token_secret=optional("CALENDAR_TOKEN_SECRET"),
         )
 
 

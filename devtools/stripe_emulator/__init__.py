@@ -12,11 +12,13 @@ Stripe's v1 form-encoded API, so the unmodified ``stripe`` SDK works against it:
 
 Modelled: PaymentIntents (create/retrieve/update/confirm/cancel), Refunds (create/retrieve/list;
 several per charge; ``reverse_transfer`` and ``refund_application_fee`` on destination
-charges), Charges (retrieve), connected Accounts (retrieve; unknown ``acct_`` ids are
-auto-created, enabled) and Events (list/retrieve). What Stripe does later is a method call:
+charges), Charges (retrieve), connected Accounts (create with ``type`` or ``controller``
+properties, retrieve, Express login links; unknown ``acct_`` ids are auto-created, enabled),
+Account Links and Events (list/retrieve). What Stripe does later is a method call:
 a customer pays (``succeed_payment_intent``), a refund is made in the Dashboard
 (``refund_payment_intent``), pending refunds fail or succeed (``fail_next_refunds`` /
-``pend_next_refunds`` then ``settle_refunds``, ``fail_refund``). Refund events can also be
+``pend_next_refunds`` then ``settle_refunds``, ``fail_refund``), the user completes an
+onboarding link (``complete_onboarding``). Refund events can also be
 built on demand (``charge_refunded_event``, ``refund_event``), shaped as for API version
 2026-10-28.
 
@@ -28,6 +30,10 @@ built on demand (``charge_refunded_event``, ``refund_event``), shaped as for API
   ``payment_intent.payment_failed``, ``charge.refunded``, ``account.updated`` …), which are
   logged and, with a webhook endpoint configured, delivered signed in the background with
   Stripe's retries and backoff (``delivery.py``; what ``stripe listen`` does).
+- Connect onboarding works offline: an Account Link's URL opens a page of the emulator
+  with a "Complete onboarding" button (``pages.py``) that enables the account, sends
+  ``account.updated`` and redirects to the link's ``return_url``; events on connected
+  accounts carry ``account`` and go to the Connect endpoint when one is configured.
 - ``state_path`` keeps objects, events, idempotency keys and deliveries still due across
   restarts (``state.py``); ``latency_ms`` slows every API call (benchmarks).
 - Allowed parameters (also nested ones) come from the SDK's typed params
@@ -39,13 +45,16 @@ built on demand (``charge_refunded_event``, ``refund_event``), shaped as for API
 - Failure injection: ``fail_next``/``fail_always`` answer before the API runs (nothing stored,
   so a retry with the same key succeeds); ``delay_next`` sleeps after processing by default (the
   answer is "lost", as in a client timeout) or before it with ``phase="before"``.
-- JSON control API under ``/_emulator/`` (see ``control.py``), no auth.
+- JSON control API under ``/_emulator/`` (see ``control.py``), no auth; browser pages under
+  ``/connect/setup/`` and ``/express/`` (``pages.py``).
 - Standalone: ``python -m devtools.stripe_emulator --port 12111 --webhook-url URL
-  --webhook-secret whsec_… --state FILE`` (``--help``; stops on SIGTERM/SIGINT).
+  --webhook-secret whsec_… [--connect-webhook-url URL --connect-webhook-secret whsec_…]
+  --state FILE`` (``--help``; stops on SIGTERM/SIGINT).
 
 Modules: ``emulator`` (state, request pipeline, the methods tests call), one module per
-resource (``payment_intents``, ``refunds``, ``charges``, ``accounts``, ``events``: handlers
-and their ``ROUTES``; ``refunds`` also builds the refund events), ``cards`` (test cards),
+resource (``payment_intents``, ``refunds``, ``charges``, ``accounts``, ``account_links``,
+``events``: handlers and their ``ROUTES``; ``refunds`` also builds the refund events),
+``pages`` (the onboarding and Express Dashboard pages), ``cards`` (test cards),
 ``delivery`` (webhooks), ``state`` (on disk), ``control`` (``/_emulator/``),
 ``idempotency``, ``faults`` (failure injection), ``params`` (validation from the SDK's
 typed params), ``wire`` (form decoding, headers, recorded requests), ``store``, ``errors``,

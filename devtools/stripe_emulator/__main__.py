@@ -2,6 +2,7 @@
 
     python -m devtools.stripe_emulator --port 12111 \\
         --webhook-url http://127.0.0.1:8000/api/webhooks/stripe --webhook-secret whsec_… \\
+        [--connect-webhook-url URL --connect-webhook-secret whsec_…] \\
         --state var/stripe/state.json
 
 Prints ``stripe emulator listening on http://HOST:PORT`` once it accepts connections, then
@@ -45,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="*",
         help="comma-separated event types to deliver, patterns allowed (default: *)",
     )
+    hooks.add_argument(
+        "--connect-webhook-url",
+        help="deliver events on connected accounts (account.updated, ...) to this Connect "
+        "endpoint instead (default: the --webhook-url)",
+    )
+    hooks.add_argument(
+        "--connect-webhook-secret",
+        default=os.environ.get("STRIPE_CONNECT_WEBHOOK_SECRET", ""),
+        help="signing secret of the Connect endpoint (default: $STRIPE_CONNECT_WEBHOOK_SECRET)",
+    )
     default = RetryPolicy()
     hooks.add_argument(
         "--webhook-attempts",
@@ -82,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         types = tuple(t.strip() for t in args.webhook_events.split(",") if t.strip())
         endpoint = Endpoint(args.webhook_url, args.webhook_secret, types or ("*",))
+    connect = None
+    if args.connect_webhook_url:
+        if not args.connect_webhook_secret:
+            print(
+                "--connect-webhook-url needs --connect-webhook-secret "
+                "(or STRIPE_CONNECT_WEBHOOK_SECRET)",
+                file=sys.stderr,
+            )
+            return 2
+        connect = Endpoint(args.connect_webhook_url, args.connect_webhook_secret)
     retry = RetryPolicy(
         first_delay=args.webhook_backoff,
         max_delay=args.webhook_backoff_max,
@@ -107,11 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         retry=retry,
         state_path=args.state,
         latency_ms=args.latency_ms,
+        connect_webhook=connect,
     )
     with emulator:
         print(f"{READY} {emulator.url}", flush=True)
         if endpoint is not None:
             print(f"delivering webhook events to {endpoint.url}", flush=True)
+        if connect is not None:
+            print(f"delivering Connect events to {connect.url}", flush=True)
         while not done.wait(0.5):
             pass
     return 0

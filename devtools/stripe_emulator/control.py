@@ -12,13 +12,19 @@ them as query parameters.
     GET  refunds/{id};  POST refunds/{id}/fail {reason}
     POST fail_next_refunds {n, reason, at_once} | pend_next_refunds {n} | settle_refunds
     POST accounts/{id} {charges_enabled, payouts_enabled}      (emits account.updated)
+    GET  accounts/{id}                       an account made or named (404 otherwise)
+    GET  account_links/{token}               an Account Link (token: its URL's last part)
+    POST account_links/{token}/complete      the user completes that onboarding: the
+                                             account is enabled (emits account.updated)
+    POST account_links/{token}/expire        the link is past its expires_at
     POST events {type, object} | {type, payment_intent} | {type: "charge.refunded",
          payment_intent, refund?} | {type: "refund.*", refund}   (optional id, created;
          built, not sent) — with "send": true it is logged and delivered like an emitted one
     GET  emitted_events                      the events Stripe sent, oldest first
     GET  events ?related_to=pi_…             the same, about one object
     POST events/{id}/resend                  deliver a logged event again
-    GET  webhook | POST webhook {url, secret, enabled_events, retry: {…}}
+    GET  webhook | POST webhook {url, secret, enabled_events, retry: {…}, connect_url,
+         connect_secret}                     (connect_*: the Connect endpoint, optional)
     GET  deliveries ?related_to=pi_…&event_id=evt_…           delivery attempts, oldest first
     POST wait_for_deliveries {timeout}       {"idle": bool}: nothing due or in flight
     POST latency {ms}                        added to every API call from now on
@@ -81,9 +87,14 @@ def _webhook(emu: StripeEmulator, d: JSON) -> JSON:
     retry = d.get("retry")
     policy = RetryPolicy(**retry) if isinstance(retry, dict) else None
     emu.configure_webhook(
-        d.get("url"), d.get("secret", ""), d.get("enabled_events") or ("*",), policy
+        d.get("url"),
+        d.get("secret", ""),
+        d.get("enabled_events") or ("*",),
+        policy,
+        connect_url=d.get("connect_url"),
+        connect_secret=d.get("connect_secret", ""),
     )
-    return describe(emu.delivery.endpoint, emu.delivery.policy)
+    return describe(emu.delivery.endpoint, emu.delivery.policy, emu.delivery.connect)
 
 
 ROUTES: dict[tuple[str, str], Action] = {
@@ -104,10 +115,16 @@ ROUTES: dict[tuple[str, str], Action] = {
     ("POST", "settle_refunds"): lambda e, d, i: e.settle_refunds(),
     ("GET", "emitted_events"): lambda e, d, i: e.emitted_events(),
     ("POST", "accounts/*"): lambda e, d, i: e.set_account(i, **d),
+    ("GET", "accounts/*"): lambda e, d, i: e.account(i),
+    ("GET", "account_links/*"): lambda e, d, i: e.account_link(i),
+    ("POST", "account_links/*/complete"): lambda e, d, i: e.complete_onboarding(i),
+    ("POST", "account_links/*/expire"): lambda e, d, i: e.expire_account_link(i),
     ("POST", "events"): lambda e, d, i: _event(e, d),
     ("GET", "events"): lambda e, d, i: e.logged_events(d.get("related_to")),
     ("POST", "events/*/resend"): lambda e, d, i: e.resend_event(i),
-    ("GET", "webhook"): lambda e, d, i: describe(e.delivery.endpoint, e.delivery.policy),
+    ("GET", "webhook"): lambda e, d, i: describe(
+        e.delivery.endpoint, e.delivery.policy, e.delivery.connect
+    ),
     ("POST", "webhook"): lambda e, d, i: _webhook(e, d),
     ("GET", "deliveries"): lambda e, d, i: [
         a.to_json() for a in e.deliveries(d.get("related_to"), d.get("event_id"))

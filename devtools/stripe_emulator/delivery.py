@@ -7,6 +7,12 @@ Stripe retries for up to three days in live mode; the default ``RetryPolicy`` co
 that for local use (1 s, 2 s, 4 s … capped at 60 s, 8 attempts). Stripe promises neither
 order nor a single delivery, and neither does this: senders work in parallel.
 
+Events that happened on a connected account (those with an ``account``: ``account.updated``
+after onboarding, ...) go to the Connect endpoint when one is configured, signed with its
+own secret, as Stripe sends them to an endpoint created with ``connect=true``; without one
+they go to the platform's endpoint (what ``stripe listen`` does without
+``--forward-connect-to``).
+
 Any code can hand it an event::
 
     delivery = WebhookDelivery(Endpoint(url, secret), RetryPolicy())
@@ -105,6 +111,12 @@ class _Due:
     seq: int
     event: JSON = field(compare=False)
     attempt: int = field(compare=False, default=1)
+    connect: bool = field(compare=False, default=False)  # for the Connect endpoint
+
+
+def is_connect_event(event: JSON) -> bool:
+    """An event that happened on a connected account (it names the account)."""
+    return bool(event.get("account"))
 
 
 # (url, body, headers, timeout) -> HTTP status; raises OSError when nothing answered
@@ -123,13 +135,15 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
 
 
 class WebhookDelivery:
-    """Delivers events to one endpoint from ``senders`` background threads; thread-safe."""
+    """Delivers events to the platform's endpoint (and Connect events to the Connect
+    endpoint, when there is one) from ``senders`` background threads; thread-safe."""
 
     def __init__(
         self,
         endpoint: Endpoint | None = None,
         policy: RetryPolicy | None = None,
         *,
+        connect: Endpoint | None = None,
         senders: int = 4,
         send: Send = http_post,
         clock: Callable[[], float] = time.time,
@@ -137,6 +151,7 @@ class WebhookDelivery:
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.endpoint = endpoint
+        self.connect = connect
         self.policy = policy or RetryPolicy()
         self._senders = senders
         self._send = send
@@ -153,12 +168,21 @@ class WebhookDelivery:
 
     # -- configuration and lifecycle
 
-    def configure(self, endpoint: Endpoint | None, policy: RetryPolicy | None = None) -> None:
-        """Change the endpoint (None: stop delivering; what is due stays due)."""
+    def configure(
+        self,
+        endpoint: Endpoint | None,
+        policy: RetryPolicy | None = None,
+        connect: Endpoint | None = None,
+    ) -> None:
+        """Change the endpoints (None: stop delivering; what is due stays due)."""
         with self._cond:
             self.endpoint = endpoint
+            self.connect = connect
             self.policy = policy or self.policy
             self._cond.notify_all()
+
+    def _endpoint_for(self, connect: bool) -> Endpoint | None:
+        return self.connect if connect and self.connect is not None else self.endpoint
 
     def start(self) -> WebhookDelivery:
         with self._cond:
@@ -181,10 +205,13 @@ class WebhookDelivery:
 
     def submit(self, event: JSON) -> bool:
         """Queue ``event`` for delivery now; False when no endpoint wants it."""
+        connect = is_connect_event(event)
         with self._cond:
-            if self.endpoint is None or not self.endpoint.wants(str(event.get("type"))):
+            endpoint = self._endpoint_for(connect)
+            if endpoint is None or not endpoint.wants(str(event.get("type"))):
                 return False
-            heapq.heappush(self._due, _Due(self._clock(), next(self._seq), event))
+            due = _Due(self._clock(), next(self._seq), event, connect=connect)
+            heapq.heappush(self._due, due)
             self._cond.notify()
         self._on_change()
         return True
@@ -207,12 +234,21 @@ class WebhookDelivery:
     def pending(self) -> list[JSON]:
         """What is still due (to save across a restart)."""
         with self._cond:
-            return [{"at": d.at, "attempt": d.attempt, "event": d.event} for d in sorted(self._due)]
+            return [
+                {"at": d.at, "attempt": d.attempt, "event": d.event, "connect": d.connect}
+                for d in sorted(self._due)
+            ]
 
     def restore(self, items: Iterable[JSON]) -> None:
         with self._cond:
             for item in items:
-                due = _Due(float(item["at"]), next(self._seq), item["event"], int(item["attempt"]))
+                due = _Due(
+                    float(item["at"]),
+                    next(self._seq),
+                    item["event"],
+                    int(item["attempt"]),
+                    bool(item.get("connect", is_connect_event(item["event"]))),
+                )
                 heapq.heappush(self._due, due)
             self._cond.notify_all()
 
@@ -225,7 +261,7 @@ class WebhookDelivery:
         """Until nothing is in flight and nothing is due (retries included); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._in_flight or (self._due and self.endpoint is not None):
+            while self._in_flight or any(self._endpoint_for(d.connect) for d in self._due):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -237,8 +273,8 @@ class WebhookDelivery:
     def _next(self) -> tuple[_Due, Endpoint, RetryPolicy] | None:
         with self._cond:
             while not self._stopping:
-                endpoint = self.endpoint
-                if endpoint is not None and self._due:
+                endpoint = self._endpoint_for(self._due[0].connect) if self._due else None
+                if endpoint is not None:
                     wait = self._due[0].at - self._clock()
                     if wait <= 0:
                         self._in_flight += 1
@@ -295,7 +331,7 @@ class WebhookDelivery:
         with self._cond:
             self._attempts.append(attempt)
             if retry_at is not None:
-                retry = _Due(retry_at, next(self._seq), event, due.attempt + 1)
+                retry = _Due(retry_at, next(self._seq), event, due.attempt + 1, due.connect)
                 heapq.heappush(self._due, retry)
         _log(attempt)
 
@@ -312,9 +348,13 @@ def _log(attempt: Attempt) -> None:
         log.warning("webhook %s, attempt %d; giving up", where, attempt.attempt)
 
 
-def describe(endpoint: Endpoint | None, policy: RetryPolicy) -> JSON:
-    """The configuration as the control API shows it (the secret is not shown)."""
+def describe(
+    endpoint: Endpoint | None, policy: RetryPolicy, connect: Endpoint | None = None
+) -> JSON:
+    """The configuration as the control API shows it (the secrets are not shown)."""
     data: dict[str, Any] = {"retry": asdict(policy)}
+    if connect is not None:
+        data["connect"] = {"url": connect.url, "enabled_events": list(connect.enabled_events)}
     if endpoint is None:
         return {"url": None, **data}
     return {"url": endpoint.url, "enabled_events": list(endpoint.enabled_events), **data}

@@ -11,11 +11,13 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from devtools.stripe_emulator import (
+    account_links,
     accounts,
     charges,
     control,
     events,
     idempotency,
+    pages,
     payment_intents,
     refunds,
     state,
@@ -45,6 +47,7 @@ ROUTES: list[Route] = [
     *refunds.ROUTES,
     *charges.ROUTES,
     *accounts.ROUTES,
+    *account_links.ROUTES,
     *events.ROUTES,
 ]
 
@@ -53,6 +56,7 @@ class StripeEmulator:
     """Stateful Stripe v1 API emulator; all public methods are thread-safe.
 
     ``webhook``: where emitted events are delivered (``delivery.py``), with ``retry``;
+    ``connect_webhook``: where events on connected accounts go instead, when given;
     ``state_path``: a JSON file the state is kept in across restarts (``state.py``);
     ``latency_ms``: added to every API call (not to the control API), for benchmarks.
     """
@@ -61,6 +65,7 @@ class StripeEmulator:
         self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False,
         webhook: Endpoint | None = None, retry: RetryPolicy | None = None,
         state_path: Path | None = None, latency_ms: float = 0.0,
+        connect_webhook: Endpoint | None = None,
     ) -> None:  # fmt: skip
         self.host, self.port, self.verbose = host, port, verbose
         self.latency_ms = latency_ms
@@ -74,7 +79,11 @@ class StripeEmulator:
         self._requests: list[RecordedRequest] = []
         self._saver = state.Saver(state_path, self._snapshot) if state_path else None
         self.delivery: WebhookDelivery = WebhookDelivery(
-            webhook, retry, related=events.related_ids, on_change=self._changed
+            webhook,
+            retry,
+            connect=connect_webhook,
+            related=events.related_ids,
+            on_change=self._changed,
         )
 
     def reset(self) -> None:
@@ -241,6 +250,42 @@ class StripeEmulator:
         emits ``account.updated``)."""
         return self._out_of_band(accounts.set_account, acct_id, charges_enabled, payouts_enabled)
 
+    # Connect onboarding (see accounts.py, account_links.py, pages.py)
+    def account(self, acct_id: str) -> JSON:
+        """An account as Stripe shows it (ApiError 404 when none was made or named)."""
+        with self._lock:
+            return copy.deepcopy(accounts.stored(self._store, acct_id))
+
+    def account_link(self, link: str) -> JSON:
+        """An Account Link (by URL or token): ``account``, ``type``, ``refresh_url``,
+        ``return_url``, ``created``, ``expires_at``, ``visited``, ``used`` (completed) and
+        whether it is ``usable`` (neither expired nor completed)."""
+        with self._lock:
+            found = account_links.stored(self._store, link)
+            return copy.deepcopy(found) | {"usable": account_links.usable(found)}
+
+    def visit_account_link(self, link: str) -> JSON:
+        """A browser opens an Account Link (see ``account_links.visit``)."""
+        with self._lock:
+            return account_links.visit(self._store, link)
+
+    def complete_onboarding(self, link: str) -> JSON:
+        """The user completes the onboarding an Account Link (URL or token) opened: its
+        account gets charges and payouts enabled, nothing due (emits ``account.updated``).
+        Returns the account; ApiError 400 for a link expired or used, 404 for none."""
+        return self._out_of_band(account_links.complete, link)
+
+    def expire_account_link(self, link: str) -> JSON:
+        """Time passes for an Account Link: it is past its ``expires_at`` now."""
+        with self._lock:
+            return account_links.expire(self._store, link)
+
+    def login_link_account(self, token: str) -> str | None:
+        """The account an Express login link (its token) opens, None for an unknown one."""
+        with self._lock:
+            found = self._store.login_links.get(token)
+            return None if found is None else str(found["account"])
+
     def _out_of_band(self, change: Callable[..., T], *args: Any) -> T:
         """Run a change Stripe makes on its own, then deliver the events it emitted."""
         with self._lock:
@@ -335,11 +380,14 @@ class StripeEmulator:
 
     def configure_webhook(
         self, url: str | None, secret: str = "", enabled_events: Iterable[str] = ("*",),
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | None = None, *, connect_url: str | None = None,
+        connect_secret: str = "",
     ) -> None:  # fmt: skip
-        """Deliver to ``url`` from now on (None: stop delivering)."""
+        """Deliver to ``url`` from now on (None: stop delivering), and events on connected
+        accounts to ``connect_url`` (signed with ``connect_secret``) when given."""
         endpoint = Endpoint(url, secret, tuple(enabled_events)) if url else None
-        self.delivery.configure(endpoint, retry)
+        connect = Endpoint(connect_url, connect_secret) if connect_url else None
+        self.delivery.configure(endpoint, retry, connect)
 
     def deliveries(
         self, related_to: str | None = None, event_id: str | None = None
@@ -400,6 +448,8 @@ class StripeEmulator:
             if method != "GET":
                 self._changed()
             return resp
+        if url.path.startswith(pages.PREFIXES):
+            return pages.handle(self, method, url.path)
         req = RecordedRequest(method, url.path, decode_form(body or url.query), headers)
         with self._lock:
             self._requests.append(req)

@@ -35,19 +35,24 @@ def event(
     created: int | None = None,
     previous_attributes: JSON | None = None,
     request: JSON | None = None,
+    account: str | None = None,
 ) -> JSON:
     """A complete Stripe Event wrapping ``obj``. ``previous_attributes`` (the changed
     fields' values before the change) appear in ``data`` only when given, as at Stripe;
-    ``request`` is the API request that caused the event (``{id, idempotency_key}``)."""
+    ``request`` is the API request that caused the event (``{id, idempotency_key}``);
+    ``account`` the connected account it happened on (a Connect event), else absent."""
     data: JSON = {"object": obj}
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
-    return {
+    made: JSON = {
         "id": event_id or new_id("evt_"), "object": "event", "api_version": API_VERSION,
         "created": now() if created is None else created, "data": data,
         "livemode": False, "pending_webhooks": 1, "request": dict(request or AUTOMATIC),
         "type": type,
     }  # fmt: skip
+    if account is not None:
+        made["account"] = account
+    return made
 
 
 def emit(
@@ -57,10 +62,17 @@ def emit(
     *,
     previous_attributes: JSON | None = None,
     request: JSON | None = None,
+    account: str | None = None,
 ) -> JSON:
     """The event Stripe sends for a change that just happened (``obj`` as it is now):
-    kept in the log and queued for webhook delivery."""
-    made = event(type, copy.deepcopy(obj), previous_attributes=previous_attributes, request=request)
+    kept in the log and queued for webhook delivery (``account``: see ``event``)."""
+    made = event(
+        type,
+        copy.deepcopy(obj),
+        previous_attributes=previous_attributes,
+        request=request,
+        account=account,
+    )
     store.events[made["id"]] = made
     while len(store.events) > LOG_SIZE:
         del store.events[next(iter(store.events))]

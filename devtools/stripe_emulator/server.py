@@ -1,10 +1,9 @@
 """HTTP plumbing: a threading HTTP/1.1 server on loopback that hands every request to a
-``dispatch`` function and writes its answer as JSON."""
+``dispatch`` function and writes its answer (JSON, or a page)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import sys
 import threading
@@ -74,12 +73,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode() if length else ""
         headers = Headers(self.headers.items())
         resp = self.server.dispatch(method, self.path, headers, body)
-        data = json.dumps(resp.body, indent=2).encode()
+        data = resp.encoded()
         try:
             self.send_response(resp.status)
             for name, value in resp.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", resp.content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

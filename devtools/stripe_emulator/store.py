@@ -25,7 +25,9 @@ def now() -> int:
 
 
 # The collections that make up the state, in the order they are saved.
-COLLECTIONS = ("intents", "charges", "refunds", "accounts", "events")
+COLLECTIONS = (
+    "intents", "charges", "refunds", "accounts", "account_links", "login_links", "events",
+)  # fmt: skip
 
 
 @dataclass
@@ -33,7 +35,8 @@ class Store:
     """Every object by id. Intents, refunds, accounts and events are kept as the API shows
     them; a charge is kept as ``{id, payment_intent, created, refunds, payment_method, card,
     transfer, application_fee, failing_refunds}`` and rendered from its intent (see
-    ``charges.charge_json``). ``events`` is the event log, the Events Stripe sent in the
+    ``charges.charge_json``); Account Links and login links by the token in their URL
+    (``account_links``, ``accounts``). ``events`` is the event log, the Events Stripe sent in the
     order they happened; ``outbox`` the events emitted since the emulator last handed them
     to its webhook delivery (not saved); ``refund_plans`` what the next refunds created will
     do (see ``refunds.plan_failures``)."""
@@ -42,6 +45,8 @@ class Store:
     charges: dict[str, JSON] = field(default_factory=dict)
     refunds: dict[str, JSON] = field(default_factory=dict)
     accounts: dict[str, JSON] = field(default_factory=dict)
+    account_links: dict[str, JSON] = field(default_factory=dict)
+    login_links: dict[str, JSON] = field(default_factory=dict)
     events: dict[str, JSON] = field(default_factory=dict)
     outbox: list[JSON] = field(default_factory=list)
     refund_plans: list[JSON] = field(default_factory=list)

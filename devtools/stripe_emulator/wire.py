@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import time
 from collections.abc import Iterable
@@ -80,6 +81,11 @@ class RecordedRequest:
         return self.headers.get("Idempotency-Key")
 
     @property
+    def base_url(self) -> str:
+        """The emulator as the client reached it (links it hands out point back to it)."""
+        return f"http://{self.headers.get('Host') or '127.0.0.1'}"
+
+    @property
     def stripe_account(self) -> str | None:
         return self.headers.get("Stripe-Account")
 
@@ -107,6 +113,15 @@ class RecordedRequest:
 
 @dataclass
 class Response:
+    """An answer: ``body`` is serialised as JSON, or sent as it is (a ``str``) with another
+    ``content_type`` (the emulator's HTML pages)."""
+
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def encoded(self) -> bytes:
+        if self.content_type == "application/json":
+            return json.dumps(self.body, indent=2).encode()
+        return str(self.body).encode()

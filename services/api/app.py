@@ -9,6 +9,7 @@ import uuid
 from flask import Flask
 from flask_cors import CORS
 
+from services.api import auth
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
 from services.api.state import ApiState, init_state
@@ -21,6 +22,7 @@ from shared.domain.timeutil import Clock, utcnow
 from shared.logging_setup import configure_logging
 from shared.usecases import refunds
 from shared.usecases.booking import BookingService
+from shared.usecases.connect import ConnectOnboarding
 from shared.usecases.effects import EffectRunner, Outcome
 from shared.usecases.lifecycle import Lifecycle
 
@@ -39,7 +41,8 @@ def create_app(
         settings = Settings.from_env()
     configure_logging(settings.log_level)
 
-    app = Flask("inkflow")
+    # No static folder: nothing is served from the disk, every route has an access rule.
+    app = Flask("inkflow", static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Bodies are small JSON documents; refuse anything large before parsing it.
     app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
@@ -67,6 +70,7 @@ def create_app(
             resources=resources,
             bookings=BookingService(resources, gateway, locks, effects),
             lifecycle=Lifecycle(resources, locks, effects),
+            connect=ConnectOnboarding(resources, gateway),
             effects=effects,
             clock=now,
             closers=closers,
@@ -77,4 +81,5 @@ def create_app(
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    auth.install(app)  # after the routes: it reads each one's rule
     return app

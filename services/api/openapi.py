@@ -37,9 +37,11 @@ from typing import Any, Literal, TypeVar
 from flask import Blueprint, Flask
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+from werkzeug.routing import Rule
 
 from services.api.errors import ERROR_MODELS, HTTP_STATUS, STATUS_HEADERS, WHEN, ErrorBody
 from services.api.schemas import STRICT_NOTE
+from shared.domain.access import Access
 from shared.domain.errors import ErrorCode
 
 Schema = dict[str, Any]
@@ -52,22 +54,26 @@ REF = "#/components/schemas/{model}"
 EXTENSION_KEY = "inkflow.openapi"
 SNAPSHOT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
-ADMIN: Security = [{"adminToken": []}]
-# With AUTH_JWT_SECRET unset the client endpoints are public: `{}` is "no auth".
-CLIENT: Security = [{"clientJwt": []}, {}]
-PUBLIC: Security = []
+# The rule each route declares with `@operation(..., security=...)`: who may call it
+# (`shared/domain/access.py`). services/api/auth.py enforces it on every request, and the
+# document shows it as the operation's security. A route in /api/admin that an artist
+# may use for its own artist (the path's `artist_id`, or the booking's artist, checked
+# with `auth.check`/`auth.guard_for`) declares ARTIST; one that only the operator may,
+# OPERATOR.
+PUBLIC = Access.PUBLIC  # anyone, no token read
+CLIENT = Access.CLIENT  # the operator, or the resource's client (anyone while client JWTs are off)
+ARTIST = Access.ARTIST  # the operator, or the resource's artist
+OPERATOR = Access.OPERATOR  # the operator only
+
+_SECURITY: dict[Access, Security] = {
+    Access.PUBLIC: [],
+    # With AUTH_JWT_SECRET unset the client endpoints are open: `{}` is "no auth".
+    Access.CLIENT: [{"operatorToken": []}, {"clientJwt": []}, {}],
+    Access.ARTIST: [{"operatorToken": []}, {"artistJwt": []}],
+    Access.OPERATOR: [{"operatorToken": []}],
+}
 
 _FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A non-error response: its description and body model (None: any JSON object);
-    `has_body=False` for one without a body (204)."""
-
-    description: str
-    model: type[BaseModel] | None = None
-    has_body: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +85,24 @@ class Header:
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """A non-error response: its description and body model (None: any JSON object);
+    `has_body=False` for one without a body (204, 304). `media_type`: a body that is not
+    JSON is described as a string of that type. `headers`: the ones it always carries."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    has_body: bool = True
+    media_type: str = JSON
+    headers: tuple[Header, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     operation_id: str
     summary: str
     tag: str
-    security: Security
+    security: Access
     responses: Mapping[int, Reply]
     errors: tuple[ErrorCode, ...] = ()
     description: str | None = None
@@ -93,12 +112,14 @@ class Operation:
     query: type[BaseModel] | None = None
     headers: tuple[Header, ...] = ()
     database: bool = True
+    # Path parameters that are not row ids, described (the others say "a UUID").
+    path_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def error_codes(self) -> list[ErrorCode]:
         """The declared codes, plus those any operation of its kind may answer."""
         codes = list(self.errors)
-        if self.security in (ADMIN, CLIENT):
-            codes.append(ErrorCode.UNAUTHORIZED)
+        if self.security is not Access.PUBLIC:
+            codes += [ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN]
         if self.body is not None:
             codes.append(ErrorCode.PAYLOAD_TOO_LARGE)
         if self.database:
@@ -121,7 +142,8 @@ _UNDOCUMENTED: dict[str, tuple[str, str]] = {}
 
 def undocumented(blueprint: Blueprint, reason: str) -> Blueprint:
     """Leave a blueprint's routes out of the document on purpose (the HTML reference
-    that renders it); any other route without a declaration still fails the build."""
+    that renders it); any other route without a declaration still fails the build.
+    Its routes are PUBLIC: anyone may read them, no token is looked at."""
     if not blueprint.url_prefix:
         raise ValueError(f"{blueprint.name}: an undocumented blueprint needs a URL prefix")
     _UNDOCUMENTED[blueprint.name] = (blueprint.url_prefix, reason)
@@ -138,7 +160,7 @@ def operation(
     summary: str,
     *,
     tag: str,
-    security: Security,
+    security: Access,
     responses: Mapping[int, Reply],
     errors: Sequence[ErrorCode] = (),
     description: str | None = None,
@@ -148,8 +170,10 @@ def operation(
     query: type[BaseModel] | None = None,
     headers: Sequence[Header] = (),
     database: bool = True,
+    path_descriptions: Mapping[str, str] | None = None,
 ) -> Callable[[View], View]:
-    """Declare how a handler appears in the document. Records it; changes nothing else.
+    """Declare how a handler appears in the document, and who may call it (`security`,
+    enforced by services/api/auth.py). Records it; changes nothing else.
     `body_required=False`: a body whose fields all have defaults may be left out.
     `database`: the handler uses the database, so a momentary failure of it (a lock or
     statement timeout, no connection free) answers 503 SERVICE_UNAVAILABLE."""
@@ -167,6 +191,7 @@ def operation(
         query=query,
         headers=tuple(headers),
         database=database,
+        path_descriptions=dict(path_descriptions or {}),
     )
 
     def record(view: View) -> View:
@@ -212,13 +237,14 @@ def _components(models: tuple[tuple[type[BaseModel], JsonSchemaMode], ...]) -> S
 # --------------------------------------------------------------------------- operations
 
 
-def _path_parameter(name: str) -> Schema:
+def _path_parameter(name: str, description: str | None = None) -> Schema:
     kind = name.removesuffix("_id").replace("_", " ")
     return {
         "name": name,
         "in": "path",
         "required": True,
-        "description": (
+        "description": description
+        or (
             f"The {kind} id (a UUID). An id that is not a UUID cannot name a row and answers "
             "NOT_FOUND, like an unknown one."
         ),
@@ -291,12 +317,18 @@ def _error_responses(codes: Iterable[ErrorCode]) -> dict[int, Schema]:
     return out
 
 
+def _body_schema(reply: Reply) -> Schema:
+    if reply.media_type != JSON:
+        return {"type": "string"}
+    return _ref(reply.model) if reply.model is not None else {"type": "object"}
+
+
 def _operation_object(op: Operation, path_params: list[str]) -> Schema:
     out: Schema = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
     if op.description:
         out["description"] = op.description
-    out["security"] = op.security
-    params = [_path_parameter(name) for name in path_params]
+    out["security"] = _SECURITY[op.security]
+    params = [_path_parameter(name, op.path_descriptions.get(name)) for name in path_params]
     params += _query_parameters(op.query) if op.query is not None else []
     params += [_header_parameter(h) for h in op.headers]
     if params:
@@ -311,8 +343,12 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
     for status, reply in op.responses.items():
         responses[status] = {"description": reply.description}
         if reply.has_body:
-            schema = _ref(reply.model) if reply.model is not None else {"type": "object"}
-            responses[status]["content"] = {JSON: {"schema": schema}}
+            responses[status]["content"] = {reply.media_type: {"schema": _body_schema(reply)}}
+        if reply.headers:
+            responses[status]["headers"] = {
+                h.name: {"description": h.description, "required": h.required, "schema": h.schema}
+                for h in reply.headers
+            }
     for status, response in _error_responses(op.error_codes()).items():
         if status in responses:
             raise RuntimeError(f"{op.operation_id}: status {status} declared twice")
@@ -321,14 +357,31 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
     return out
 
 
+def _declared(app: Flask, rule: Rule) -> Operation:
+    declared = _DECLARED.get(app.view_functions[rule.endpoint])
+    if declared is None:
+        raise RuntimeError(f"{rule.rule} ({rule.endpoint}) has no @operation declaration")
+    return declared
+
+
+def _undocumented(rule: Rule) -> bool:
+    return rule.endpoint.split(".")[0] in _UNDOCUMENTED
+
+
+def access_rules(app: Flask) -> dict[str, Access]:
+    """Each endpoint's rule: its declaration's `security`; PUBLIC for an undocumented
+    blueprint's. A route with neither raises: it could not be served safely."""
+    return {
+        rule.endpoint: Access.PUBLIC if _undocumented(rule) else _declared(app, rule).security
+        for rule in app.url_map.iter_rules()
+    }
+
+
 def _operations(app: Flask) -> Iterable[tuple[str, str, Operation, list[str]]]:
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.endpoint.split(".")[0] in _UNDOCUMENTED:
+        if _undocumented(rule):
             continue
-        view = app.view_functions[rule.endpoint]
-        declared = _DECLARED.get(view)
-        if declared is None:
-            raise RuntimeError(f"{rule.rule} ({rule.endpoint}) has no @operation declaration")
+        declared = _declared(app, rule)
         methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
         for method in methods:
             path = _FLASK_VARIABLE.sub(r"{\1}", rule.rule)
@@ -355,25 +408,40 @@ list every key (null when it has no value) and no other.
 - Every error is `{"error": CODE, "message": "…", "details": {…}}` (details optional). \
 A method the route does not serve answers 405 VALIDATION_ERROR, an unknown route 404 \
 NOT_FOUND, a body over 1 MiB 413 PAYLOAD_TOO_LARGE.
-- Client endpoints (availability; booking create, read, cancel and reschedule; a client's \
-bookings) need no token unless the server sets AUTH_JWT_SECRET; then they need the \
-`clientJwt` bearer token, whose `sub` is the client. Without it, cancel and reschedule act \
-for the `clientId` of their body, which must be the booking's. Management endpoints need \
-the `adminToken` bearer token (ADMIN_API_TOKEN).
+- Roles. Each operation's `security` says who may call it. The operator \
+(`operatorToken`, ADMIN_API_TOKEN) may call everything. With AUTH_JWT_SECRET set, artists \
+and clients carry HS256 JWTs signed with it (`exp` required; `role` "client", the \
+default, or "artist"; `sub` the client's or artist's id): a client (`clientJwt`) uses the \
+client endpoints for itself only; an artist (`artistJwt`) uses the management endpoints \
+for its own artist only — its profile and policy (not its Stripe account), services, \
+working hours, leaves, bookings and their actions. Everything else is FORBIDDEN to them. \
+No token, or one that is not valid (bad signature, expired, unknown role, `sub` not an \
+id): UNAUTHORIZED. Without AUTH_JWT_SECRET the client endpoints need no token (cancel and \
+reschedule act for the `clientId` of their body, which must be the booking's) and the \
+management endpoints need the operator's.
 """
 
 _TAGS = [
     {"name": "client", "description": "What the frontend calls."},
     {"name": "webhooks", "description": "What Stripe calls."},
-    {"name": "admin", "description": "The operator's management API."},
+    {
+        "name": "admin",
+        "description": "The management API: the operator's, and an artist's for its own artist.",
+    },
+    {"name": "calendar", "description": "What calendar apps call (the artists' feeds)."},
     {"name": "operations", "description": "Probes and this document."},
 ]
 
+_JWT_ERRORS = (
+    "Missing, badly signed, expired, without `exp` or `sub`, with a `sub` that is not a "
+    "UUID or an unknown `role`: UNAUTHORIZED."
+)
 _SECURITY_SCHEMES = {
-    "adminToken": {
+    "operatorToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "`Authorization: Bearer <ADMIN_API_TOKEN>`.",
+        "description": "`Authorization: Bearer <ADMIN_API_TOKEN>`: the operator, who may call "
+        "every operation.",
     },
     "clientJwt": {
         "type": "http",
@@ -381,9 +449,21 @@ _SECURITY_SCHEMES = {
         "bearerFormat": "JWT",
         "description": (
             "Applies only when the server sets AUTH_JWT_SECRET: an HS256 JWT signed with it, "
-            "whose `sub` is the clientId and which has an `exp`. Missing, badly signed, "
-            "expired or without `exp`/`sub`: UNAUTHORIZED; valid but for another client: "
-            "FORBIDDEN."
+            'with `role` "client" (or no `role`), `sub` the clientId and an `exp`. '
+            f"{_JWT_ERRORS} Valid, but for another client or a management endpoint: FORBIDDEN."
+        ),
+    },
+    "artistJwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": (
+            "Applies only when the server sets AUTH_JWT_SECRET: an HS256 JWT signed with it, "
+            'with `role` "artist", `sub` the artistId and an `exp`. It may use the management '
+            "endpoints for that artist only (the path's artist, the booking's artist; "
+            "`GET /api/admin/bookings` lists its own bookings). "
+            f"{_JWT_ERRORS} Valid, but for another artist, a client endpoint or an "
+            "operator-only endpoint: FORBIDDEN."
         ),
     },
 }
@@ -439,7 +519,7 @@ def document_app() -> Flask:
     """The routes alone (no settings, no connections): what the snapshot is built from."""
     from services.api.routes import BLUEPRINTS
 
-    app = Flask("inkflow-openapi")
+    app = Flask("inkflow-openapi", static_folder=None)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app

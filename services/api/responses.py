@@ -37,6 +37,7 @@ from shared.domain.money import format_amount, from_minor_units
 from shared.domain.timeutil import iso_utc
 from shared.usecases.booking import Created
 from shared.usecases.booking_search import Page
+from shared.usecases.connect import Onboarding
 from shared.usecases.lifecycle import Done, LeaveAdded
 from shared.usecases.schedule import Availability
 
@@ -126,7 +127,17 @@ class Artist(ResponseModel):
     email: str
     timezone: str = Field(examples=["Europe/Paris"])
     stripe_account_id: str | None
-    charges_enabled: bool
+    charges_enabled: bool = Field(
+        description="The Stripe account can take charges: deposits can be asked for."
+    )
+    payouts_enabled: bool = Field(description="Stripe can pay the artist out.")
+    requirements_due: list[str] = Field(
+        description=(
+            "What Stripe needs from the artist now (`requirements.currently_due`), e.g. "
+            "`external_account`; empty when nothing is due."
+        ),
+        examples=[["external_account", "tos_acceptance.date"]],
+    )
     buffer_min: int
     min_notice_min: int
     max_advance_days: int
@@ -140,10 +151,22 @@ class Artist(ResponseModel):
     max_reschedules: int
     reminder_hours: int = Field(description="0: no reminder.")
     no_show_limit: int = Field(description="0: no limit.")
+    calendar_url: str = Field(
+        description=(
+            "The artist's private iCalendar feed (their confirmed, completed and no-show "
+            "bookings, 30 days back to 365 ahead) to subscribe to in Google, Apple or "
+            "Outlook calendars. The URL is the credential: share it with the artist only; "
+            "`POST /api/admin/artists/{id}/calendar-token` replaces it."
+        ),
+        examples=[
+            "https://inkflow.example/api/calendar/3q2-7wEAbM0K7-Zg0WnE6l6dL9r8W9q3Yf1oQ1xT2aU.ics"
+        ],
+    )
     created_at: Timestamp
 
     @classmethod
-    def of(cls, artist: models.Artist) -> Self:
+    def of(cls, artist: models.Artist, *, calendar_url: str) -> Self:
+        """`calendar_url`: from `shared.usecases.calendars.calendar_url`."""
         return cls(
             id=artist.id,
             name=artist.name,
@@ -151,6 +174,8 @@ class Artist(ResponseModel):
             timezone=artist.timezone,
             stripe_account_id=artist.stripe_account_id,
             charges_enabled=artist.charges_enabled,
+            payouts_enabled=artist.payouts_enabled,
+            requirements_due=list(artist.requirements_due),
             buffer_min=artist.buffer_min,
             min_notice_min=artist.min_notice_min,
             max_advance_days=artist.max_advance_days,
@@ -159,8 +184,33 @@ class Artist(ResponseModel):
             max_reschedules=artist.max_reschedules,
             reminder_hours=artist.reminder_hours,
             no_show_limit=artist.no_show_limit,
+            calendar_url=calendar_url,
             created_at=artist.created_at,
         )
+
+
+class CalendarLink(ResponseModel):
+    calendar_url: str = Field(
+        description="The artist's new feed URL; the previous one answers 404 from now on."
+    )
+
+
+class StripeOnboarding(ResponseModel):
+    url: str = Field(description="Stripe's hosted onboarding: send the artist there now.")
+    expires_at: Timestamp = Field(description="The link works once, until then (minutes).")
+    stripe_account_id: str = Field(description="The artist's connected account.")
+
+    @classmethod
+    def of(cls, onboarding: Onboarding) -> Self:
+        return cls(
+            url=onboarding.url,
+            expires_at=onboarding.expires_at,
+            stripe_account_id=onboarding.stripe_account_id,
+        )
+
+
+class StripeDashboardLink(ResponseModel):
+    url: str = Field(description="A single-use login link to the artist's Express Dashboard.")
 
 
 class Service(ResponseModel):

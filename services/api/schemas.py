@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_origin
+from urllib.parse import urlsplit
 
 from flask import request
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -317,6 +319,9 @@ class ClientPatch(PatchModel):
 
 class ArtistPatch(PatchModel):
     NULLABLE = frozenset({"stripe_account_id", "refund_window_hours"})
+    # Where deposits go, and whether Stripe lets them: the operator's and Stripe's (its
+    # `account.updated`), never the artist's own token.
+    OPERATOR_ONLY: ClassVar[frozenset[str]] = frozenset({"stripe_account_id", "charges_enabled"})
 
     name: NonEmpty | None = None
     email: Email | None = Field(default=None, description="Stored lower-cased; unique.")
@@ -393,6 +398,39 @@ class LeaveRequest(RequestModel):
             "Cancel the bookings the leave overlaps (by the artist, deposit refunded in full, "
             "clients told). Without it they stay and the answer lists them in `conflicts`."
         ),
+    )
+
+
+HTTP_URL = r"^https?://[^\s/?#]+[^\s]*$"
+
+
+def _absolute_http_url(value: str) -> str:
+    # urlsplit raises ValueError itself for a malformed authority ("http://[::1").
+    if not re.fullmatch(HTTP_URL, value) or not urlsplit(value).hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+AbsoluteUrl = Annotated[
+    str,
+    Field(max_length=2048, json_schema_extra={"format": "uri", "pattern": HTTP_URL}),
+    AfterValidator(_absolute_http_url),
+]
+
+
+class OnboardingRequest(RequestModel):
+    return_url: AbsoluteUrl = Field(
+        description=(
+            "Where Stripe sends the artist when they leave or finish the onboarding (it does "
+            "not mean the account is enabled: `account.updated` says so). An absolute http(s) "
+            "URL."
+        )
+    )
+    refresh_url: AbsoluteUrl = Field(
+        description=(
+            "Where Stripe sends the artist when the link has expired or was used: it should "
+            "ask this endpoint for a new link. An absolute http(s) URL."
+        )
     )
 
 

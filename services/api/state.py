@@ -14,6 +14,7 @@ from shared.adapters.db import transaction
 from shared.adapters.runtime import Resources
 from shared.domain.timeutil import Clock
 from shared.usecases.booking import BookingService
+from shared.usecases.connect import ConnectOnboarding
 from shared.usecases.effects import EffectRunner
 from shared.usecases.lifecycle import Lifecycle
 
@@ -25,6 +26,7 @@ class ApiState:
     resources: Resources
     bookings: BookingService
     lifecycle: Lifecycle
+    connect: ConnectOnboarding
     effects: EffectRunner
     clock: Clock
     availability_cache: ExpiringLru[bytes] = field(default_factory=lambda: ExpiringLru(512))

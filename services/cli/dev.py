@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,13 +22,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-import jwt
 import stripe
 from stripe._base_address import BaseAddresses
 
 from services.cli.environment import Endpoints
 from services.cli.errors import CliError
 from services.cli.http import JSON, Service, poll
+from shared.adapters import tokens
+from shared.domain.access import Role
 
 # Stripe's test PaymentMethods by the names `--card` takes (Stripe's "Testing" docs).
 CARDS = {
@@ -348,7 +350,7 @@ def demo(args: argparse.Namespace) -> int:
         sys_.require_emulator("demo")
         artist, service, client = _demo_catalogue(sys_.api)
         tz = ZoneInfo(artist["timezone"])
-        start = _next_free_slot(sys_, artist["id"], service["id"])
+        start = _next_free_slot(sys_, artist["id"], service["id"], client["id"])
         created = sys_.api.post(
             "/api/bookings/create",
             json={
@@ -403,7 +405,7 @@ def _demo_catalogue(api: Service) -> tuple[JSON, JSON, JSON]:
     return artist, service, client
 
 
-def _next_free_slot(sys_: System, artist_id: str, service_id: str) -> str:
+def _next_free_slot(sys_: System, artist_id: str, service_id: str, client_id: str) -> str:
     now = datetime.now(UTC)
     for week in range(0, 12):
         answer = sys_.api.post(
@@ -414,7 +416,7 @@ def _next_free_slot(sys_: System, artist_id: str, service_id: str) -> str:
                 "startDate": (now + timedelta(weeks=week)).isoformat(),
                 "endDate": (now + timedelta(weeks=week + 1)).isoformat(),
             },
-            headers=_client_auth(sys_.endpoints, None),
+            headers=_client_auth(sys_.endpoints, client_id),
         )
         free = next((s["startTime"] for s in answer["slots"] if s["available"]), None)
         if free is not None:
@@ -422,12 +424,18 @@ def _next_free_slot(sys_: System, artist_id: str, service_id: str) -> str:
     raise CliError(f"the demo artist has no free slot in the next 12 weeks ({artist_id})")
 
 
-def _client_auth(endpoints: Endpoints, client_id: str | None) -> dict[str, str]:
-    """A client token when the API asks for one (AUTH_JWT_SECRET set)."""
+def _client_auth(endpoints: Endpoints, client_id: str) -> dict[str, str]:
+    """The client's own token when the API asks for one (AUTH_JWT_SECRET set)."""
     if endpoints.auth_jwt_secret is None:
         return {}
-    claims = {"sub": client_id or "inkflow-cli", "role": "client", "exp": int(time.time()) + 300}
-    return _bearer(jwt.encode(claims, endpoints.auth_jwt_secret, algorithm="HS256"))
+    minted = tokens.mint(
+        endpoints.auth_jwt_secret,
+        Role.CLIENT,
+        uuid.UUID(client_id),
+        now=datetime.now(UTC),
+        ttl=timedelta(minutes=5),
+    )
+    return _bearer(minted)
 
 
 def _pay_as_browser(sys_: System, intent: JSON) -> str:

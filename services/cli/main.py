@@ -12,7 +12,7 @@ from typing import NoReturn
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from services.cli import dev, environment, operator, refunds
+from services.cli import dev, environment, operator, refunds, token
 from services.cli.errors import CliError
 from shared.config import ConfigError, database_url_from_env
 
@@ -45,6 +45,9 @@ COMMANDS = (
             dev.trigger, "development"),
     Command(("demo",), "", "book, pay with 4242, show the CONFIRMED booking and its emails",
             dev.demo, "development"),
+    Command(("token",), "--artist ID | --client ID [--ttl 1h]",
+            "a JWT signed with AUTH_JWT_SECRET, to call the API as that artist or client",
+            token.token, "development"),
 )  # fmt: skip
 
 EPILOG = """\
@@ -144,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--disable", action="store_true", help="account.updated: charges_enabled false"
     )
     trig.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for delivery")
+    token.add_arguments(parsers[("token",)])
     demo = parsers[("demo",)]
     demo.add_argument("--json", action="store_true", help="print the booking detail as JSON")
     demo.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")

@@ -20,6 +20,7 @@ from shared.tasks import (
     SWEEP_INBOX,
     SWEEP_OUTBOX,
     SWEEP_REFUNDS,
+    SWEEP_REMINDERS,
 )
 
 app = Celery("inkflow", include=["services.worker.tasks"])
@@ -43,6 +44,10 @@ def configure(celery: Celery, settings: Settings) -> None:
             "sweep-inbox": {"task": SWEEP_INBOX, "schedule": float(settings.inbox_sweep_seconds)},
             "sweep-outbox": {"task": SWEEP_OUTBOX, "schedule": 60.0},
             "sweep-refunds": {"task": SWEEP_REFUNDS, "schedule": 60.0},
+            "sweep-reminders": {
+                "task": SWEEP_REMINDERS,
+                "schedule": float(settings.reminder_sweep_seconds),
+            },
             "purge-idempotency-keys": {"task": PURGE_IDEMPOTENCY_KEYS, "schedule": 3600.0},
             "reconcile-deposit-intents": {
                 "task": RECONCILE_DEPOSIT_INTENTS,

@@ -30,6 +30,7 @@ from shared.tasks import (
     SWEEP_INBOX,
     SWEEP_OUTBOX,
     SWEEP_REFUNDS,
+    SWEEP_REMINDERS,
 )
 from shared.usecases import (
     holds,
@@ -38,6 +39,7 @@ from shared.usecases import (
     intents,
     notifications,
     refunds,
+    reminders,
     stripe_events,
 )
 from shared.usecases.effects import EffectRunner
@@ -128,6 +130,12 @@ def sweep_outbox() -> int:
 def sweep_refunds() -> int:
     rt = runtime()
     return rt.effects.run(refunds.redeliver_pending(rt.resources, now=rt.clock())).enqueued
+
+
+@app.task(name=SWEEP_REMINDERS, **RETRY)
+def sweep_reminders() -> int:
+    rt = runtime()
+    return reminders.queue_due(rt.resources, rt.effects, now=rt.clock())
 
 
 @app.task(name=PURGE_IDEMPOTENCY_KEYS, **RETRY)

@@ -58,6 +58,9 @@ class EmailContext:
     service_name: str
     start: str  # "Tuesday 5 May 2026, 14:00 (Europe/Paris)"
     deposit: str  # "50.00 EUR"
+    # Start and end, when the end is known: "Tuesday 5 May 2026, 14:00–15:30 (Europe/Paris)".
+    when: str | None = None
+    deposit_paid: bool = False  # the client paid the deposit and it is kept toward the price
     hold_expires: str | None = None  # while the booking waits for its deposit
     # PAYMENT_REFUNDED: the refund's amount, when it is not the whole deposit ("15.00 EUR").
     refunded: str | None = None
@@ -77,16 +80,27 @@ class RenderedEmail:
     html: str
 
 
+def _local(moment: datetime, timezone: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment.astimezone(ZoneInfo(timezone))
+
+
+def _day(local: datetime) -> str:
+    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
 def format_local_time(moment: datetime, timezone: str) -> str:
     """Wall-clock time in `timezone`, spelled out in English (independent of the locale):
     "Tuesday 5 May 2026, 14:00 (Europe/Paris)"."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime")
-    local = moment.astimezone(ZoneInfo(timezone))
-    return (
-        f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}, "
-        f"{local:%H:%M} ({timezone})"
-    )
+    local = _local(moment, timezone)
+    return f"{_day(local)}, {local:%H:%M} ({timezone})"
+
+
+def format_local_span(start: datetime, end: datetime, timezone: str) -> str:
+    """ "Tuesday 5 May 2026, 14:00–15:30 (Europe/Paris)" (the start's day)."""
+    local_start, local_end = _local(start, timezone), _local(end, timezone)
+    return f"{_day(local_start)}, {local_start:%H:%M}–{local_end:%H:%M} ({timezone})"
 
 
 def format_deposit(amount: Decimal, currency: str) -> str:
@@ -104,6 +118,7 @@ def make_context(
     timezone: str,
     deposit_amount: Decimal,
     currency: str,
+    end_time: datetime | None = None,
     hold_expires_at: datetime | None = None,
     refunded_amount: Decimal | None = None,
     previous_start_time: datetime | None = None,
@@ -119,6 +134,8 @@ def make_context(
         service_name=service_name,
         start=format_local_time(start_time, timezone),
         deposit=format_deposit(deposit_amount, currency),
+        when=format_local_span(start_time, end_time, timezone) if end_time is not None else None,
+        deposit_paid=deposit_status == DepositStatus.PAID,
         hold_expires=(
             format_local_time(hold_expires_at, timezone) if hold_expires_at is not None else None
         ),

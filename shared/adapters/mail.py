@@ -8,6 +8,7 @@ import logging
 import smtplib
 import ssl
 import uuid
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Protocol
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from shared.adapters.email_templates import RenderedEmail
 from shared.config import Settings
+from shared.domain.calendar import Method
 
 mail_log = logging.getLogger("inkflow.mail")
 
@@ -30,10 +32,40 @@ def message_id_for(notification_id: uuid.UUID, sender: str) -> str:
     return f"<notification-{notification_id}@{domain or 'inkflow.local'}>"
 
 
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """The booking's event an e-mail carries (`shared.adapters.ics.invitation`)."""
+
+    ics: bytes
+    method: Method
+
+
+INVITATION_FILENAME = "invite.ics"
+
+
 def build_message(
-    notification_id: uuid.UUID, sender: str, recipient: str, rendered: RenderedEmail
+    notification_id: uuid.UUID,
+    sender: str,
+    recipient: str,
+    rendered: RenderedEmail,
+    invitation: Invitation | None = None,
 ) -> EmailMessage:
-    """multipart/alternative: text/plain first, text/html preferred by capable clients."""
+    """multipart/alternative: text/plain first, text/html preferred by capable clients.
+
+    With an invitation, the structure Google Calendar's own invitations have, which Gmail,
+    Outlook and Apple Mail all turn into an event::
+
+        multipart/mixed
+          multipart/alternative
+            text/plain
+            text/html
+            text/calendar; method=REQUEST|CANCEL   (what Outlook and Gmail act on)
+          text/calendar; method=...; invite.ics    (an attachment, for clients that
+                                                   only look at attachments)
+
+    The iTIP method is both the part's `method` parameter and the calendar's METHOD, as
+    RFC 6047 asks: Outlook ignores a text/calendar part without it.
+    """
     message = EmailMessage()
     message["Subject"] = rendered.subject
     message["From"] = sender
@@ -44,6 +76,14 @@ def build_message(
     message["X-Inkflow-Notification-Id"] = str(notification_id)
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    if invitation is not None:
+        # As bytes (base64 on the wire): RFC 5545 wants CRLF line ends, which a text
+        # part would have rewritten.
+        params = {"method": invitation.method.value, "charset": "utf-8"}
+        message.add_alternative(invitation.ics, "text", "calendar", params=params)
+        message.add_attachment(
+            invitation.ics, "text", "calendar", filename=INVITATION_FILENAME, params=params
+        )
     return message
 
 

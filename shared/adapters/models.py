@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.adapters.db import Base
+from shared.domain.access import Owner
 
 # The status enums live with the rules; re-exported for the rest of the code.
 from shared.domain.deposits import CancelledBy as CancelledBy
@@ -278,6 +279,11 @@ class Booking(Base):
     remind_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # iCalendar SEQUENCE of the booking's event: grows with each change sent to calendars.
     calendar_sequence: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+    @property
+    def owner(self) -> Owner:
+        """Whose booking it is, for `shared.domain.access.authorize`."""
+        return Owner(artist_id=self.artist_id, client_id=self.client_id)
 
     # The conditions on a status that queries filter on, written once (they mirror the
     # pure `shared.domain.transitions.is_live`, `hold_over` and `blocks_slot`).

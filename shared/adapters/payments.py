@@ -1,6 +1,6 @@
 """The Stripe gateway: the official SDK's StripeClient, typed params, our own idempotency
-keys (derived from the booking, so a retry after a crash can never create a second
-intent), a timeout and bounded retries."""
+keys (derived from the booking or the artist, so a retry after a crash can never create a
+second intent or a second connected account), a timeout and bounded retries."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 from stripe.params import (
+    AccountCreateParams,
+    AccountLinkCreateParams,
     PaymentIntentCancelParams,
     PaymentIntentCreateParams,
     RefundCreateParams,
@@ -32,6 +35,12 @@ class PaymentProviderError(Exception):
 class TransientPaymentError(PaymentProviderError):
     """A failure worth retrying: no answer, 409 (a request with this key is running),
     429 or 5xx. Anything else (a refused or invalid request) will fail again."""
+
+
+class DashboardUnavailable(Exception):
+    """Stripe refuses an Express Dashboard login link for the account: it has not finished
+    onboarding, or it does not use the Express Dashboard (a Standard account typed in by
+    the operator). Not a provider failure: asking again will not help."""
 
 
 def provider_error(exc: stripe.StripeError) -> PaymentProviderError:
@@ -101,6 +110,46 @@ class RefundResult:
     created: int = 0  # Stripe's time of creation (Unix seconds)
     failure_reason: str | None = None  # lost_or_stolen_card, expired_or_canceled_card, ...
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def account_idempotency_key(artist_id: uuid.UUID) -> str:
+    """One connected account per artist: concurrent or repeated onboarding requests get the
+    account the first one created (Stripe keeps the key 24 hours)."""
+    return f"inkflow-account-{artist_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpressAccountRequest:
+    artist_id: uuid.UUID
+    email: str
+    country: str | None  # ISO 3166-1 alpha-2; None: the platform's country (Stripe's default)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """What Stripe says a connected account can do, from an API answer or from the
+    account in an `account.updated` event."""
+
+    id: str
+    charges_enabled: bool
+    payouts_enabled: bool
+    requirements_due: tuple[str, ...]  # `requirements.currently_due`
+
+
+def account_from_json(data: Mapping[str, Any]) -> AccountState:
+    requirements = data.get("requirements") or {}
+    return AccountState(
+        id=str(data["id"]),
+        charges_enabled=bool(data.get("charges_enabled")),
+        payouts_enabled=bool(data.get("payouts_enabled")),
+        requirements_due=tuple(str(r) for r in requirements.get("currently_due") or ()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OnboardingLink:
+    url: str
+    expires_at: datetime
 
 
 def _id_of(value: Any) -> str | None:
@@ -237,6 +286,67 @@ class StripeGateway:
             raise ValueError("list_refunds needs a charge or a payment intent")
         try:
             return [_refund(r) for r in self._client.v1.refunds.list(params).auto_paging_iter()]
+        except stripe.StripeError as exc:
+            raise provider_error(exc) from exc
+
+    def create_express_account(self, request: ExpressAccountRequest) -> AccountState:
+        """A connected account with the Express Dashboard (Stripe's `controller` properties
+        for what `type=express` meant: the platform pays Stripe's fees and bears losses,
+        Stripe collects the requirements), card payments and transfers requested. The key
+        derived from the artist makes a retry, or a concurrent request, get the same
+        account. Never inside a database transaction."""
+        params: AccountCreateParams = {
+            "controller": {
+                "fees": {"payer": "application"},
+                "losses": {"payments": "application"},
+                "requirement_collection": "stripe",
+                "stripe_dashboard": {"type": "express"},
+            },
+            "email": request.email,
+            "capabilities": {
+                "card_payments": {"requested": True},
+                "transfers": {"requested": True},
+            },
+            "metadata": {"artistId": str(request.artist_id)},
+        }
+        if request.country is not None:
+            params["country"] = request.country
+        try:
+            created = self._client.v1.accounts.create(
+                params, {"idempotency_key": account_idempotency_key(request.artist_id)}
+            )
+        except stripe.StripeError as exc:
+            log.warning("connected account for artist %s failed: %s", request.artist_id, exc)
+            raise provider_error(exc) from exc
+        return account_from_json(created.to_dict())
+
+    def create_onboarding_link(
+        self, account_id: str, *, return_url: str, refresh_url: str
+    ) -> OnboardingLink:
+        """A fresh Account Link to Stripe's hosted onboarding (single use, valid minutes).
+        No idempotency key of ours: each call must give a new link."""
+        params: AccountLinkCreateParams = {
+            "account": account_id,
+            "return_url": return_url,
+            "refresh_url": refresh_url,
+            "type": "account_onboarding",
+        }
+        try:
+            link = self._client.v1.account_links.create(params)
+        except stripe.StripeError as exc:
+            log.warning("account link for %s failed: %s", account_id, exc)
+            raise provider_error(exc) from exc
+        return OnboardingLink(url=link.url, expires_at=datetime.fromtimestamp(link.expires_at, UTC))
+
+    def create_dashboard_link(self, account_id: str) -> str:
+        """A single-use login link to the account's Express Dashboard. Raises
+        DashboardUnavailable when Stripe refuses it for the account."""
+        try:
+            return self._client.v1.accounts.login_links.create(account_id).url
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status in (400, 404):
+                raise DashboardUnavailable(exc.user_message or str(exc)) from exc
+            raise provider_error(exc) from exc
         except stripe.StripeError as exc:
             raise provider_error(exc) from exc
 

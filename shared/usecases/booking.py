@@ -31,6 +31,7 @@ from shared.domain.money import to_minor_units
 from shared.domain.notifications import NotificationKind
 from shared.domain.policy import new_booking_refusal
 from shared.domain.transitions import Action, BookingStatus, initial_status
+from shared.usecases import reminders
 from shared.usecases.catalog import check_offered, get_or_404, parse_id, service_of_artist
 from shared.usecases.effects import EffectRunner, Effects
 from shared.usecases.holds import expire_overlapping_holds
@@ -263,6 +264,8 @@ def _insert_booking(
         created_at=now,
         updated_at=now,
     )
+    if free:  # confirmed at once: its reminder is set now
+        reminders.schedule(booking, artist, now)
     session.add(booking)
     try:
         session.flush()

@@ -230,6 +230,8 @@ def update_artist(session: Session, artist_id: str, changes: ArtistChanges) -> A
         # account.updated events (whatever their age) apply, and until one says so (or
         # the operator does) it takes no charges.
         values.setdefault("charges_enabled", False)
+        artist.payouts_enabled = False
+        artist.requirements_due = []
         artist.stripe_account_synced_at = None
     for column, value in values.items():
         setattr(artist, column, value)

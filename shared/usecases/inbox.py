@@ -1,11 +1,18 @@
 """The webhook inbox: verify the signature on the raw body, store the event durably
 (deduplicated by its id), commit, then enqueue it by id. Stripe gets its 200 only for an
-event that is stored; a broker outage does not lose it (the sweeper re-enqueues)."""
+event that is stored; a broker outage does not lose it (the sweeper re-enqueues).
+
+Two Stripe endpoints may post here: the platform's (STRIPE_WEBHOOK_SECRET) and the Connect
+endpoint (STRIPE_CONNECT_WEBHOOK_SECRET, optional), through which Stripe sends the events
+of connected accounts (`account.updated`) signed with its own secret. A signature made
+with either secret is accepted; the event ids are Stripe's either way, so one inbox and
+one deduplication serve both."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
 from shared.adapters.runtime import Resources
+from shared.config import Settings
 from shared.domain.errors import DomainError, ErrorCode
 from shared.tasks import APPLY_STRIPE_EVENT
 from shared.usecases.effects import NONE, Effects
@@ -37,15 +45,34 @@ class VerifiedEvent:
     payload: dict[str, Any]
 
 
-def verify(raw_body: bytes, signature: str | None, secret: str) -> VerifiedEvent:
+def signing_secrets(settings: Settings) -> tuple[str, ...]:
+    """The secrets a webhook may be signed with: the platform endpoint's, then the Connect
+    endpoint's when configured."""
+    connect = settings.stripe_connect_webhook_secret
+    return (settings.stripe_webhook_secret, *([connect] if connect else []))
+
+
+def _signed_by_one_of(payload: str, signature: str, secrets: Sequence[str]) -> bool:
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload, signature, secret, SIGNATURE_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError:
+            continue
+        return True
+    return False
+
+
+def verify(raw_body: bytes, signature: str | None, secrets: Sequence[str]) -> VerifiedEvent:
     if not signature:
         raise DomainError(ErrorCode.INVALID_SIGNATURE, "The Stripe-Signature header is missing.")
     try:
-        stripe.WebhookSignature.verify_header(
-            raw_body.decode("utf-8"), signature, secret, SIGNATURE_TOLERANCE_SECONDS
-        )
-    except (stripe.SignatureVerificationError, UnicodeDecodeError):
+        payload = raw_body.decode("utf-8")
+    except UnicodeDecodeError:
         raise DomainError(ErrorCode.INVALID_SIGNATURE) from None
+    if not _signed_by_one_of(payload, signature, secrets):
+        raise DomainError(ErrorCode.INVALID_SIGNATURE)
     try:
         payload = json.loads(raw_body)
         event_id, event_type = payload["id"], payload["type"]
@@ -90,7 +117,7 @@ def _apply(event_id: str) -> Effects:
 
 def receive(resources: Resources, raw_body: bytes, signature: str | None) -> Effects:
     """Verify and store; the effects enqueue the event for the workers."""
-    event = verify(raw_body, signature, resources.settings.stripe_webhook_secret)
+    event = verify(raw_body, signature, signing_secrets(resources.settings))
     if store_event(resources, event):
         log.info("webhook %s %s received", event.type, event.id)
         return _apply(event.id)

@@ -1,7 +1,8 @@
 """The booking lifecycle after the deposit: cancel (by the client, the artist or the
 operator, or because of a leave), complete, no-show, reschedule.
 
-Each action is one transaction that locks the booking row, asks the transition table
+Each action is one transaction that locks the booking row, lets the caller's `Guard`
+(`shared.domain.access`) refuse it for whoever is asking, asks the transition table
 (`shared.domain.transitions`) whether the status and the artist's policy allow it, writes
 the change with its deposit status, outbox rows and refund owed, and commits; then the
 runner carries out the effects (the API's runner makes the refund inline once). A refusal
@@ -29,6 +30,7 @@ from shared.adapters.db import transaction
 from shared.adapters.locks import SlotLocks, SlotTaken
 from shared.adapters.models import Artist, Booking, Client, Leave, Refund
 from shared.adapters.runtime import Resources
+from shared.domain.access import Guard
 from shared.domain.deposits import CancelledBy
 from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.policy import PolicyReason
@@ -63,7 +65,7 @@ REFUSALS: dict[PolicyReason, str] = {
     PolicyReason.NO_SHOW_LIMIT: "The artist takes no more bookings from this client.",
 }
 
-# Who asks for a cancel under /api/admin (the artist's own token comes with roles).
+# Who asks for a cancel under /api/admin: the artist's own token, or the operator's.
 STAFF_CANCELS: dict[CancelledBy, Action] = {
     CancelledBy.ARTIST: Action.ARTIST_CANCEL,
     CancelledBy.OPERATOR: Action.OPERATOR_CANCEL,
@@ -127,17 +129,6 @@ def _locked_booking(session: Session, booking_id: str | uuid.UUID) -> Booking:
     if booking is None:
         raise DomainError(ErrorCode.NOT_FOUND, "Booking not found.", {"booking": str(booking_id)})
     return booking
-
-
-def _check_client(booking: Booking, client_id: str | None) -> None:
-    """A client acts on their own bookings only (`client_id`: the token's subject, or the
-    body's clientId without client tokens)."""
-    try:
-        same = client_id is not None and uuid.UUID(client_id) == booking.client_id
-    except ValueError:
-        same = False
-    if not same:
-        raise DomainError(ErrorCode.FORBIDDEN, "This booking belongs to another client.")
 
 
 def _artist(session: Session, booking: Booking) -> Artist:
@@ -252,7 +243,6 @@ def add_leave(
 @dataclass(frozen=True, slots=True)
 class RescheduleRequest:
     booking_id: str
-    client_id: str | None  # the acting client (see _check_client)
     start_time: datetime
 
 
@@ -271,11 +261,11 @@ class Lifecycle:
             return _done(session, decided)
 
     def cancel_by_client(
-        self, booking_id: str, *, client_id: str | None, reason: str | None, now: datetime
+        self, booking_id: str, *, allowed: Guard, reason: str | None, now: datetime
     ) -> Done:
         with transaction(self._resources.sessions) as session:
             booking = _locked_booking(session, booking_id)
-            _check_client(booking, client_id)
+            allowed(booking.owner)
             effects = _cancel(session, booking, Action.CLIENT_CANCEL, reason=reason, now=now)
             decided = _Decided(booking.id, effects)
         return self._finish(decided)
@@ -284,6 +274,7 @@ class Lifecycle:
         self,
         booking_id: str,
         *,
+        allowed: Guard,
         by: CancelledBy,
         refund: bool,
         reason: str | None,
@@ -294,19 +285,21 @@ class Lifecycle:
         action = STAFF_CANCELS[by]
         with transaction(self._resources.sessions) as session:
             booking = _locked_booking(session, booking_id)
+            allowed(booking.owner)
             effects = _cancel(session, booking, action, reason=reason, now=now, refund_asked=refund)
             decided = _Decided(booking.id, effects)
         return self._finish(decided)
 
-    def complete(self, booking_id: str, *, now: datetime) -> Done:
-        return self._close(booking_id, Action.COMPLETE, now)
+    def complete(self, booking_id: str, *, allowed: Guard, now: datetime) -> Done:
+        return self._close(booking_id, Action.COMPLETE, allowed, now)
 
-    def no_show(self, booking_id: str, *, now: datetime) -> Done:
-        return self._close(booking_id, Action.NO_SHOW, now)
+    def no_show(self, booking_id: str, *, allowed: Guard, now: datetime) -> Done:
+        return self._close(booking_id, Action.NO_SHOW, allowed, now)
 
-    def _close(self, booking_id: str, action: Action, now: datetime) -> Done:
+    def _close(self, booking_id: str, action: Action, allowed: Guard, now: datetime) -> Done:
         with transaction(self._resources.sessions) as session:
             booking = _locked_booking(session, booking_id)
+            allowed(booking.owner)
             decided = _Decided(booking.id, _close(session, booking, action, now))
         return self._finish(decided)
 
@@ -333,13 +326,14 @@ class Lifecycle:
         self._effects.run(added.effects)
         return added
 
-    def reschedule(self, request: RescheduleRequest, *, now: datetime) -> Done:
+    def reschedule(self, request: RescheduleRequest, *, allowed: Guard, now: datetime) -> Done:
         start = request.start_time
         # A first look without any lock: refusals that need no slot answer at once, and
-        # the artist names the slot lock.
+        # the artist names the slot lock. (A booking never changes hands: its owner
+        # checked here still is under the row lock.)
         with transaction(self._resources.sessions) as session:
             booking = get_or_404(session, Booking, request.booking_id)
-            _check_client(booking, request.client_id)
+            allowed(booking.owner)
             if start == booking.start_time:
                 raise invalid("startTime", "is the booking's start already")
             decide_requested(Action.RESCHEDULE, _facts(booking, _artist(session, booking), now))

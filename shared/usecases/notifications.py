@@ -73,11 +73,13 @@ from shared.adapters.models import (
     TransactionKind,
 )
 from shared.adapters.runtime import Resources
+from shared.domain import reminders
 from shared.domain.deposits import CancelledBy, DepositStatus
 from shared.domain.money import from_minor_units
 from shared.domain.notifications import RECIPIENT_ROLES, NotificationKind, RecipientRole
 from shared.domain.timeutil import utcnow
 from shared.domain.transitions import BookingStatus
+from shared.usecases import calendars
 from shared.usecases.effects import Effects
 
 log = logging.getLogger("inkflow.notifications")
@@ -87,7 +89,7 @@ log = logging.getLogger("inkflow.notifications")
 REDELIVERY_AFTER = timedelta(minutes=5)
 CHANNEL_EMAIL = "email"
 
-SendOutcome = Literal["sent", "already-sent", "failed", "missing"]
+SendOutcome = Literal["sent", "already-sent", "failed", "missing", "withdrawn"]
 
 
 class TransientMailError(Exception):
@@ -238,6 +240,7 @@ def context_from_rows(
         artist_name=artist.name,
         service_name=service.name,
         start_time=booking.start_time,
+        end_time=booking.end_time,
         timezone=artist.timezone,
         deposit_amount=booking.deposit_amount,
         currency=booking.currency,
@@ -319,14 +322,23 @@ def _lock(session: Session, notification_id: uuid.UUID) -> Notification | None:
 
 
 def send_notification(
-    resources: Resources, notification_id: uuid.UUID, backend: MailBackend | None = None
+    resources: Resources,
+    notification_id: uuid.UUID,
+    backend: MailBackend | None = None,
+    *,
+    now: datetime | None = None,
 ) -> SendOutcome:
-    """Send one outbox row, at most once (see the module docstring).
+    """Send one outbox row, at most once (see the module docstring). Confirmation,
+    reschedule, cancellation and reminder e-mails carry the booking's event as an
+    iCalendar invitation (`shared.usecases.calendars`).
 
     Returns "sent", "already-sent" (SENT before: nothing sent), "failed" (refused for good
-    now or earlier: row FAILED, not retried) or "missing" (no such row). Raises
-    `TransientMailError` when sending should be retried (row still PENDING, attempt counted).
+    now or earlier: row FAILED, not retried), "missing" (no such row) or "withdrawn" (a
+    reminder about a start the booking no longer has, or of a booking no longer confirmed:
+    the row is deleted, unsent). Raises `TransientMailError` when sending should be
+    retried (row still PENDING, attempt counted).
     """
+    now = now or utcnow()
     mailer = backend if backend is not None else mail_backend(resources.settings)
     transient: TransientMailError | None = None
     cause: BaseException | None = None
@@ -341,6 +353,15 @@ def send_notification(
             return "failed"
         kind = NotificationKind(note.kind)
         rows = _load_rows(session, note.booking_id)
+        if kind == NotificationKind.REMINDER and not reminders.still_applies(
+            rows.booking.status, rows.booking.start_time, note.occasion, now
+        ):
+            # Cancelled or moved since the reminder was queued (the new start has its own).
+            # Deleted rather than kept as FAILED: nothing failed, and should the booking
+            # come back to this start, its reminder is due again.
+            session.delete(note)
+            log.info("notification %s (reminder) withdrawn: %s", note.id, note.occasion)
+            return "withdrawn"
         rendered = render(
             kind,
             _role_of(kind, note.recipient, rows),
@@ -353,7 +374,12 @@ def send_notification(
                 previous_start_time=note.previous_start_time,
             ),
         )
-        message = build_message(note.id, resources.settings.mail_from, note.recipient, rendered)
+        invitation = calendars.invitation_for(
+            kind, rows.booking, rows.client, rows.artist, rows.service, stamp=note.created_at
+        )
+        message = build_message(
+            note.id, resources.settings.mail_from, note.recipient, rendered, invitation
+        )
         note.attempts += 1
         try:
             mailer.send(message)

@@ -33,7 +33,7 @@ from shared.adapters.models import (
     TransactionKind,
     TransactionStatus,
 )
-from shared.adapters.payments import RefundResult, refund_from_json
+from shared.adapters.payments import RefundResult, account_from_json, refund_from_json
 from shared.adapters.runtime import Resources
 from shared.domain.money import to_minor_units
 from shared.domain.transitions import Action, BookingStatus, Facts, Rule, decide, needs_slot_check
@@ -274,17 +274,24 @@ def refunds_reported(ctx: Context) -> Applied:
 
 
 def account_updated(ctx: Context) -> Applied:
-    account = ctx.obj
+    """The artist's Connect state as the account in the event shows it: charges and payouts
+    enabled, what Stripe needs now (`requirements.currently_due`). Charges enabled is what
+    lets the artist take deposits: onboarding completed, they start without an operator."""
+    if not ctx.obj.get("id"):
+        return Applied("account.updated without an account id", ignored=True)
+    account = account_from_json(ctx.obj)
     created = ctx.event.stripe_created or 0
     # Events may arrive out of order: only a newer account state wins.
     result = ctx.session.execute(
         update(Artist)
         .where(
-            Artist.stripe_account_id == account.get("id"),
+            Artist.stripe_account_id == account.id,
             func.coalesce(Artist.stripe_account_synced_at, 0) <= created,
         )
         .values(
-            charges_enabled=bool(account.get("charges_enabled")),
+            charges_enabled=account.charges_enabled,
+            payouts_enabled=account.payouts_enabled,
+            requirements_due=list(account.requirements_due),
             stripe_account_synced_at=created,
         )
     )

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Update, true, update
 from sqlalchemy.orm import Session
 
 from shared.adapters.models import Booking
-from shared.domain import deposits
+from shared.domain import calendar, deposits
 from shared.domain.deposits import DepositMove, DepositStatus
 from shared.domain.notifications import NotificationKind
 from shared.domain.transitions import (
@@ -28,7 +28,7 @@ from shared.domain.transitions import (
     Rule,
     rules_for,
 )
-from shared.usecases import refunds
+from shared.usecases import refunds, reminders
 from shared.usecases.effects import NONE, Effects
 from shared.usecases.notifications import notify_booking
 
@@ -89,7 +89,11 @@ def carry_out(
     previous_start: datetime | None = None,
 ) -> Effects:
     """What the rule asks for, written in the caller's transaction. `previous_start`: the
-    start a rescheduled booking moved from (its emails show it)."""
+    start a rescheduled booking moved from (its emails show it). The booking's reminder
+    and calendar SEQUENCE follow every transition here, before its e-mails are added."""
+    reminders.follow(session, booking, rule, now)
+    if calendar.changes_event(rule):
+        booking.calendar_sequence += 1
     if rule.changes_status:
         log.info(
             "booking %s %s -> %s (%s)", booking.id, rule.source.value, rule.target.value,

@@ -6,6 +6,7 @@ checks each signature with the `stripe` SDK, as inkflow's receiver does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -40,6 +41,7 @@ class Receiver:
     bad_signatures: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    secret: str = SECRET
 
     def types(self) -> list[str]:
         with self.lock:
@@ -51,7 +53,7 @@ class Receiver:
             self.arrivals.append(time.monotonic())
             status = self.statuses.pop(0) if self.statuses else 200
         try:
-            event = stripe.Webhook.construct_event(body.decode(), signature, SECRET)
+            event = stripe.Webhook.construct_event(body.decode(), signature, self.secret)
         except stripe.SignatureVerificationError:
             with self.lock:
                 self.bad_signatures += 1
@@ -62,9 +64,9 @@ class Receiver:
         return status
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
+@contextlib.contextmanager
+def serving(state: Receiver) -> Iterator[Receiver]:
+    """`state` as a webhook endpoint on loopback (its `url` set) until the block ends."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -82,9 +84,17 @@ def receiver() -> Iterator[Receiver]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}/webhooks"
-    yield state
-    server.shutdown()
-    server.server_close()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving(Receiver()) as state:
+        yield state
 
 
 @pytest.fixture

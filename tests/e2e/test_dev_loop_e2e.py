@@ -2,7 +2,9 @@
 as its own process delivering its webhook events to the API (nothing is signed by the
 test), gunicorn serving the API, a Celery worker, PostgreSQL, Redis, an SMTP sink — and
 the `inkflow` CLI as a developer runs it (`inkflow pay`, `trigger`, `events`), in a
-subprocess that talks to them over HTTP."""
+subprocess that talks to them over HTTP. Roles are on (AUTH_JWT_SECRET): the commands act
+as the client where the API wants the client's token, and `inkflow token` mints one for
+an artist."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from tests.e2e.test_webhooks_e2e import Worker, mails_to, wait_mails
 from tests.fakes.smtp_sink import SmtpSink
 
 ADMIN = {"Authorization": f"Bearer {support.ADMIN_TOKEN}"}
+JWT_SECRET = "dev-loop-e2e-jwt-secret-".ljust(48, "s")
 CLIENT_MAIL, ARTIST_MAIL = "demo-client@inkflow.local", "demo-artist@inkflow.local"
 
 
@@ -78,7 +81,13 @@ def loop(
     api = f"http://127.0.0.1:{api_port}"
     stripe_url = f"http://127.0.0.1:{stripe_port}"
     queue = f"inkflow-test-devloop-{uuid.uuid4().hex[:8]}"
-    env = {**e2e_env, "STRIPE_API_BASE": stripe_url, "CELERY_QUEUE": queue, "LOG_LEVEL": "INFO"}
+    env = {
+        **e2e_env,
+        "STRIPE_API_BASE": stripe_url,
+        "CELERY_QUEUE": queue,
+        "LOG_LEVEL": "INFO",
+        "AUTH_JWT_SECRET": JWT_SECRET,
+    }
     emulator = support.start_child(
         "stripe-emulator",
         commands.stripe_emulator(
@@ -117,6 +126,7 @@ def loop(
             "DATABASE_URL": database_url,
             "REDIS_URL": support.TEST_REDIS_URL,
             "CELERY_QUEUE": queue,
+            "AUTH_JWT_SECRET": JWT_SECRET,
         }
         yield Loop(api, stripe_url, cli_env)
     finally:
@@ -219,6 +229,32 @@ def test_inkflow_trigger_and_the_inbox_commands(loop: Loop, demo_ids: dict[str, 
     assert (unknown.returncode, unknown.stderr) == (1, "inkflow: no such event: evt_nope\n")
     everything = loop.inkflow("events", "replay", "--all-unprocessed")
     assert (everything.returncode, everything.stdout) == (0, "no unprocessed events\n")
+
+
+def test_inkflow_demo_as_the_client_and_an_artists_token(
+    loop: Loop, demo_ids: dict[str, str]
+) -> None:
+    """With roles on, `demo` books and reads as the demo client (its own JWT), and the
+    token `inkflow token --artist` prints lets the demo artist see that booking — and
+    nothing of the operator's."""
+    demo = loop.inkflow("demo", "--json")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    booking = json.loads(demo.stdout)["booking"]
+    assert (booking["status"], booking["clientId"]) == ("CONFIRMED", demo_ids["clientId"])
+
+    minted = loop.inkflow("token", "--artist", demo_ids["artistId"], "--ttl", "5m")
+    assert minted.returncode == 0, minted.stderr
+    artist = {"Authorization": f"Bearer {minted.stdout.strip()}"}
+    mine = requests.get(
+        f"{loop.api}/api/admin/bookings", params={"status": "CONFIRMED"}, headers=artist, timeout=10
+    )
+    assert mine.status_code == 200, mine.text
+    assert booking["id"] in {b["id"] for b in mine.json()["items"]}
+    assert {b["artistId"] for b in mine.json()["items"]} == {demo_ids["artistId"]}
+    clients = requests.get(f"{loop.api}/api/admin/clients", headers=artist, timeout=10)
+    assert (clients.status_code, clients.json()["error"]) == (403, "FORBIDDEN")
+    without = requests.get(f"{loop.api}/api/clients/{demo_ids['clientId']}/bookings", timeout=10)
+    assert without.status_code == 401
 
 
 def test_cli_errors_are_one_line_and_non_zero(loop: Loop, tmp_path: Path) -> None:

@@ -76,6 +76,11 @@ class ReceivedMessage:
         """Content types of the leaf parts, e.g. ``["text/plain", "text/html"]``."""
         return [part.get_content_type() for part in self.message.walk() if not part.is_multipart()]
 
+    @property
+    def calendar_parts(self) -> list[EmailMessage]:
+        """The text/calendar parts (an invitation: inline and as invite.ics), in order."""
+        return [part for part in self.message.walk() if part.get_content_type() == "text/calendar"]
+
     def _body(self, subtype: str) -> str | None:
         part = self.message.get_body(preferencelist=(subtype,))
         if part is None or part.get_content_type() != f"text/{subtype}":

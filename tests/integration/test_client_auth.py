@@ -148,7 +148,9 @@ def _bad_tokens(client_id: str) -> dict[str, str]:
             json.dumps({"sub": client_id, "exp": in_five_minutes}).encode(), None, "none"
         ),
         "garbage": "not-a-jwt",
-        "admin-token": support.ADMIN_TOKEN,
+        "non-uuid-sub": make_token("client-42"),
+        "unknown-role": make_token(client_id, role="operator"),
+        "non-string-role": signed({"sub": client_id, "role": ["artist"], "exp": in_five_minutes}),
     }
 
 
@@ -165,7 +167,9 @@ def _bad_tokens(client_id: str) -> dict[str, str]:
         "other-algorithm",
         "alg-none",
         "garbage",
-        "admin-token",
+        "non-uuid-sub",
+        "unknown-role",
+        "non-string-role",
     ],
 )
 def test_invalid_tokens_are_unauthorized(api, world, sessions, booking_id, kind):
@@ -253,7 +257,9 @@ def test_idempotency_keys_are_per_client(api, world, sessions):
 
 def test_admin_endpoints_still_use_the_admin_token(api, world, admin_headers):
     client_token = bearer(make_token(world.client_id))
-    assert_unauthorized(api.get("/api/admin/clients", headers=client_token))
+    # A valid client token that may not do this: FORBIDDEN (roles); no token: UNAUTHORIZED.
+    refused = api.get("/api/admin/clients", headers=client_token)
+    assert (refused.status_code, refused.json["error"]) == (403, "FORBIDDEN")
     assert_unauthorized(api.get("/api/admin/clients"))
     listed = api.get("/api/admin/clients", headers=admin_headers)
     assert listed.status_code == 200
@@ -268,3 +274,16 @@ def test_without_a_secret_client_endpoints_stay_public(client, world):
     assert client.get(f"/api/bookings/{booking_id}").status_code == 200
     ignored = client.get(f"/api/bookings/{booking_id}", headers=bearer("not-a-jwt"))
     assert ignored.status_code == 200
+
+
+def test_the_operators_token_may_use_the_client_endpoints(api, world, sessions, admin_headers):
+    """The operator does everything: availability, and booking or reading for any client."""
+    slots = api.post("/api/availability", json=availability_body(world), headers=admin_headers)
+    assert slots.status_code == 200, slots.json
+    created = create(api, world, support.ADMIN_TOKEN)
+    assert created.status_code == 201, created.json
+    assert created.json["booking"]["clientId"] == world.client_id
+    booking_id = created.json["booking"]["id"]
+    assert api.get(f"/api/bookings/{booking_id}", headers=admin_headers).status_code == 200
+    listed = api.get(f"/api/clients/{world.client_id}/bookings", headers=admin_headers)
+    assert [b["id"] for b in listed.json["items"]] == [booking_id]

@@ -25,6 +25,7 @@ from shared.adapters.locks import slot_lock_key
 from shared.adapters.mail import SmtpBackend
 from shared.adapters.models import Booking, Notification, Refund, RefundReason, RefundStatus
 from shared.adapters.payments import StripeGateway, refund_idempotency_key
+from shared.domain.access import OPERATOR, Access, guard
 from shared.domain.errors import DomainError
 from shared.domain.timeutil import iso_utc
 from shared.tasks import PROCESS_REFUND
@@ -822,6 +823,8 @@ def test_the_use_case_refuses_before_writing_anything(lab: Lab) -> None:
     world = make_world(lab.sessions)
     booking = lab.book(world, local(4, 11))
     with pytest.raises(DomainError) as refused:
-        lab.state.lifecycle.complete(booking["id"], now=lab.clock())
+        lab.state.lifecycle.complete(
+            booking["id"], allowed=guard(OPERATOR, Access.ARTIST), now=lab.clock()
+        )
     assert refused.value.details == {"status": "PENDING_PAYMENT"}
     assert lab.row(booking["id"]).status == "PENDING_PAYMENT"

@@ -13,7 +13,13 @@ from flask import Blueprint, Flask
 from openapi_spec_validator import validate as validate_spec
 
 from services.api.errors import HTTP_STATUS
-from services.api.openapi import SNAPSHOT, build_openapi, openapi_json, undocumented_prefixes
+from services.api.openapi import (
+    SNAPSHOT,
+    access_rules,
+    build_openapi,
+    openapi_json,
+    undocumented_prefixes,
+)
 from shared.domain.errors import ErrorCode
 from shared.domain.transitions import BookingStatus
 
@@ -144,10 +150,20 @@ def test_a_route_without_a_declaration_cannot_be_documented():
     def stray() -> str:
         return "{}"
 
-    app = Flask("stray")
+    app = Flask("stray", static_folder=None)
     app.register_blueprint(bp)
     with pytest.raises(RuntimeError, match="/stray"):
         build_openapi(app)
+    # Nor served: the access rules are read from the same declarations.
+    with pytest.raises(RuntimeError, match="/stray"):
+        access_rules(app)
+
+
+def test_flasks_static_route_is_a_route_too():
+    """A Flask app serves /static/<path> unless told not to: inkflow's app has none, and
+    one that had it would need a declaration like any other route."""
+    with pytest.raises(RuntimeError, match="/static"):
+        access_rules(Flask("with-static"))
 
 
 def test_path_parameters_match_the_templates(document):
@@ -207,7 +223,16 @@ def test_responses_are_strict(document):
     for path, method, op in operations(document):
         for status, response in op["responses"].items():
             if "content" not in response:
-                assert status == "204", (method, path, status)  # only "no content" has no body
+                # Only "no content" and "not modified" have no body.
+                assert status in ("204", "304"), (method, path, status)
+                continue
+            if "application/json" not in response["content"]:
+                # The one body that is not JSON: the calendar feed.
+                assert (path, status, list(response["content"])) == (
+                    "/api/calendar/{token}.ics",
+                    "200",
+                    ["text/calendar"],
+                )
                 continue
             schema = response["content"]["application/json"]["schema"]
             for name, target in _objects_of(document, schema, set()):
@@ -303,22 +328,39 @@ def test_error_table_of_the_contract(document):
     assert _error_codes(document, webhook["400"]) == {"INVALID_SIGNATURE", "VALIDATION_ERROR"}
 
 
+# Management operations an artist's token may not use (the others: its own artist's).
+OPERATOR_ONLY = {
+    ("/api/admin/clients", "get"),
+    ("/api/admin/clients", "post"),
+    ("/api/admin/clients/{client_id}", "get"),
+    ("/api/admin/clients/{client_id}", "patch"),
+    ("/api/admin/artists", "get"),
+    ("/api/admin/artists", "post"),
+}
+
+
 def test_security_and_headers(document):
     schemes = document["components"]["securitySchemes"]
-    for name in ("adminToken", "clientJwt"):
+    for name in ("operatorToken", "clientJwt", "artistJwt"):
         assert (schemes[name]["type"], schemes[name]["scheme"]) == ("http", "bearer")
-    assert "AUTH_JWT_SECRET" in schemes["clientJwt"]["description"]
+    for name in ("clientJwt", "artistJwt"):
+        assert schemes[name]["bearerFormat"] == "JWT"
+        assert "AUTH_JWT_SECRET" in schemes[name]["description"]
+    assert "ADMIN_API_TOKEN" in schemes["operatorToken"]["description"]
     for path, method, op in operations(document):
-        if path.startswith("/api/admin/"):
-            assert op["security"] == [{"adminToken": []}], (method, path)
+        if (path, method) in OPERATOR_ONLY:
+            assert op["security"] == [{"operatorToken": []}], (method, path)
+        elif path.startswith("/api/admin/"):
+            assert op["security"] == [{"operatorToken": []}, {"artistJwt": []}], (method, path)
         elif path in CLIENT_PATHS:
-            # The JWT, or nothing when AUTH_JWT_SECRET is unset.
-            assert op["security"] == [{"clientJwt": []}, {}], (method, path)
+            # The operator, the client's JWT, or nothing when AUTH_JWT_SECRET is unset.
+            assert op["security"] == [{"operatorToken": []}, {"clientJwt": []}, {}], (method, path)
         else:
             assert op["security"] == [], (method, path)
         if op["security"]:
             unauthorized = op["responses"]["401"]
             assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True
+            assert "FORBIDDEN" in _error_codes(document, op["responses"]["403"])
 
     create = document["paths"]["/api/bookings/create"]["post"]
     [key] = [p for p in create["parameters"] if p["name"] == "Idempotency-Key"]

@@ -464,6 +464,48 @@ def test_account_updated_follows_the_newest_account_state(env: Env, world: World
     assert env.apply(unknown) == "0 artist(s) updated"
 
 
+def test_account_updated_keeps_payouts_and_requirements_due_true_to_stripe(
+    env: Env, world: World
+) -> None:
+    acct = str(world.stripe_account_id)
+    pending = env.emulator.set_account(acct, charges_enabled=False)
+    due = ["external_account", "individual.verification.document"]
+    restricted = {
+        **pending,
+        "charges_enabled": True,
+        "payouts_enabled": False,
+        "requirements": {**pending["requirements"], "currently_due": due},
+    }
+    enabled = {
+        **pending,
+        "charges_enabled": True,
+        "payouts_enabled": True,
+        "requirements": {**pending["requirements"], "currently_due": []},
+    }
+
+    def connect_state() -> tuple[bool, bool, list[str]]:
+        with transaction(env.sessions) as session:
+            artist = session.get(Artist, uuid.UUID(world.artist_id))
+            assert artist is not None
+            return artist.charges_enabled, artist.payouts_enabled, artist.requirements_due
+
+    assert env.apply(env.event("account.updated", restricted, created=2_000_000_000)) == (
+        "1 artist(s) updated"
+    )
+    assert connect_state() == (True, False, due)
+    # An older state arriving late changes none of the three.
+    env.apply(env.event("account.updated", enabled, created=1_999_999_999))
+    assert connect_state() == (True, False, due)
+    env.apply(env.event("account.updated", enabled, created=2_000_000_001))
+    assert connect_state() == (True, True, [])
+    # Stripe asks for something again: payouts stop, the artist sees why.
+    env.apply(env.event("account.updated", restricted, created=2_000_000_002))
+    assert connect_state() == (True, False, due)
+    nameless = env.event("account.updated", {"object": "account", "charges_enabled": False})
+    assert env.apply(nameless) == "account.updated without an account id"
+    assert connect_state() == (True, False, due)
+
+
 def test_other_types_and_unknown_intents_are_stored_and_ignored(env: Env) -> None:
     payload = env.event("customer.created", {"id": "cus_1", "object": "customer"})
     # Types nothing handles are stored as IGNORED on receipt: no task is ever needed.

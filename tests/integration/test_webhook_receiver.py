@@ -100,6 +100,40 @@ def test_a_rotated_secret_header_with_several_signatures_is_accepted(
     assert len(stored(sessions)) == 1
 
 
+CONNECT_SECRET = "whsec_test_inkflow_connect"
+
+
+def test_the_connect_endpoints_secret_is_accepted_once_configured(
+    make_app: Callable[..., Flask],
+    queue: RecordingQueue,
+    sessions: sessionmaker[Session],
+    stripe_emulator: Any,
+) -> None:
+    """Stripe signs the events of connected accounts (account.updated) sent to the Connect
+    endpoint with that endpoint's own secret."""
+    account = {"id": "acct_1Connect", "object": "account", "charges_enabled": True}
+    payload = stripe_emulator.event("account.updated", account) | {"account": "acct_1Connect"}
+    body = json.dumps(payload)
+    headers = {"Stripe-Signature": sign(body, secret=CONNECT_SECRET)}
+
+    without = make_app(queue=queue).test_client().post(PATH, data=body, headers=headers)
+    assert without.status_code == 400
+    assert without.json is not None
+    assert without.json["error"] == "INVALID_SIGNATURE"
+    assert stored(sessions) == []
+
+    both = make_app(queue=queue, stripe_connect_webhook_secret=CONNECT_SECRET).test_client()
+    assert both.post(PATH, data=body, headers=headers).status_code == 200
+    other = event_body(stripe_emulator)  # the platform's secret still works beside it
+    assert both.post(PATH, data=other, headers={"Stripe-Signature": sign(other)}).status_code == 200
+    wrong = event_body(stripe_emulator)
+    refused = both.post(
+        PATH, data=wrong, headers={"Stripe-Signature": sign(wrong, secret="whsec_nobody")}
+    )
+    assert refused.status_code == 400
+    assert [e.id for e in stored(sessions)] == [payload["id"], json.loads(other)["id"]]
+
+
 @pytest.mark.parametrize(
     "case", ["missing", "wrong secret", "stale (301 s)", "other body", "garbage", "v0 only"]
 )

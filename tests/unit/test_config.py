@@ -25,6 +25,11 @@ def test_defaults():
     assert settings.platform_fee_bps == 0
     assert settings.auth_jwt_secret is None
     assert settings.stripe_api_base is None
+    assert settings.reminder_sweep_seconds == 60
+    assert settings.public_base_url == "http://127.0.0.1:8000"
+    assert settings.calendar_token_secret is None
+    assert settings.stripe_connect_webhook_secret is None
+    assert settings.stripe_connect_country is None
 
 
 @pytest.mark.parametrize("name", sorted(BASE))
@@ -41,6 +46,10 @@ def test_missing_required_setting_is_named(name):
         ("PORT", "0"),
         ("PLATFORM_FEE_BPS", "10001"),
         ("HOLD_SWEEP_SECONDS", "-5"),
+        ("REMINDER_SWEEP_SECONDS", "0"),
+        ("PUBLIC_BASE_URL", "inkflow.example"),
+        ("STRIPE_CONNECT_COUNTRY", "France"),
+        ("STRIPE_CONNECT_COUNTRY", "F1"),
     ],
 )
 def test_malformed_values_are_named(name, value):
@@ -55,11 +64,21 @@ def test_lists_and_overrides():
             "CORS_ORIGINS": "https://a.example, https://b.example",
             "CELERY_BROKER_URL": "redis://broker:6379/1",
             "LOG_LEVEL": "debug",
+            "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_connect",
+            "STRIPE_CONNECT_COUNTRY": "fr",
         }
     )
+    assert settings.stripe_connect_webhook_secret == "whsec_connect"
+    assert settings.stripe_connect_country == "FR"
     assert settings.cors_origins == ("https://a.example", "https://b.example")
     assert settings.celery_broker_url == "redis://broker:6379/1"
     assert settings.log_level == "DEBUG"
+
+
+def test_the_public_base_url_follows_the_port_unless_given():
+    assert Settings.from_env({**BASE, "PORT": "9001"}).public_base_url == "http://127.0.0.1:9001"
+    given = Settings.from_env({**BASE, "PUBLIC_BASE_URL": "https://book.example/ink/"})
+    assert given.public_base_url == "https://book.example/ink"  # links append paths to it
 
 
 def test_app_start_up_names_the_missing_setting(monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -25,6 +25,7 @@ from shared.adapters.mail import (
     message_id_for,
 )
 from shared.adapters.models import NotificationKind
+from shared.domain.deposits import DepositStatus
 from shared.domain.notifications import RECIPIENT_ROLES, RecipientRole
 
 BOOKING_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -272,3 +273,25 @@ def test_bad_smtp_urls_are_refused_without_echoing_secrets(url):
 )
 def test_failure_classification(error, permanent):
     assert is_permanent_failure(error) is permanent
+
+
+def test_a_reminder_shows_the_whole_appointment_and_the_deposit_kept_toward_the_price():
+    paid = render(
+        NotificationKind.REMINDER,
+        "client",
+        _context(end_time=START + timedelta(minutes=90), deposit_status=DepositStatus.PAID),
+    )
+    assert paid.subject == (
+        "Reminder: Fine-line session with Ari Artist, Tuesday 5 May 2026, 14:00 (Europe/Paris)"
+    )
+    for body in (paid.text, paid.html):
+        assert "Tuesday 5 May 2026, 14:00–15:30 (Europe/Paris)" in body
+        assert "50.00 EUR is kept toward the price" in body
+        assert "invitation" in body
+    free = render(
+        NotificationKind.REMINDER,
+        "client",
+        _context(deposit_amount=Decimal("0"), deposit_status=DepositStatus.NOT_REQUIRED),
+    )
+    assert "toward the price" not in free.text
+    assert "Tuesday 5 May 2026, 14:00 (Europe/Paris)" in free.text  # no end given: the start

@@ -20,6 +20,7 @@ from shared.tasks import (
     SEND_NOTIFICATION,
     SWEEP_INBOX,
     SWEEP_REFUNDS,
+    SWEEP_REMINDERS,
 )
 from shared.usecases.effects import Effects
 from shared.usecases.notifications import TransientMailError
@@ -34,6 +35,7 @@ ENV = {
     "ADMIN_API_TOKEN": "token",
     "HOLD_SWEEP_SECONDS": "45",
     "CELERY_VISIBILITY_TIMEOUT": "900",
+    "REMINDER_SWEEP_SECONDS": "30",
 }
 
 
@@ -53,6 +55,7 @@ def test_delivery_guarantees_and_schedule():
     assert SWEEP_INBOX in schedule
     assert SWEEP_REFUNDS in schedule  # owed refunds whose task was lost
     assert schedule[RECONCILE_DEPOSIT_INTENTS] == 300.0  # intents no booking names
+    assert schedule[SWEEP_REMINDERS] == 30.0
     app.close()
 
 
@@ -61,8 +64,9 @@ def test_only_transient_errors_are_retried():
         tasks.apply_stripe_event.name: tasks.apply_stripe_event,
         tasks.send_notification.name: tasks.send_notification,
         tasks.process_refund.name: tasks.process_refund,
+        tasks.sweep_reminders.name: tasks.sweep_reminders,
     }
-    assert set(retried) == {APPLY_STRIPE_EVENT, SEND_NOTIFICATION, PROCESS_REFUND}
+    assert set(retried) == {APPLY_STRIPE_EVENT, SEND_NOTIFICATION, PROCESS_REFUND, SWEEP_REMINDERS}
     for task in retried.values():
         kinds = task.autoretry_for
         assert TransientMailError in kinds

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from services.api.routes import admin, availability, bookings, docs, health, lifecycle, webhooks
+from services.api.routes import (
+    admin,
+    availability,
+    bookings,
+    calendar,
+    connect,
+    docs,
+    health,
+    lifecycle,
+    webhooks,
+)
 
 BLUEPRINTS = (
     health.bp,
@@ -12,6 +22,8 @@ BLUEPRINTS = (
     webhooks.bp,
     admin.bp,
     lifecycle.admin_bp,
+    calendar.bp,
+    connect.bp,
     docs.bp,
     docs.reference,
 )

@@ -1,14 +1,17 @@
-"""The operator's management API under /api/admin, behind ADMIN_API_TOKEN."""
+"""The management API under /api/admin: the operator's (ADMIN_API_TOKEN), and an
+artist's for its own artist (an artist JWT: its profile, services, hours, leaves and
+bookings). Each route's `security` says which (`services/api/auth.py` enforces it)."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from flask import Blueprint, Response, request
+from sqlalchemy.orm import Session
 
+from services.api import auth
 from services.api import responses as out
-from services.api.auth import require_admin
-from services.api.openapi import ADMIN, Reply, operation
+from services.api.openapi import ARTIST, OPERATOR, Reply, operation
 from services.api.responses import Items, reply
 from services.api.schemas import (
     ArtistPatch,
@@ -28,14 +31,15 @@ from services.api.schemas import (
 )
 from services.api.state import state, unit_of_work
 from shared.adapters.models import Artist, Booking, Client
+from shared.domain.access import Owner, Role
 from shared.domain.errors import ErrorCode
-from shared.usecases import catalog
+from shared.usecases import calendars, catalog
 from shared.usecases.booking_search import BookingFilter, search_bookings
 from shared.usecases.ledger import booking_history
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
-admin_operation = partial(operation, tag="admin", security=ADMIN)
+admin_operation = partial(operation, tag="admin")
 INVALID = ErrorCode.VALIDATION_ERROR
 NOT_FOUND = ErrorCode.NOT_FOUND
 PATCH_NOTE = (
@@ -48,15 +52,17 @@ def no_content() -> Response:
     return Response(status=204)
 
 
-@bp.before_request
-def _authenticate() -> None:
-    require_admin(state().resources.settings)
+def artist_json(session: Session, artist: Artist) -> out.Artist:
+    """The artist's JSON, with its feed URL (whose hash is stored if it was not yet)."""
+    url = calendars.calendar_url(session, artist, state().resources.settings)
+    return out.Artist.of(artist, calendar_url=url)
 
 
 @bp.post("/clients")
 @admin_operation(
     "createClient",
     "Create a client",
+    security=OPERATOR,
     body=ClientRequest,
     responses={201: Reply("The created client, with its `id`.", out.Client)},
     errors=[INVALID],
@@ -73,6 +79,7 @@ def create_client() -> Response:
 @admin_operation(
     "listClients",
     "List clients",
+    security=OPERATOR,
     responses={200: Reply("All clients, oldest first.", Items[out.Client])},
 )
 def list_clients() -> Response:
@@ -85,6 +92,7 @@ def list_clients() -> Response:
 @admin_operation(
     "getClient",
     "A client",
+    security=OPERATOR,
     responses={200: Reply("The client.", out.Client)},
     errors=[NOT_FOUND],
 )
@@ -97,6 +105,7 @@ def get_client(client_id: str) -> Response:
 @admin_operation(
     "updateClient",
     "Change a client",
+    security=OPERATOR,
     body=ClientPatch,
     responses={200: Reply("The client as it is now.", out.Client)},
     errors=[INVALID, NOT_FOUND],
@@ -113,6 +122,7 @@ def patch_client(client_id: str) -> Response:
 @admin_operation(
     "createArtist",
     "Create an artist",
+    security=OPERATOR,
     body=ArtistRequest,
     responses={201: Reply("The created artist, with its `id`.", out.Artist)},
     errors=[INVALID],
@@ -140,13 +150,15 @@ def create_artist() -> Response:
     )
     with unit_of_work() as session:
         artist = catalog.create_artist(session, data)
-    return reply(out.Artist.of(artist), 201)
+        answer = artist_json(session, artist)  # its feed's token hash is stored here
+    return reply(answer, 201)
 
 
 @bp.patch("/artists/<artist_id>")
 @admin_operation(
     "updateArtist",
     "Change an artist's profile, booking rules or deposit policy",
+    security=ARTIST,
     body=ArtistPatch,
     responses={200: Reply("The artist as it is now.", out.Artist)},
     errors=[INVALID, NOT_FOUND],
@@ -155,44 +167,69 @@ def create_artist() -> Response:
         "zone, or an email or stripeAccountId already in use, is a VALIDATION_ERROR naming "
         "the field. Availability follows at once (time zone, buffer, notice and window). "
         "Bookings already made keep their times; the policy fields apply to what clients "
-        "do from now on."
+        "do from now on. `stripeAccountId` and `chargesEnabled` are the operator's: an "
+        "artist's token that sends either is FORBIDDEN (nothing changes)."
     ),
 )
 def patch_artist(artist_id: str) -> Response:
     body = parse_body(ArtistPatch)
+    if body.model_fields_set & ArtistPatch.OPERATOR_ONLY:
+        auth.require(OPERATOR)
     with unit_of_work() as session:
         artist = catalog.update_artist(session, artist_id, catalog.ArtistChanges(**body.changes()))
-    return reply(out.Artist.of(artist))
+        answer = artist_json(session, artist)
+    return reply(answer)
 
 
 @bp.get("/artists")
 @admin_operation(
     "listArtists",
     "List artists",
+    security=OPERATOR,
     responses={200: Reply("All artists, oldest first.", Items[out.Artist])},
 )
 def list_artists() -> Response:
     with unit_of_work() as session:
         rows = catalog.list_artists(session)
-        return reply(Items[out.Artist](items=[out.Artist.of(a) for a in rows]))
+        return reply(Items[out.Artist](items=[artist_json(session, a) for a in rows]))
 
 
 @bp.get("/artists/<artist_id>")
 @admin_operation(
     "getArtist",
     "An artist",
+    security=ARTIST,
     responses={200: Reply("The artist.", out.Artist)},
     errors=[NOT_FOUND],
 )
 def get_artist(artist_id: str) -> Response:
     with unit_of_work() as session:
-        return reply(out.Artist.of(catalog.get_or_404(session, Artist, artist_id)))
+        return reply(artist_json(session, catalog.get_or_404(session, Artist, artist_id)))
+
+
+@bp.post("/artists/<artist_id>/calendar-token")
+@admin_operation(
+    "rotateCalendarToken",
+    "Replace an artist's private calendar feed URL",
+    security=ARTIST,
+    responses={200: Reply("The new feed URL.", out.CalendarLink)},
+    errors=[NOT_FOUND],
+    description=(
+        "The artist's `calendarUrl` changes and the previous URL answers 404 at once (for "
+        "a URL that leaked). Calendars subscribed to the old one must subscribe again."
+    ),
+)
+def rotate_calendar_token(artist_id: str) -> Response:
+    with unit_of_work() as session:
+        url = calendars.rotate_token(session, artist_id, state().resources.settings)
+    return reply(out.CalendarLink(calendar_url=url))
 
 
 @bp.post("/artists/<artist_id>/services")
 @admin_operation(
     "createService",
     "Create a service of an artist",
+    security=ARTIST,
     body=ServiceRequest,
     responses={201: Reply("The created service, with its `id`.", out.Service)},
     errors=[INVALID, NOT_FOUND],
@@ -216,6 +253,7 @@ def create_service(artist_id: str) -> Response:
 @admin_operation(
     "listServices",
     "List an artist's services",
+    security=ARTIST,
     responses={200: Reply("The services, oldest first.", Items[out.Service])},
     errors=[NOT_FOUND],
 )
@@ -229,6 +267,7 @@ def list_services(artist_id: str) -> Response:
 @admin_operation(
     "updateService",
     "Change a service of an artist",
+    security=ARTIST,
     body=ServicePatch,
     responses={200: Reply("The service as it is now.", out.Service)},
     errors=[INVALID, NOT_FOUND],
@@ -252,6 +291,7 @@ def patch_service(artist_id: str, service_id: str) -> Response:
 @admin_operation(
     "deleteService",
     "Delete a service, or deactivate it when it has bookings",
+    security=ARTIST,
     responses={
         200: Reply(
             "The service has bookings (of any status), so it was deactivated instead "
@@ -272,6 +312,7 @@ def delete_service(artist_id: str, service_id: str) -> Response:
 @admin_operation(
     "replaceWorkingHours",
     "Replace an artist's working hours",
+    security=ARTIST,
     body=WorkingHoursBody,
     responses={200: Reply("The new working hours, by day and start.", Items[out.WorkingHours])},
     errors=[INVALID, NOT_FOUND],
@@ -295,6 +336,7 @@ def put_working_hours(artist_id: str) -> Response:
 @admin_operation(
     "listWorkingHours",
     "An artist's working hours",
+    security=ARTIST,
     responses={200: Reply("The working hours, by day and start.", Items[out.WorkingHours])},
     errors=[NOT_FOUND],
 )
@@ -308,6 +350,7 @@ def get_working_hours(artist_id: str) -> Response:
 @admin_operation(
     "createLeave",
     "Add a leave (time off) to an artist",
+    security=ARTIST,
     description=(
         "The answer lists in `conflicts` the bookings the leave overlaps. They stay unless "
         "`cancelConflicting` is true: then they are cancelled by the artist, a paid deposit "
@@ -337,6 +380,7 @@ def create_leave(artist_id: str) -> Response:
 @admin_operation(
     "listLeaves",
     "An artist's leaves",
+    security=ARTIST,
     responses={200: Reply("The leaves, by start.", Items[out.Leave])},
     errors=[NOT_FOUND],
 )
@@ -350,6 +394,7 @@ def list_leaves(artist_id: str) -> Response:
 @admin_operation(
     "deleteLeave",
     "Remove a leave of an artist",
+    security=ARTIST,
     responses={204: Reply("Deleted; its time is bookable again.", has_body=False)},
     errors=[NOT_FOUND],
     description="A leave that is not the artist's is NOT_FOUND.",
@@ -364,6 +409,7 @@ def delete_leave(artist_id: str, leave_id: str) -> Response:
 @admin_operation(
     "listArtistBookings",
     "An artist's bookings (any status) overlapping a range",
+    security=ARTIST,
     query=BookingRangeQuery,
     responses={200: Reply("The bookings, by start.", Items[out.Booking])},
     errors=[INVALID, NOT_FOUND],
@@ -379,6 +425,7 @@ def list_artist_bookings(artist_id: str) -> Response:
 @admin_operation(
     "listBookings",
     "All bookings, filtered, in start-time order, a page at a time",
+    security=ARTIST,
     query=BookingListQuery,
     responses={200: Reply("One page of bookings, by start time then id.", out.BookingPage)},
     errors=[INVALID],
@@ -388,13 +435,20 @@ def list_artist_bookings(artist_id: str) -> Response:
         "pagination: pass the answer's `nextCursor` as `cursor` to get the next page (null "
         "on the last one). A walk lists each booking once, in order, even while bookings "
         "are added. An id that is not a UUID, an unknown status, a limit outside 1–200 or "
-        "a cursor this API did not give is a VALIDATION_ERROR naming the parameter."
+        "a cursor this API did not give is a VALIDATION_ERROR naming the parameter. An "
+        "artist's token lists its own bookings: `artistId` defaults to it, and another "
+        "artist's is FORBIDDEN."
     ),
 )
 def list_bookings() -> Response:
     query = parse_query(BookingListQuery)
+    artist_id = query.artist_id
+    asking = auth.principal()
+    if artist_id is None and asking.role is Role.ARTIST:
+        artist_id = asking.id  # an artist's list is its own bookings
+    auth.check(Owner(artist_id=artist_id))
     where = BookingFilter(
-        artist_id=query.artist_id,
+        artist_id=artist_id,
         client_id=query.client_id,
         statuses=query.status,
         deposit_statuses=query.deposit_status,
@@ -410,6 +464,7 @@ def list_bookings() -> Response:
 @admin_operation(
     "getBookingDetail",
     "A booking with its ledger and notifications",
+    security=ARTIST,
     responses={
         200: Reply(
             "The booking, its transactions (`amount` in major units and `amountMinor` as "
@@ -422,5 +477,6 @@ def list_bookings() -> Response:
 def get_booking(booking_id: str) -> Response:
     with unit_of_work() as session:
         booking = catalog.get_or_404(session, Booking, booking_id)
+        auth.check(booking.owner)
         transactions, notifications = booking_history(session, booking.id)
         return reply(out.BookingDetail.of(booking, transactions, notifications))

@@ -17,7 +17,6 @@ from datetime import timedelta
 
 from flask import Blueprint, Response
 
-from services.api.auth import client_subject
 from services.api.openapi import CLIENT, Reply, operation
 from services.api.responses import JSON, AvailabilityAnswer
 from services.api.schemas import AvailabilityRequest, parse_body
@@ -68,7 +67,6 @@ def render(answer: Availability) -> bytes:
 )
 def post_availability() -> Response:
     current = state()
-    client_subject(current.resources.settings)
     body = parse_body(AvailabilityRequest)
     query = AvailabilityQuery(
         artist_id=body.artist_id,

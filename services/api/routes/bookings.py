@@ -7,13 +7,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from services.api.auth import client_subject, require_same_client, same_id
+from services.api import auth
 from services.api.openapi import CLIENT, Header, Reply, operation
 from services.api.responses import BookingCreated, BookingEnvelope, reply
 from services.api.schemas import CreateBookingRequest, parse_body
 from services.api.state import state, unit_of_work
 from shared.adapters.models import Booking
-from shared.domain.errors import DomainError, ErrorCode
+from shared.domain.access import Owner
+from shared.domain.errors import ErrorCode
 from shared.domain.timeutil import iso_utc
 from shared.usecases import idempotency
 from shared.usecases.booking import BookingRequest
@@ -75,9 +76,8 @@ IDEMPOTENCY_KEY = Header(
 )
 def create_booking() -> tuple[Response, int]:
     current = state()
-    subject = client_subject(current.resources.settings)  # 401 before looking at the body
-    body = parse_body(CreateBookingRequest)
-    require_same_client(subject, body.client_id)
+    body = parse_body(CreateBookingRequest)  # (a bad token was refused before reading it)
+    auth.check(Owner(client_id=auth.parse_id(body.client_id)))
     booking_request = BookingRequest(
         client_id=body.client_id,
         artist_id=body.artist_id,
@@ -96,7 +96,7 @@ def create_booking() -> tuple[Response, int]:
         return jsonify(payload), status
     answer = idempotency.run_once(
         current.resources.sessions,
-        f"{subject or '*'}:{idempotency.check_key(raw_key)}",
+        f"{auth.idempotency_scope()}:{idempotency.check_key(raw_key)}",
         idempotency.request_fingerprint(
             {
                 "clientId": body.client_id,
@@ -124,10 +124,7 @@ def create_booking() -> tuple[Response, int]:
     errors=[ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND],
 )
 def get_booking(booking_id: str) -> Response:
-    settings = state().resources.settings
-    subject = client_subject(settings)
     with unit_of_work() as session:
         booking = get_or_404(session, Booking, booking_id)
-        if subject is not None and not same_id(subject, str(booking.client_id)):
-            raise DomainError(ErrorCode.FORBIDDEN, "This booking belongs to another client.")
+        auth.check(booking.owner)
         return reply(BookingEnvelope.of(booking))

@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from services.api.auth import client_subject, require_admin, require_same_client
-from services.api.openapi import ADMIN, CLIENT, Header, Reply, operation
+from services.api import auth
+from services.api.openapi import ARTIST, CLIENT, Header, Reply, operation
 from services.api.responses import Booking as BookingJson
 from services.api.responses import BookingCancelled, BookingEnvelope, Items, reply
 from services.api.schemas import (
@@ -23,6 +23,7 @@ from services.api.schemas import (
     parse_query,
 )
 from services.api.state import state, unit_of_work
+from shared.domain.access import Role
 from shared.domain.deposits import CancelledBy
 from shared.domain.errors import ErrorCode
 from shared.domain.timeutil import iso_utc
@@ -31,25 +32,11 @@ from shared.usecases import idempotency, lifecycle
 client_bp = Blueprint("lifecycle", __name__)
 admin_bp = Blueprint("admin_lifecycle", __name__, url_prefix="/api/admin")
 
-admin_operation = partial(operation, tag="admin", security=ADMIN)
+admin_operation = partial(operation, tag="admin", security=ARTIST)
 ACTING_CLIENT = (
     "The booking's own client only: the JWT's `sub` when client JWTs are on, else `clientId` "
-    "in the body; anyone else is FORBIDDEN."
+    "in the body; anyone else is FORBIDDEN. The operator's token may act for any client."
 )
-
-
-@admin_bp.before_request
-def _authenticate() -> None:
-    require_admin(state().resources.settings)
-
-
-def _acting_client(subject: str | None, body_client_id: str | None) -> str | None:
-    """Who acts: the token's subject (the body may repeat it), else the body's clientId."""
-    if subject is None:
-        return body_client_id
-    if body_client_id is not None:
-        require_same_client(subject, body_client_id)
-    return subject
 
 
 # --------------------------------------------------------------------------- client
@@ -82,11 +69,10 @@ def _acting_client(subject: str | None, body_client_id: str | None) -> str | Non
 )
 def cancel_booking(booking_id: str) -> Response:
     current = state()
-    subject = client_subject(current.resources.settings)  # 401 before looking at the body
     body = parse_optional_body(ClientCancelRequest)
     done = current.lifecycle.cancel_by_client(
         booking_id,
-        client_id=_acting_client(subject, body.client_id),
+        allowed=auth.guard_for(auth.acting_client(body.client_id)),
         reason=body.reason,
         now=current.clock(),
     )
@@ -133,16 +119,14 @@ IDEMPOTENCY_KEY = Header(
 )
 def reschedule_booking(booking_id: str) -> tuple[Response, int]:
     current = state()
-    subject = client_subject(current.resources.settings)
     body = parse_body(RescheduleRequest)
-    move = lifecycle.RescheduleRequest(
-        booking_id=booking_id,
-        client_id=_acting_client(subject, body.client_id),
-        start_time=body.start_time,
-    )
+    actor = auth.acting_client(body.client_id)
+    move = lifecycle.RescheduleRequest(booking_id=booking_id, start_time=body.start_time)
 
     def produce() -> tuple[int, dict[str, Any], uuid.UUID | None]:
-        done = current.lifecycle.reschedule(move, now=current.clock())
+        done = current.lifecycle.reschedule(
+            move, allowed=auth.guard_for(actor), now=current.clock()
+        )
         return 200, BookingEnvelope.of(done.booking).model_dump(mode="json"), done.booking.id
 
     raw_key = request.headers.get(idempotency.HEADER)
@@ -151,11 +135,11 @@ def reschedule_booking(booking_id: str) -> tuple[Response, int]:
         return jsonify(payload), status
     answer = idempotency.run_once(
         current.resources.sessions,
-        f"{subject or '*'}:reschedule:{idempotency.check_key(raw_key)}",
+        f"{auth.idempotency_scope()}:reschedule:{idempotency.check_key(raw_key)}",
         idempotency.request_fingerprint(
             {
                 "bookingId": booking_id,
-                "clientId": move.client_id,
+                "clientId": None if actor.id is None else str(actor.id),
                 "startTime": iso_utc(body.start_time),
             }
         ),
@@ -180,8 +164,7 @@ def reschedule_booking(booking_id: str) -> tuple[Response, int]:
     errors=[ErrorCode.VALIDATION_ERROR, ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND],
 )
 def list_client_bookings(client_id: str) -> Response:
-    subject = client_subject(state().resources.settings)
-    require_same_client(subject, client_id)
+    # The path's client_id is the owner: auth checked it before this runs.
     query = parse_query(ClientBookingsQuery)
     wanted = lifecycle.ClientBookingsQuery(
         client_id=client_id, statuses=frozenset(query.status), start=query.from_, end=query.to
@@ -200,9 +183,9 @@ def list_client_bookings(client_id: str) -> Response:
     "Cancel a booking (the artist or the operator)",
     description=(
         "PENDING_PAYMENT or CONFIRMED (else INVALID_STATE), at any time: CANCELLED, "
-        "`cancelledBy` OPERATOR with the operator token. `refund` FULL (the default) gives "
-        "a paid deposit back in full; NONE keeps it (FORFEITED). Client and artist are "
-        "emailed."
+        "`cancelledBy` ARTIST with the booking's artist's token, OPERATOR with the "
+        "operator's. `refund` FULL (the default) gives a paid deposit back in full; NONE "
+        "keeps it (FORFEITED). Client and artist are emailed."
     ),
     body=StaffCancelRequest,
     body_required=False,
@@ -214,8 +197,8 @@ def cancel_booking_as_staff(booking_id: str) -> Response:
     body = parse_optional_body(StaffCancelRequest)
     done = current.lifecycle.cancel_by_staff(
         booking_id,
-        # The operator token; an artist's own token comes with roles.
-        by=CancelledBy.OPERATOR,
+        allowed=auth.guard_for(),
+        by=CancelledBy.ARTIST if auth.principal().role is Role.ARTIST else CancelledBy.OPERATOR,
         refund=body.refund == "FULL",
         reason=body.reason,
         now=current.clock(),
@@ -236,7 +219,7 @@ def cancel_booking_as_staff(booking_id: str) -> Response:
 )
 def complete_booking(booking_id: str) -> Response:
     current = state()
-    done = current.lifecycle.complete(booking_id, now=current.clock())
+    done = current.lifecycle.complete(booking_id, allowed=auth.guard_for(), now=current.clock())
     return reply(BookingEnvelope.of(done.booking))
 
 
@@ -254,5 +237,5 @@ def complete_booking(booking_id: str) -> Response:
 )
 def record_no_show(booking_id: str) -> Response:
     current = state()
-    done = current.lifecycle.no_show(booking_id, now=current.clock())
+    done = current.lifecycle.no_show(booking_id, allowed=auth.guard_for(), now=current.clock())
     return reply(BookingEnvelope.of(done.booking))

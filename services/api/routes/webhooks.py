@@ -36,15 +36,17 @@ _ACK = WebhookAck(received=True).model_dump_json().encode()
         "stored and ignored. Each event is applied at most once, in any order. A payment "
         "whose amount, currency, intent or destination does not match the booking is "
         "recorded in the ledger but never confirms; the inbox row keeps the reason. "
-        "`account.updated` events apply in `created` order (an older one arriving late is "
-        "ignored)."
+        "`account.updated` events (from the Connect endpoint: the artist's `chargesEnabled`, "
+        "`payoutsEnabled` and `requirementsDue`) apply in `created` order (an older one "
+        "arriving late is ignored)."
     ),
     headers=[
         Header(
             "Stripe-Signature",
-            "Stripe's signature of the raw body, checked against STRIPE_WEBHOOK_SECRET with a "
-            f"tolerance of {SIGNATURE_TOLERANCE_SECONDS} s. Missing, wrong or too old: "
-            "INVALID_SIGNATURE.",
+            "Stripe's signature of the raw body, checked against STRIPE_WEBHOOK_SECRET (the "
+            "platform endpoint's) or STRIPE_CONNECT_WEBHOOK_SECRET (the Connect endpoint's, "
+            f"when set) with a tolerance of {SIGNATURE_TOLERANCE_SECONDS} s. Missing, wrong "
+            "or too old: INVALID_SIGNATURE.",
             required=True,
         )
     ],
