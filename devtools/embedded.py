@@ -642,6 +642,17 @@ class EmbeddedValkey(_Server):
             server.stop(timeout=self.timeout)
         wait_for_port_closed(self.port, self.host, timeout=5)
 
+    def kill(self) -> None:
+        """SIGKILL valkey-server, as a crash would (fault tests): clients see their sockets
+        reset and whatever the AOF had not yet written is lost. `start()` brings it back."""
+        server, self._server = self._server, None
+        process = server._process if server is not None else None
+        if process is not None:
+            process.kill()
+            process.wait(10)
+            server._process = None
+        wait_for_port_closed(self.port, self.host, timeout=5)
+
     def is_running(self) -> bool:
         return self._server is not None and bool(self._server.is_running())
 

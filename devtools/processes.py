@@ -14,12 +14,22 @@ Output goes either to a log file (`log_path`) or, line by line, to a function
 (`on_line`, e.g. `make run`'s prefixed console) with the last lines kept for messages.
 Children stay in our process group unless `new_session=True` (then a Ctrl-C in the
 terminal reaches only us, and we stop them in our own order).
+
+A child that must keep running (`make run`'s Celery worker and beat) is `Supervised`: when
+it exits on its own (a crash, SIGKILL, the OOM killer) it is started again after a delay
+that doubles with each exit that came soon after a start (`Backoff`), and given up after
+a few of those in a row (a configuration error only repeats itself):
+
+    worker = Supervised("worker", start_worker, Backoff(), say=print)
+    while ...:
+        worker.poll()  # from the owner's loop: notices an exit, restarts when due
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import enum
 import signal
 import socket
 import subprocess
@@ -28,6 +38,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -339,3 +350,104 @@ def stop_all(
         left = [p for p in families.get(id(child), []) if not process_gone(p)]
         terminate(left, first=signal.SIGKILL)
         child.close()
+
+
+# ------------------------------------------------------------------------- supervision
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """When a supervised child that exited is started again: `first` seconds after an exit,
+    doubling with each exit that came less than `stable` seconds after its start, at most
+    `cap`; a run of `stable` seconds or more starts the count again. After `give_up_after`
+    such quick exits in a row it stays down (0: never gives up)."""
+
+    first: float = 1.0
+    cap: float = 30.0
+    stable: float = 30.0
+    give_up_after: int = 5
+
+    def delay(self, quick_exits: int) -> float:
+        return float(min(self.cap, self.first * 2 ** max(0, quick_exits - 1)))
+
+
+class Supervision(enum.Enum):
+    RUNNING = "running"
+    WAITING = "waiting"  # exited; started again when its delay is over
+    GAVE_UP = "gave up"
+
+
+class Supervised:
+    """A child started again when it exits on its own; see Backoff. It has no thread: the
+    owner calls `poll()` from its own loop, and stops `child` itself (a stop is not an exit
+    to recover from: poll no more)."""
+
+    def __init__(
+        self,
+        name: str,
+        start: Callable[[], Child],
+        backoff: Backoff | None = None,
+        *,
+        say: Callable[[str], None] = lambda _: None,
+        on_start: Callable[[Child, Child], None] = lambda _old, _new: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.backoff = backoff or Backoff()
+        self._start, self._say, self._on_start, self._clock = start, say, on_start, clock
+        self.child = start()
+        self.started_at = clock()
+        self.exits: list[int | None] = []  # the exit status of each exit seen
+        self.restarts = 0
+        self.quick_exits = 0  # in a row
+        self.state = Supervision.RUNNING
+        self._due = 0.0
+        self._family: list[psutil.Process] = []
+
+    def poll(self) -> Supervision:
+        now = self._clock()
+        if self.state == Supervision.RUNNING:
+            if self.child.alive():
+                self._remember_descendants()
+            else:
+                self._exited(now)
+        if self.state == Supervision.WAITING and now >= self._due:
+            self._restart(now)
+        return self.state
+
+    def _remember_descendants(self) -> None:
+        """What a crash would leave behind (a killed Celery worker's pool processes). Added
+        to, not replaced: a dying process may already show no children."""
+        known = {p.pid: p for p in self._family if not process_gone(p)}
+        for proc in self.child.family()[1:]:
+            known.setdefault(proc.pid, proc)
+        self._family = list(known.values())
+
+    def _exited(self, now: float) -> None:
+        status = self.child.returncode
+        ran = now - self.started_at
+        self.exits.append(status)
+        # Pool processes of a killed Celery worker, gunicorn workers…: not ours to keep.
+        terminate([p for p in self._family if not process_gone(p)], first=signal.SIGKILL)
+        self.child.close()
+        self.quick_exits = self.quick_exits + 1 if ran < self.backoff.stable else 1
+        limit = self.backoff.give_up_after
+        if limit and self.quick_exits >= limit:
+            self.state = Supervision.GAVE_UP
+            self._say(
+                f"{self.name} exited (status {status}) {self.quick_exits} times in a row "
+                f"within {self.backoff.stable:.0f} s of starting: not starting it again"
+            )
+            return
+        delay = self.backoff.delay(self.quick_exits)
+        self.state, self._due = Supervision.WAITING, now + delay
+        self._say(
+            f"{self.name} exited (status {status}) after {ran:.1f} s; "
+            f"starting it again in {delay:.0f} s (restart {len(self.exits)})"
+        )
+
+    def _restart(self, now: float) -> None:
+        old, self.child = self.child, self._start()
+        self.started_at, self.state, self._family = now, Supervision.RUNNING, []
+        self.restarts += 1
+        self._on_start(old, self.child)

@@ -10,8 +10,16 @@ other required settings. It writes the settings it chose to `var/run.env` (mode 
 read by the `inkflow` CLI; removed on exit), migrates, seeds the demo
 data, runs the API (gunicorn), a Celery worker and Celery beat with their output
 prefixed by name, and on Ctrl-C / SIGTERM stops everything it started: the
-processes first (SIGTERM, SIGKILL after 10 s), then Valkey, then PostgreSQL. If
-one of them exits on its own, everything is stopped and the exit status is 1.
+processes first (SIGTERM, SIGKILL after 10 s), then Valkey, then PostgreSQL.
+
+A worker or beat that exits on its own (a crash, SIGKILL, the OOM killer) is started again
+after 1 s, 2 s, 4 s … (at most 30 s; `devtools.processes.Backoff`), as `restart:` does in
+docker-compose.yml and `Restart=` under systemd; after 5 exits in a row, each within 30 s
+of its start, it is given up. The API and the Stripe emulator are not restarted: gunicorn
+already restarts its own workers, so its master exits only when it cannot run at all (a
+setting, the port, the app failing to import), which a restart would only repeat. When
+one of those exits, or a worker or beat is given up, everything is stopped and the exit
+status is 1.
 
 A harness can reuse the pieces:
 
@@ -54,8 +62,11 @@ from devtools.embedded import (
 from devtools.processes import (
     REPO_ROOT,
     STOP_TIMEOUT_SECONDS,
+    Backoff,
     Child,
     ChildError,
+    Supervised,
+    Supervision,
     http_answers,
     identity,
     port_is_open,
@@ -157,6 +168,7 @@ class Stack:
         postgres_port: int = DEFAULT_POSTGRES_PORT,
         valkey_port: int = DEFAULT_VALKEY_PORT,
         stripe_port: int = STRIPE_EMULATOR_PORT,
+        restart: Backoff | None = None,
     ) -> None:
         self.root = root
         self.var_dir = (var_dir or root / "var").absolute()
@@ -168,6 +180,8 @@ class Stack:
         self.stripe_port = stripe_port
         self.children: list[Child] = []  # the app's processes, stopped first
         self.helpers: list[Child] = []  # what they use (the Stripe emulator)
+        self.restart = restart or Backoff()
+        self.supervised: dict[str, Supervised] = {}  # started again when they exit
         # What start_infrastructure filled in: name -> (value, note).
         self.defaults: dict[str, tuple[str, str]] = {}
         self.postgres: EmbeddedPostgres | None = None
@@ -352,30 +366,71 @@ class Stack:
 
     # -- long-running processes
 
-    def spawn(self, name: str, cmd: Sequence[str], *, helper: bool = False) -> Child:
-        """Start a process (in our process group) whose output is relayed as `name | …`."""
-        child = Child(
+    def _child(self, name: str, cmd: Sequence[str]) -> Child:
+        return Child(
             name,
             cmd,
             env=self._child_env(),
             cwd=self.root,
             on_line=functools.partial(self.console.line, name),
         )
+
+    def spawn(
+        self, name: str, cmd: Sequence[str], *, helper: bool = False, supervised: bool = False
+    ) -> Child:
+        """Start a process (in our process group) whose output is relayed as `name | …`;
+        `supervised`: started again when it exits (see the module docstring)."""
+        if supervised:
+            keeper = Supervised(
+                name,
+                functools.partial(self._child, name, cmd),
+                self.restart,
+                say=self.console.say,
+                on_start=self._started_again,
+            )
+            self.supervised[name] = keeper
+            child = keeper.child
+        else:
+            child = self._child(name, cmd)
         (self.helpers if helper else self.children).append(child)
         self._save_state()
         return child
+
+    def _started_again(self, old: Child, new: Child) -> None:
+        self.children[self.children.index(old)] = new
+        self._save_state()
+        self.console.say(f"{new.name} started again (pid {new.pid})")
 
     def start_app(self, *, api: bool = True, worker: bool = True, beat: bool = True) -> None:
         if api:
             self.spawn("api", commands.api())
         if worker:
-            self.spawn("worker", commands.celery(*WORKER_ARGS))
+            self.spawn("worker", commands.celery(*WORKER_ARGS), supervised=True)
         if beat:
             schedule = str(self.var_dir / "celerybeat-schedule")
-            self.spawn("beat", commands.celery("beat", "--loglevel=INFO", "--schedule", schedule))
+            beat_args = ("beat", "--loglevel=INFO", "--schedule", schedule)
+            self.spawn("beat", commands.celery(*beat_args), supervised=True)
+
+    def supervise(self) -> None:
+        """Start again the supervised processes that exited, once their delay is over."""
+        if not self.stopping:
+            for keeper in self.supervised.values():
+                keeper.poll()
 
     def exited_child(self) -> Child | None:
-        return next((c for c in [*self.children, *self.helpers] if not c.alive()), None)
+        """A process that exited and will not be started again, if any."""
+        for keeper in self.supervised.values():
+            if keeper.state == Supervision.GAVE_UP:
+                return keeper.child
+        restarted = {id(k.child) for k in self.supervised.values()}
+        return next(
+            (
+                c
+                for c in [*self.children, *self.helpers]
+                if id(c) not in restarted and not c.alive()
+            ),
+            None,
+        )
 
     def wait_until_serving(self, timeout: float = 60.0) -> bool:
         """Wait until the API answers HTTP on /healthz (False: a process died, or timeout)."""
@@ -388,13 +443,16 @@ class Stack:
             time.sleep(0.2)
         return False
 
-    def watch(self, poll: float = 0.2) -> Child:
-        """Block until one of the processes exits; return it."""
-        while True:
+    def watch(self, poll: float = 0.2, until: threading.Event | None = None) -> Child | None:
+        """Supervise until a process exits that is not started again; return it (None once
+        `until` is set: a harness watching from a thread of its own, stopped before stop())."""
+        while until is None or not until.is_set():
+            self.supervise()
             child = self.exited_child()
             if child is not None:
                 return child
             time.sleep(poll)
+        return None
 
     # -- stopping
 
@@ -558,9 +616,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack.exited_child() is None:
             console.say(stack.banner(ids))
         child = stack.watch()
-        console.say(
-            f"{child.name} exited unexpectedly (status {child.returncode}); stopping everything."
-        )
+        assert child is not None
+        if child.name in stack.supervised:
+            console.say(f"{child.name} keeps exiting; stopping everything.")
+        else:
+            console.say(
+                f"{child.name} exited unexpectedly (status {child.returncode}); "
+                "stopping everything."
+            )
         status = 1
     except StopRequested as stop:
         stack.stopping = True

@@ -91,6 +91,10 @@ class Settings:
     # Redis broker: an unacknowledged task (its worker was killed) is handed out again
     # after this long. Longer than the longest task, or a slow task runs twice.
     celery_visibility_timeout: int = 600
+    # Deposit intents left behind (shared/usecases/intents.py): looked for this often, in
+    # bookings at least this old (older than any booking request can still be running).
+    intent_reconcile_seconds: int = 300
+    intent_reconcile_grace_seconds: int = 600
     # How often the beat looks for due reminders (REMINDER_SWEEP_SECONDS).
     reminder_sweep_seconds: int = 60
     # Where clients and calendars reach this API (links in e-mails, `calendarUrl`), without
@@ -188,6 +192,10 @@ class Settings:
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
             celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),
+            intent_reconcile_seconds=integer("INTENT_RECONCILE_SECONDS", 300, minimum=1),
+            intent_reconcile_grace_seconds=integer(
+                "INTENT_RECONCILE_GRACE_SECONDS", 600, minimum=1
+            ),
             reminder_sweep_seconds=integer("REMINDER_SWEEP_SECONDS", 60, minimum=1),
             public_base_url=base_url,
             calendar_token_secret=optional("CALENDAR_TOKEN_SECRET"),

@@ -221,6 +221,11 @@ class StripeEmulator:
         with self._lock:
             return copy.deepcopy(payment_intents.intent(self._store, pi_id))
 
+    def payment_intents(self) -> list[JSON]:
+        """Every PaymentIntent, in the order they were made."""
+        with self._lock:
+            return copy.deepcopy(list(self._store.intents.values()))
+
     def succeed_payment_intent(self, pi_id: str) -> JSON:
         """The customer paid: status ``succeeded`` with a new charge as ``latest_charge``
         (emits ``charge.succeeded`` and ``payment_intent.succeeded``)."""

@@ -1,12 +1,16 @@
 """Idempotency-Key, as Stripe keeps it: per API key, the first answer is stored and
 replayed (``Idempotent-Replayed: true``) for the same request; another endpoint or other
-parameters under the key get 400 ``idempotency_error``; concurrent use gets 409."""
+parameters under the key get 400 ``idempotency_error``; concurrent use gets 409. A key is
+forgotten 24 hours after its first use (Stripe removes keys once they are at least 24 hours
+old): the same request then runs again."""
 
 from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 
 from devtools.stripe_emulator.errors import ApiError
@@ -14,6 +18,7 @@ from devtools.stripe_emulator.store import JSON
 from devtools.stripe_emulator.wire import RecordedRequest, Response
 
 Slot = tuple[str, str]  # (API key, Idempotency-Key)
+KEY_TTL_SECONDS = 24 * 3600
 
 
 class Claim(Enum):
@@ -27,20 +32,25 @@ class Stored:
     path: str
     params: JSON
     response: Response
+    at: float = field(default_factory=time.time)  # first use, Unix seconds
 
 
 class IdempotencyKeys:
     """Stored answers and keys in flight; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
         self._stored: dict[Slot, Stored] = {}
         self._in_flight: set[Slot] = set()
+        self._clock = clock
 
     def claim(self, slot: Slot) -> Stored | Claim:
         """The stored answer, or whether the caller may run the request now."""
         with self._lock:
             stored = self._stored.get(slot)
+            if stored is not None and self._clock() - stored.at >= KEY_TTL_SECONDS:
+                del self._stored[slot]
+                stored = None
             if stored is not None:
                 return stored
             if slot in self._in_flight:
@@ -50,7 +60,7 @@ class IdempotencyKeys:
 
     def keep(self, slot: Slot, req: RecordedRequest, response: Response) -> None:
         with self._lock:
-            self._stored[slot] = Stored(req.method, req.path, req.params, response)
+            self._stored[slot] = Stored(req.method, req.path, req.params, response, self._clock())
 
     def release(self, slot: Slot) -> None:
         with self._lock:
@@ -67,7 +77,7 @@ class IdempotencyKeys:
             return [
                 {"slot": list(slot), "method": s.method, "path": s.path, "params": s.params,
                  "status": s.response.status, "body": s.response.body,
-                 "headers": s.response.headers}
+                 "headers": s.response.headers, "at": s.at}
                 for slot, s in self._stored.items()
             ]  # fmt: skip
 
@@ -75,7 +85,8 @@ class IdempotencyKeys:
         with self._lock:
             for item in items:
                 response = Response(item["status"], item["body"], item["headers"])
-                stored = Stored(item["method"], item["path"], item["params"], response)
+                at = float(item.get("at") or self._clock())  # state saved before "at"
+                stored = Stored(item["method"], item["path"], item["params"], response, at)
                 self._stored[(item["slot"][0], item["slot"][1])] = stored
 
 

@@ -16,6 +16,7 @@ from shared.logging_setup import configure_logging, demote
 from shared.tasks import (
     EXPIRE_HOLDS,
     PURGE_IDEMPOTENCY_KEYS,
+    RECONCILE_DEPOSIT_INTENTS,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
     SWEEP_REFUNDS,
@@ -48,6 +49,10 @@ def configure(celery: Celery, settings: Settings) -> None:
                 "schedule": float(settings.reminder_sweep_seconds),
             },
             "purge-idempotency-keys": {"task": PURGE_IDEMPOTENCY_KEYS, "schedule": 3600.0},
+            "reconcile-deposit-intents": {
+                "task": RECONCILE_DEPOSIT_INTENTS,
+                "schedule": float(settings.intent_reconcile_seconds),
+            },
         },
     )
 

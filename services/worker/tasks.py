@@ -25,6 +25,7 @@ from shared.tasks import (
     EXPIRE_HOLDS,
     PROCESS_REFUND,
     PURGE_IDEMPOTENCY_KEYS,
+    RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
@@ -35,6 +36,7 @@ from shared.usecases import (
     holds,
     idempotency,
     inbox,
+    intents,
     notifications,
     refunds,
     reminders,
@@ -140,3 +142,13 @@ def sweep_reminders() -> int:
 def purge_idempotency_keys() -> int:
     rt = runtime()
     return idempotency.purge_expired(rt.resources.sessions, now=rt.clock())
+
+
+@app.task(name=RECONCILE_DEPOSIT_INTENTS, **RETRY)
+def reconcile_deposit_intents() -> str:
+    rt = runtime()
+    done = intents.reconcile_deposit_intents(rt.resources, rt.gateway, now=rt.clock())
+    return (
+        f"{len(done.attached)} attached, {len(done.cancelled)} cancelled, "
+        f"{len(done.retry)} to retry, {len(done.stuck)} refused"
+    )

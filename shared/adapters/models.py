@@ -240,6 +240,13 @@ class Booking(Base):
             "expires_at",
             postgresql_where=text("status = 'PENDING_PAYMENT'"),
         ),
+        # Deposits whose intent no booking names yet (shared/usecases/intents.py): a few
+        # rows, however large the table.
+        Index(
+            "ix_bookings_without_intent_created_at",
+            "created_at",
+            postgresql_where=text("payment_intent_id IS NULL AND deposit_amount > 0"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -300,6 +307,11 @@ class Booking(Base):
         """An unpaid hold past its expiry that nobody has marked EXPIRED yet: it blocks
         nothing but is still live for the exclusion constraint."""
         return (cls.status == BookingStatus.PENDING_PAYMENT) & cls.hold_over(now)
+
+    @classmethod
+    def without_intent(cls) -> ColumnElement[bool]:
+        """A deposit to pay and no PaymentIntent named (the partial index above)."""
+        return cls.payment_intent_id.is_(None) & (cls.deposit_amount > 0)
 
     @classmethod
     def blocks_slot(cls, now: datetime) -> ColumnElement[bool]:

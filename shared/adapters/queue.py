@@ -8,10 +8,13 @@ other.
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 
+from shared.adapters import broker
 from shared.config import Settings
 
 log = logging.getLogger("inkflow.queue")
@@ -19,8 +22,23 @@ log = logging.getLogger("inkflow.queue")
 DEFAULT_QUEUE = "inkflow"
 
 
+def _transport(broker_url: str) -> dict[str, Any]:
+    """kombu's Redis transport with the repair in `broker.py` for redis:// and rediss://
+    URLs (any other broker keeps kombu's own). Naming the transport skips kombu's
+    `rediss://` default of TLS without certificate checks: without `ssl_cert_reqs` in the
+    URL, certificates are checked."""
+    parts = urlsplit(broker_url)
+    if parts.scheme not in ("redis", "rediss"):
+        return {}
+    config: dict[str, Any] = {"broker_transport": broker.TRANSPORT}
+    if parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
+        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return config
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
+        **_transport(settings.celery_broker_url),
         "broker_url": settings.celery_broker_url,
         "task_default_queue": settings.celery_queue,
         "task_serializer": "json",

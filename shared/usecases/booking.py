@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.adapters.db import advisory_xact_lock, transaction
@@ -279,6 +279,20 @@ def _insert_booking(
     return booking, effects
 
 
+def deposit_request(booking: Booking, destination: str) -> DepositRequest:
+    """The deposit intent a booking asks Stripe for: written once, since asking again with
+    the same idempotency key needs the very same parameters (shared/usecases/intents.py)."""
+    return DepositRequest(
+        booking_id=booking.id,
+        artist_id=booking.artist_id,
+        client_id=booking.client_id,
+        service_id=booking.service_id,
+        amount_minor=to_minor_units(booking.deposit_amount, booking.currency),
+        currency=booking.currency,
+        destination=destination,
+    )
+
+
 class BookingService:
     def __init__(
         self,
@@ -330,24 +344,24 @@ class BookingService:
 
     def _attach_intent(self, booking: Booking, artist: Artist, now: datetime) -> Intent:
         assert artist.stripe_account_id is not None
-        deposit = DepositRequest(
-            booking_id=booking.id,
-            artist_id=booking.artist_id,
-            client_id=booking.client_id,
-            service_id=booking.service_id,
-            amount_minor=to_minor_units(booking.deposit_amount, booking.currency),
-            currency=booking.currency,
-            destination=artist.stripe_account_id,
-        )
+        deposit = deposit_request(booking, artist.stripe_account_id)
         try:
             intent = self._gateway.create_deposit_intent(deposit)
         except PaymentProviderError:
             self._cancel(booking.id, now)
             raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from None
-        with self._resources.autocommit_sessions() as session:
-            session.execute(
-                update(Booking).where(Booking.id == booking.id).values(payment_intent_id=intent.id)
-            )
+        try:
+            with self._resources.autocommit_sessions() as session:
+                session.execute(
+                    update(Booking)
+                    .where(Booking.id == booking.id)
+                    .values(payment_intent_id=intent.id)
+                )
+        except DBAPIError:
+            # The hold stays and runs out; the intent is found again by its idempotency
+            # key and attached or cancelled (shared/usecases/intents.py).
+            log.warning("booking %s: deposit intent %s made but not stored", booking.id, intent.id)
+            raise
         booking.payment_intent_id = intent.id
         return intent
 

@@ -13,8 +13,11 @@ import psutil
 import pytest
 
 from devtools.processes import (
+    Backoff,
     Child,
     ChildError,
+    Supervised,
+    Supervision,
     port_is_open,
     process_gone,
     same_process,
@@ -108,3 +111,111 @@ def test_hurry_kills_at_once(tmp_path: Path) -> None:
     child.stop(timeout=30, hurry=True)
     assert time.monotonic() - began < 5
     assert child.returncode == -signal.SIGKILL
+
+
+# --- supervision ------------------------------------------------------------------------------
+
+
+class Clock:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def poll_until(keeper: Supervised, state: Supervision, clock: Clock, step: float) -> None:
+    """Poll as an owner's loop does, the clock moving `step` s per round."""
+    deadline = time.monotonic() + 20
+    while keeper.poll() != state:
+        assert time.monotonic() < deadline, (keeper.state, keeper.exits)
+        clock.now += step
+        time.sleep(0.01)
+
+
+def test_a_supervised_child_that_keeps_exiting_is_started_again_later_each_time_then_given_up(
+    tmp_path: Path,
+) -> None:
+    clock, said, started = Clock(), list[str](), list[float]()
+
+    def start() -> Child:
+        started.append(clock.now)
+        code = "import sys; print('no broker', flush=True); sys.exit(3)"
+        return Child("worker", python(code), env=os.environ, log_path=tmp_path / "w.log")
+
+    backoff = Backoff(first=1, cap=4, stable=30, give_up_after=5)
+    keeper = Supervised("worker", start, backoff, say=said.append, clock=clock)
+    gaps = []
+    for _ in range(4):
+        poll_until(keeper, Supervision.WAITING, clock, step=0)  # the clock waits for the exit
+        exited = clock.now
+        poll_until(keeper, Supervision.RUNNING, clock, step=0.25)
+        gaps.append(started[-1] - exited)
+    poll_until(keeper, Supervision.GAVE_UP, clock, step=0)
+
+    assert keeper.exits == [3] * 5
+    assert keeper.restarts == 4
+    assert gaps == [1, 2, 4, 4]  # the delay doubles, up to the cap
+    assert said[0] == "worker exited (status 3) after 0.0 s; starting it again in 1 s (restart 1)"
+    assert said[-1] == (
+        "worker exited (status 3) 5 times in a row within 30 s of starting: not starting it again"
+    )
+    assert not keeper.child.alive()
+
+
+def test_a_child_that_ran_a_while_is_started_again_at_the_first_delay(tmp_path: Path) -> None:
+    clock, said = Clock(), list[str]()
+    marker = tmp_path / "go"
+
+    def start() -> Child:
+        # Runs until the test lets it exit.
+        code = f"import os, time\nwhile not os.path.exists({str(marker)!r}): time.sleep(0.01)"
+        return Child("beat", python(code), env=os.environ, log_path=tmp_path / "b.log")
+
+    keeper = Supervised("beat", start, Backoff(first=1, stable=30), say=said.append, clock=clock)
+    for ran in (1, 1, 45):  # two quick exits, then a run longer than `stable`
+        marker.unlink(missing_ok=True)
+        clock.now += ran
+        marker.touch()
+        poll_until(keeper, Supervision.WAITING, clock, step=0)
+        poll_until(keeper, Supervision.RUNNING, clock, step=0.5)
+    assert [s.split(";")[1] for s in said] == [
+        " starting it again in 1 s (restart 1)",
+        " starting it again in 2 s (restart 2)",
+        " starting it again in 1 s (restart 3)",
+    ]
+    marker.touch()
+    keeper.child.stop()
+
+
+def test_what_a_killed_child_left_behind_goes_before_it_starts_again(tmp_path: Path) -> None:
+    """A Celery worker SIGKILLed leaves its pool processes: they are killed, not kept."""
+    code = (
+        "import subprocess, sys, time\n"
+        "pool = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(pool.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    children: list[Child] = []
+
+    def start() -> Child:
+        log = tmp_path / f"w{len(children)}.log"
+        children.append(Child("worker", python(code), env=os.environ, log_path=log))
+        return children[-1]
+
+    clock = Clock()
+    keeper = Supervised("worker", start, Backoff(first=1), clock=clock)
+    first = children[0]
+    first.wait_ready(lambda: first.output().strip().isdigit(), timeout=10)
+    pool = psutil.Process(int(first.output()))
+    keeper.poll()  # sees the pool process
+    first.kill()
+    poll_until(keeper, Supervision.WAITING, clock, step=0)
+    poll_until(keeper, Supervision.RUNNING, clock, step=0.5)
+    assert keeper.exits == [-signal.SIGKILL]
+    assert process_gone(pool)
+    assert keeper.child is children[1]
+    assert keeper.child.alive()
+    keeper.child.stop()

@@ -5,6 +5,7 @@ on ports and a var dir of its own, so that a developer's `make run` does not int
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,7 +22,8 @@ import pytest
 import redis
 import requests
 
-from devtools.processes import Child, port_is_open, process_gone, same_process
+from devtools.processes import Backoff, Child, port_is_open, process_gone, same_process
+from devtools.stack import Console, Stack
 from tests import support
 
 
@@ -119,6 +121,25 @@ def test_make_run_serves_the_readme_requests_and_ctrl_c_stops_everything(
         emails = re.findall(r"BOOKING_CONFIRMED\s+to (\S+)\s+SENT", demo.stdout)
         assert sorted(emails) == ["demo-artist@inkflow.local", "demo-client@inkflow.local"]
 
+        # The worker crashes (SIGKILL, as the OOM killer does): started again, the API stays.
+        [worker] = [e for e in state["children"] if e["name"] == "worker"]
+        killed = same_process(worker)
+        assert killed is not None
+        pool = killed.children(recursive=True)
+        killed.kill()
+        assert support.wait_until(lambda: stack.printed("worker started again"), timeout=30)
+        restarted = json.loads((var_dir / "stack.json").read_text())
+        [again] = [e for e in restarted["children"] if e["name"] == "worker"]
+        assert again["pid"] != worker["pid"]
+        assert psutil.wait_procs(pool, timeout=5)[1] == [] or all(map(process_gone, pool))
+        new_worker = same_process(again)
+        assert new_worker is not None
+        processes += [new_worker, *new_worker.children(recursive=True)]
+        assert support.wait_until(lambda: stack.full_output().count("ready.") >= 2, timeout=30), (
+            stack.output()
+        )
+        assert requests.get(f"{api}/readyz", timeout=10).status_code == 200
+
         stack.process.send_signal(signal.SIGINT)
         assert stack.wait(60) == 0
         assert stack.output().rstrip().endswith("All stopped.")
@@ -130,5 +151,58 @@ def test_make_run_serves_the_readme_requests_and_ctrl_c_stops_everything(
         # The emulator's state stays for the next run.
         state = json.loads((var_dir / "stripe" / "state.json").read_text())
         assert any(e["type"] == "payment_intent.succeeded" for e in state["events"].values())
+    finally:
+        stack.stop()
+
+
+class Recorder(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-u", "-c", code]
+
+
+def test_a_worker_that_exits_is_started_again_and_the_api_exiting_stops_everything(
+    tmp_path: Path,
+) -> None:
+    """The supervision policy of `make run`, with stand-in processes: worker and beat are
+    started again when they exit; the API exiting ends the watch (then everything stops)."""
+    out = Recorder()
+    restart = Backoff(first=0.2, cap=0.4, stable=30, give_up_after=0)
+    stack = Stack(var_dir=tmp_path / "var", console=Console(out), restart=restart)
+    stack.var_dir.mkdir()
+    try:
+        stack.spawn("worker", python("import time; time.sleep(0.3)"), supervised=True)
+        api = stack.spawn("api", python("import time; time.sleep(2.5)"))
+        began = time.monotonic()
+        assert stack.watch(poll=0.05) is api
+        assert time.monotonic() - began > 2
+        worker = stack.supervised["worker"]
+        assert worker.restarts >= 3
+        assert set(worker.exits) == {0}
+        assert "worker exited (status 0) after 0." in out.getvalue()
+        state = json.loads(stack.state_file.read_text())
+        assert {e["name"]: e["pid"] for e in state["children"]}["worker"] == worker.child.pid
+    finally:
+        stack.stop()
+    assert not any(c.alive() for c in stack.children)
+
+
+def test_a_worker_that_keeps_exiting_at_once_is_given_up(tmp_path: Path) -> None:
+    out = Recorder()
+    restart = Backoff(first=0.1, cap=0.1, stable=30, give_up_after=3)
+    stack = Stack(var_dir=tmp_path / "var", console=Console(out), restart=restart)
+    stack.var_dir.mkdir()
+    try:
+        api = stack.spawn("api", python("import time; time.sleep(60)"))
+        worker = stack.spawn("worker", python("import sys; sys.exit(1)"), supervised=True)
+        given_up = stack.watch(poll=0.05)
+        assert given_up is not None
+        assert given_up.name == "worker"
+        assert given_up is not worker  # the third start
+        assert api.alive()
+        assert "3 times in a row within 30 s of starting" in out.getvalue()
     finally:
         stack.stop()

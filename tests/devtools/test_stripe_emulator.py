@@ -19,6 +19,8 @@ import stripe
 from stripe.params import PaymentIntentCreateParams
 
 from devtools.stripe_emulator import API_VERSION, ApiError, StripeEmulator, decode_form
+from devtools.stripe_emulator.idempotency import Claim, IdempotencyKeys, Stored
+from devtools.stripe_emulator.wire import Headers, RecordedRequest, Response
 from tests.support import free_port
 
 API_KEY = "sk_test_emulator"
@@ -318,6 +320,32 @@ def test_idempotency_keys_are_scoped_per_api_key(make_client: ClientFactory) -> 
     one = create_deposit(make_client(api_key="sk_test_one"), key="k")
     two = create_deposit(make_client(api_key="sk_test_two"), key="k")
     assert one.id != two.id
+
+
+def test_a_key_is_forgotten_24_hours_after_its_first_use() -> None:
+    """As at Stripe: asking again with the key replays the first answer for 24 hours (what
+    inkflow's deposit-intent reconciler relies on), then the request runs anew."""
+    now = [1_000_000.0]
+    keys = IdempotencyKeys(clock=lambda: now[0])
+    slot = ("sk_test_x", "inkflow-deposit-1")
+    request = RecordedRequest("POST", "/v1/payment_intents", {"amount": "5000"}, Headers({}))
+    assert keys.claim(slot) is Claim.NEW
+    keys.keep(slot, request, Response(200, {"id": "pi_1"}, {"Request-Id": "req_1"}))
+    keys.release(slot)
+    now[0] += 24 * 3600 - 1
+    kept = keys.claim(slot)
+    assert isinstance(kept, Stored)
+    assert kept.response.body == {"id": "pi_1"}
+    saved = IdempotencyKeys(clock=lambda: now[0])
+    saved.load_json(keys.to_json())  # kept across a restart with its time
+    now[0] += 1
+    assert keys.claim(slot) is Claim.NEW
+    assert saved.claim(slot) is Claim.NEW
+
+
+def test_every_intent_is_listed(client: stripe.StripeClient, emulator: StripeEmulator) -> None:
+    made = [create_deposit(client, key=f"booking-bk_{n}").id for n in range(3)]
+    assert [pi["id"] for pi in emulator.payment_intents()] == made
 
 
 def test_validation_errors_are_not_stored_under_the_key(client: stripe.StripeClient) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ssl
+
 from celery import Celery
 
 from services.worker import tasks
 from services.worker.celery_app import configure
+from shared.adapters import broker
 from shared.adapters.payments import PaymentProviderError, TransientPaymentError
+from shared.adapters.queue import celery_config
 from shared.config import Settings
 from shared.tasks import (
     APPLY_STRIPE_EVENT,
     EXPIRE_HOLDS,
     PROCESS_REFUND,
+    RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
     SWEEP_INBOX,
     SWEEP_REFUNDS,
@@ -49,6 +54,7 @@ def test_delivery_guarantees_and_schedule():
     assert schedule[EXPIRE_HOLDS] == 45.0
     assert SWEEP_INBOX in schedule
     assert SWEEP_REFUNDS in schedule  # owed refunds whose task was lost
+    assert schedule[RECONCILE_DEPOSIT_INTENTS] == 300.0  # intents no booking names
     assert schedule[SWEEP_REMINDERS] == 30.0
     app.close()
 
@@ -81,3 +87,19 @@ def test_the_runtime_takes_the_collaborators_it_is_given():
         assert queue.events() == ["evt_1"]  # the runner sends through the given queue
     finally:
         runtime.resources.close()
+
+
+def test_redis_brokers_use_the_repaired_transport():
+    """shared/adapters/broker.py: the worker survives its Redis broker dying mid-task."""
+    for url, ssl_required in (
+        ("redis://127.0.0.1:6379/0", None),
+        ("rediss://:secret@redis.example:6380/0", ssl.CERT_REQUIRED),
+        ("rediss://:secret@redis.example:6380/0?ssl_cert_reqs=optional", None),
+    ):
+        config = celery_config(Settings.from_env({**ENV, "CELERY_BROKER_URL": url}))
+        assert config["broker_transport"] == broker.TRANSPORT
+        # kombu's own default for a bare rediss:// is TLS without certificate checks.
+        expected = {"ssl_cert_reqs": ssl_required} if ssl_required else None
+        assert config.get("broker_use_ssl") == expected
+    other = celery_config(Settings.from_env({**ENV, "CELERY_BROKER_URL": "amqp://h//"}))
+    assert "broker_transport" not in other
