@@ -20,6 +20,7 @@ import stripe
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from shared.adapters.claims import claim_each
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
 from shared.adapters.runtime import Resources
@@ -151,8 +152,10 @@ def receive(resources: Resources, raw_body: bytes, signature: str | None) -> Eff
 
 def redeliver_stale_events(resources: Resources, *, now: datetime, limit: int = 500) -> Effects:
     """Re-enqueue events still unprocessed after the configured delay (the broker was
-    down, or a worker lost the task)."""
-    older_than = now - timedelta(seconds=resources.settings.inbox_redelivery_seconds)
+    down, or a worker lost the task), each at most once per that delay: an event whose
+    task is only waiting in a backlog or retrying must not get a new copy every sweep."""
+    delay = resources.settings.inbox_redelivery_seconds
+    older_than = now - timedelta(seconds=delay)
     with transaction(resources.sessions) as session:
         ids = list(
             session.scalars(
@@ -166,6 +169,7 @@ def redeliver_stale_events(resources: Resources, *, now: datetime, limit: int = 
                 .limit(limit)
             )
         )
+    ids = claim_each(resources.redis, "inkflow:inbox:redelivered:", ids, delay)
     if ids:
         log.info("re-enqueuing %d unprocessed Stripe events", len(ids))
     effects = NONE

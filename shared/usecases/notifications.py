@@ -45,13 +45,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-import redis
 from psycopg.errors import LockNotAvailable
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from shared.adapters.claims import claim_each
 from shared.adapters.db import transaction
 from shared.adapters.email_templates import EmailContext, make_context, render
 from shared.adapters.mail import (
@@ -207,15 +207,9 @@ def redeliver_pending(
     """
     with transaction(resources.sessions) as session:
         ids = pending_notification_ids(session, older_than, limit)
-    ttl = max(1, int(older_than.total_seconds()))
-    due: list[uuid.UUID] = []
-    for note_id in ids:
-        try:
-            fresh = resources.redis.set(f"inkflow:outbox:redelivered:{note_id}", 1, nx=True, ex=ttl)
-        except redis.RedisError:
-            fresh = True
-        if fresh:
-            due.append(note_id)
+    due = claim_each(
+        resources.redis, "inkflow:outbox:redelivered:", ids, int(older_than.total_seconds())
+    )
     if due:
         log.info("re-enqueuing %d pending notifications", len(due))
     return Effects(mails=tuple(due))
