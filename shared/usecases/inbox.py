@@ -31,12 +31,11 @@ from shared.domain.event_bodies import UnstorableEvent, parse_event
 from shared.tasks import APPLY_STRIPE_EVENT
 from shared.usecases.effects import NONE, Effects
 from shared.usecases.stripe_events import HANDLED_EVENT_TYPES
+from shared.usecases.stripe_events import MAX_AUTOMATIC_ATTEMPTS as MAX_AUTOMATIC_ATTEMPTS
 
 log = logging.getLogger("inkflow.inbox")
 
 SIGNATURE_TOLERANCE_SECONDS = 300
-# After this many failed applications an event waits for an operator (`inkflow events`).
-MAX_AUTOMATIC_ATTEMPTS = 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+import redis
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.adapters.db import describe_error, transaction
+from shared.adapters.db import describe_error, is_momentary, transaction
 from shared.adapters.models import (
     Artist,
     Booking,
@@ -33,7 +34,12 @@ from shared.adapters.models import (
     TransactionKind,
     TransactionStatus,
 )
-from shared.adapters.payments import RefundResult, account_from_json, refund_from_json
+from shared.adapters.payments import (
+    RefundResult,
+    TransientPaymentError,
+    account_from_json,
+    refund_from_json,
+)
 from shared.adapters.runtime import Resources
 from shared.domain.money import to_minor_units
 from shared.domain.transitions import Action, BookingStatus, Facts, Rule, decide, needs_slot_check
@@ -43,6 +49,9 @@ from shared.usecases.booking import claim_slot, is_overlap_violation
 from shared.usecases.effects import NONE, Effects, Outcome
 
 log = logging.getLogger("inkflow.stripe_events")
+
+# After this many failed applications an event waits for an operator (`inkflow events`).
+MAX_AUTOMATIC_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -379,7 +388,30 @@ def apply_event(
     return Outcome(applied.note, applied.effects)
 
 
+def is_transient(error: BaseException) -> bool:
+    """Would applying the same event succeed later? A database, Redis or Stripe that did
+    not answer just now: yes. Anything else (a payload the database refuses, a field of
+    the wrong type) fails again on every attempt: the event waits for an operator."""
+    if isinstance(error, DBAPIError):
+        return is_momentary(error)
+    return isinstance(error, TransientPaymentError | redis.RedisError | OSError)
+
+
 def _mark_failed(resources: Resources, event_id: str, exc: BaseException) -> None:
+    transient = is_transient(exc)
+    if not transient:
+        log.error(
+            "stripe event %s cannot be applied (%s): left for an operator (inkflow events)",
+            event_id,
+            describe_error(exc),
+        )
+    # A permanent failure uses up the automatic attempts at once: the inbox sweeper would
+    # otherwise re-enqueue it for nothing until MAX_AUTOMATIC_ATTEMPTS.
+    attempts = (
+        StripeEvent.attempts + 1
+        if transient
+        else func.greatest(StripeEvent.attempts + 1, MAX_AUTOMATIC_ATTEMPTS)
+    )
     try:
         with transaction(resources.sessions) as session:
             session.execute(
@@ -390,7 +422,7 @@ def _mark_failed(resources: Resources, event_id: str, exc: BaseException) -> Non
                 )
                 .values(
                     status=EventStatus.FAILED,
-                    attempts=StripeEvent.attempts + 1,
+                    attempts=attempts,
                     last_error=describe_error(exc),
                 )
             )

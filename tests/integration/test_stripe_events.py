@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools.stripe_emulator import RecordedRequest, StripeEmulator
@@ -53,7 +53,12 @@ from shared.usecases import refunds
 from shared.usecases.booking import BookingRequest, BookingService
 from shared.usecases.effects import EffectRunner
 from shared.usecases.holds import expire_holds
-from shared.usecases.inbox import VerifiedEvent, store_event
+from shared.usecases.inbox import (
+    MAX_AUTOMATIC_ATTEMPTS,
+    VerifiedEvent,
+    redeliver_stale_events,
+    store_event,
+)
 from shared.usecases.stripe_events import apply_event
 from tests import support
 from tests.factories import World, make_world
@@ -303,6 +308,27 @@ def test_failed_payment_keeps_the_hold_records_code_and_tells_the_client(
     paid = env.emulator.succeed_payment_intent(booking.payment_intent_id)
     assert env.apply(env.event("payment_intent.succeeded", paid)) == "confirmed"
     assert env.booking(booking.id).status == BookingStatus.CONFIRMED
+
+
+def test_an_event_that_can_never_apply_waits_for_an_operator_at_once(
+    env: Env, world: World
+) -> None:
+    """A stored event the database refuses (a failure code longer than any Stripe sends)
+    fails the same way on every attempt: it is FAILED with its automatic attempts used up,
+    so the inbox sweeper does not re-enqueue it ten times; an operator replays it."""
+    booking = env.book(world)
+    assert booking.payment_intent_id
+    failed = env.emulator.fail_payment_intent(booking.payment_intent_id, "x" * 300, "Odd.")
+    event_id = env.store(env.event("payment_intent.payment_failed", failed))
+    with pytest.raises(DBAPIError):
+        env.apply_id(event_id)
+    stored = env.inbox(event_id)
+    assert stored.status == EventStatus.FAILED
+    assert stored.attempts == MAX_AUTOMATIC_ATTEMPTS
+    assert stored.last_error is not None
+    assert "x" * 300 not in stored.last_error  # no parameters in the error
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert redeliver_stale_events(env.resources, now=later).tasks == ()
 
 
 def test_failed_after_succeeded_never_undoes_the_confirmation(env: Env, world: World) -> None:
