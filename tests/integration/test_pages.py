@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -64,14 +65,13 @@ def test_the_steps_answer_html_in_the_artists_time_zone(client: FlaskClient, wor
     assert first.status_code == 200
     assert first.mimetype == "text/html"
     text = first.get_data(as_text=True)
-    assert "America/New_York" in text and '<html lang="en">' in text
+    assert "America/New_York" in text
+    assert '<html lang="en">' in text
     assert 'href="#main"' in text  # the skip link
     html, day, starts = open_day(client, world)
     assert starts, "a working day has free slots"
     # The slots are the availability use case's, shown in the artist's local time.
-    local = datetime.fromisoformat(starts[0]).astimezone(
-        __import__("zoneinfo").ZoneInfo("America/New_York")
-    )
+    local = datetime.fromisoformat(starts[0]).astimezone(ZoneInfo("America/New_York"))
     assert local.date() == date.fromisoformat(day)
     assert f"{local:%H:%M}–" in html
 
@@ -82,20 +82,24 @@ def test_holding_a_slot_creates_the_client_and_opens_the_booking(
     booking_id = booking_id_of(hold(client, world, email="New.Person@Example.com"))
     with transaction(sessions) as db:
         booking = db.get(Booking, uuid.UUID(booking_id))
-        assert booking is not None and booking.status == "PENDING_PAYMENT"
+        assert booking is not None
+        assert booking.status == "PENDING_PAYMENT"
         owner = db.get(Client, booking.client_id)
-        assert owner is not None and owner.email == "new.person@example.com"
+        assert owner is not None
+        assert owner.email == "new.person@example.com"
     page = client.get(f"/booking/{booking_id}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert 'data-pay="emulator"' in html and "4000 0000 0000 0002" in html
+    assert 'data-pay="emulator"' in html
+    assert "4000 0000 0000 0002" in html
     assert 'data-secret="pi_' in html  # the intent's client secret, read back from Stripe
     # The same e-mail again: the same client, not a second one.
     other = make_world(sessions)
     again = booking_id_of(hold(client, other, email="new.person@example.com", name="X"))
     with transaction(sessions) as db:
         second = db.get(Booking, uuid.UUID(again))
-        assert second is not None and str(second.client_id) == str(booking.client_id)
+        assert second is not None
+        assert str(second.client_id) == str(booking.client_id)
 
 
 def test_a_form_without_its_csrf_token_is_refused(client: FlaskClient, world: World) -> None:
@@ -109,7 +113,8 @@ def test_bad_details_keep_what_was_typed(client: FlaskClient, world: World) -> N
     answer = hold(client, world, email="not-an-address", name="Kept Name")
     assert answer.status_code == 400
     html = answer.get_data(as_text=True)
-    assert "Enter an e-mail address" in html and 'value="Kept Name"' in html
+    assert "Enter an e-mail address" in html
+    assert 'value="Kept Name"' in html
     assert 'aria-invalid="true"' in html
 
 
@@ -121,7 +126,8 @@ def test_a_booking_page_opens_only_for_its_browser_or_its_signed_link(
     booking_id = booking_id_of(hold(booker, world))
     stranger = app.test_client()
     refused = stranger.get(f"/booking/{booking_id}")
-    assert refused.status_code == 403 and refused.mimetype == "text/html"
+    assert refused.status_code == 403
+    assert refused.mimetype == "text/html"
     # No bearer token opens it, not even the operator's.
     operator = {"Authorization": f"Bearer {support.ADMIN_TOKEN}"}
     assert stranger.get(f"/booking/{booking_id}", headers=operator).status_code == 403
@@ -134,9 +140,11 @@ def test_a_booking_page_opens_only_for_its_browser_or_its_signed_link(
     # The e-mail's link opens it, and the page then drops the token from the address.
     settings = app.extensions["inkflow"].resources.settings
     link = booking_links.url(settings, uuid.UUID(booking_id))
-    assert link is not None and link.startswith(f"{settings.public_base_url}/booking/")
+    assert link is not None
+    assert link.startswith(f"{settings.public_base_url}/booking/")
     opened = stranger.get(link.removeprefix(settings.public_base_url))
-    assert opened.status_code == 303 and opened.headers["Location"] == f"/booking/{booking_id}"
+    assert opened.status_code == 303
+    assert opened.headers["Location"] == f"/booking/{booking_id}"
     assert stranger.get(f"/booking/{booking_id}").status_code == 200
     status = stranger.get(f"/booking/{booking_id}/status").get_data(as_text=True)
     assert 'data-status="PENDING_PAYMENT"' in status
@@ -148,7 +156,8 @@ def test_without_web_secret_key_the_pages_say_so_and_the_api_runs(
     app = make_app(web_secret_key=None)
     http = app.test_client()
     page = http.get(f"/book/{world.artist_id}")
-    assert page.status_code == 503 and "WEB_SECRET_KEY" in page.get_data(as_text=True)
+    assert page.status_code == 503
+    assert "WEB_SECRET_KEY" in page.get_data(as_text=True)
     assert http.get("/healthz").status_code == 200
     assert booking_links.url(app.extensions["inkflow"].resources.settings, uuid.uuid4()) is None
 
@@ -156,4 +165,5 @@ def test_without_web_secret_key_the_pages_say_so_and_the_api_runs(
 def test_unknown_artist_is_an_html_404(client: FlaskClient) -> None:
     for path in (f"/book/{uuid.uuid4()}", "/book/not-a-uuid"):
         answer = client.get(path)
-        assert answer.status_code == 404 and answer.mimetype == "text/html"
+        assert answer.status_code == 404
+        assert answer.mimetype == "text/html"
