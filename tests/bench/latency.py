@@ -43,8 +43,8 @@ TARGETS = {
     "stripe_latency_ratio": 0.8,
     "stripe_latency_p95_ms": 450.0,
 }
-# Worker pools compared on Stripe-bound tasks: (label, celery worker options). The first
-# is what the README recommends (and what the bench's own worker runs).
+# Worker pools compared on Stripe-bound tasks: (label, celery worker options): `make
+# run`'s, the README's recommendation (prefork keeps task_time_limit), a thread pool.
 WORKER_POOLS: list[tuple[str, list[str]]] = [
     ("prefork ×2", ["--pool=prefork", "--concurrency=2"]),
     ("prefork ×8", ["--pool=prefork", "--concurrency=8"]),

@@ -18,7 +18,7 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
 Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECTIONS
 (2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
 (1,000), BENCH_WEBHOOK_RATE (200/s), BENCH_CONTENTION (2,000), BENCH_WORKER_POOL
-(prefork), BENCH_WORKER_CONCURRENCY (2), BENCH_DATABASE_URL,
+(prefork), BENCH_WORKER_CONCURRENCY (8), BENCH_DATABASE_URL,
 BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles).
 
 Exit status: 0 when the bench ran (missed targets are reported, not fatal), 2 when the

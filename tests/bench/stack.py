@@ -53,9 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 LOADGEN_CMD = [commands.PY, "-m", "tests.bench.loadgen"]
-# The worker the README recommends (and `make run` and docker-compose.yml run).
+# The worker the README recommends (docker-compose.yml runs it; `make run` runs 2).
 WORKER_POOL = "prefork"
-WORKER_CONCURRENCY = 2
+WORKER_CONCURRENCY = 8
 
 # Optional settings that a developer's .env could set (e.g. AUTH_JWT_SECRET would turn
 # every client request into a 401): set empty here, so that python-dotenv leaves them.
