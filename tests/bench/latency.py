@@ -334,16 +334,10 @@ def sections(results: JSON) -> list[tuple[str, list[report.Row]]]:
         peak = max(fast["pg_connections_peak"], slow["pg_connections_peak"])
         rows.append(Row("PostgreSQL connections, peak", peak, "conn."))
         idle = slow["pg_idle_in_transaction_peak"]
-        rows.append(
-            Row(
-                f"idle in transaction at {STRIPE_LATENCY_MS:g} ms, peak",
-                idle,
-                "conn.",
-                None,
-                f"< {CLIENTS // 4} ({CLIENTS} if held across Stripe)",
-                idle < CLIENTS // 4,
-            )
-        )
+        # Context, not a verdict: a starved CPU leaves threads mid-transaction waiting for
+        # the GIL (seen idle in transaction); tests/integration/test_stripe_wait.py proves
+        # that none waits on Stripe with a transaction open.
+        rows.append(Row(f"idle in transaction at {STRIPE_LATENCY_MS:g} ms, peak", idle, "conn."))
         title = (
             f"Stripe latency: booking create, {sl['clients']} clients, gunicorn {sl['gunicorn']}"
         )
