@@ -13,6 +13,26 @@ from dataclasses import dataclass, field
 
 # HS256 with a shorter key is guessable (PyJWT only warns): AUTH_JWT_SECRET is refused.
 JWT_SECRET_MIN_BYTES = 32
+# The operator's token may do everything: outside development a shorter one is refused.
+ADMIN_TOKEN_MIN_CHARS = 32
+
+# INKFLOW_ENV: production unless the operator opts in to development (`make run` does, and
+# says so), which alone allows the secrets below and a short ADMIN_API_TOKEN.
+PRODUCTION = "production"
+DEVELOPMENT = "development"
+ENVIRONMENTS = (PRODUCTION, DEVELOPMENT)
+
+# Secrets this repository publishes (make run's defaults, docker compose's dev profile, the
+# docs): anyone may read them, so a deployment that uses one is open to everyone.
+KNOWN_DEVELOPMENT_SECRETS: dict[str, frozenset[str]] = {
+    "ADMIN_API_TOKEN": frozenset({"dev-admin-token"}),
+    "STRIPE_WEBHOOK_SECRET": frozenset({"whsec_dev_inkflow"}),
+    "STRIPE_SECRET_KEY": frozenset({"sk_test_dev_inkflow"}),
+}
+
+# RATE_LIMITS names (`services/api/ratelimits.py`): what each limits, per client and per IP.
+RATE_LIMITED_ROUTES = ("booking", "availability")
+RATE_LIMIT_KEYS = ("client", "ip")
 
 
 class ConfigError(Exception):
@@ -23,6 +43,40 @@ def check_jwt_secret(secret: str) -> None:
     """AUTH_JWT_SECRET is long enough (the API at start-up, `inkflow token`)."""
     if len(secret.encode()) < JWT_SECRET_MIN_BYTES:
         raise ConfigError(f"setting AUTH_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes")
+
+
+def parse_rate_limits(raw: str) -> tuple[tuple[str, str], ...]:
+    """RATE_LIMITS: `NAME=LIMITS` groups separated by `;`, NAME one of RATE_LIMITED_ROUTES
+    (both keys), or `NAME.client` / `NAME.ip` (one key, which then wins over `NAME`);
+    LIMITS in Flask-Limiter's notation, several separated by `,`
+    (`booking=10/minute,100/hour;availability=60/minute`). Returns ((`route.key`,
+    limits), ...) for every route and key given."""
+    from limits import parse_many  # the notation Flask-Limiter reads, checked at start-up
+
+    given: dict[str, str] = {}
+    for group in (part.strip() for part in raw.split(";")):
+        if not group:
+            continue
+        name, sep, value = (piece.strip() for piece in group.partition("="))
+        route, _, key = name.partition(".")
+        if not sep or route not in RATE_LIMITED_ROUTES or (key and key not in RATE_LIMIT_KEYS):
+            names = ", ".join(f"{r}[.client|.ip]" for r in RATE_LIMITED_ROUTES)
+            raise ConfigError(
+                f"setting RATE_LIMITS: {group!r} is not NAME=LIMITS with NAME one of {names}"
+            )
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ConfigError(
+                f"setting RATE_LIMITS: {value!r} ({name}) is not a limit such as 10/minute"
+            ) from None
+        if not value:
+            raise ConfigError(f"setting RATE_LIMITS: {name} has no limit")
+        for one in (key,) if key else RATE_LIMIT_KEYS:
+            # NAME.key wins over NAME, whatever the order.
+            if key or f"{route}.{one}" not in given:
+                given[f"{route}.{one}"] = value
+    return tuple(sorted(given.items()))
 
 
 def normalise_db_url(url: str) -> str:
@@ -110,6 +164,17 @@ class Settings:
     # The key of the artists' private calendar feed tokens (CALENDAR_TOKEN_SECRET); unset,
     # one is derived from ADMIN_API_TOKEN. Changing either changes every feed URL.
     calendar_token_secret: str | None = None
+    # INKFLOW_ENV: "production" (the default) or "development" (check_safe_to_run).
+    environment: str = PRODUCTION
+    # RATE_LIMITS parsed: (("booking.client", "10/minute"), ...); empty: no rate limit.
+    rate_limits: tuple[tuple[str, str], ...] = ()
+    # TRUSTED_PROXIES: how many reverse proxies stand in front of the API; their
+    # X-Forwarded-For/-Proto then give the client's address (per-IP rate limits) and scheme.
+    trusted_proxies: int = 0
+
+    @property
+    def development(self) -> bool:
+        return self.environment == DEVELOPMENT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +233,11 @@ class Settings:
             raise ConfigError(
                 f"setting STRIPE_CONNECT_COUNTRY must be a two-letter country code, got {country!r}"
             )
+        environment = (optional("INKFLOW_ENV") or PRODUCTION).lower()
+        if environment not in ENVIRONMENTS:
+            raise ConfigError(
+                f"setting INKFLOW_ENV must be {' or '.join(ENVIRONMENTS)}, got {environment!r}"
+            )
         return cls(
             database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
@@ -208,6 +278,39 @@ class Settings:
             reminder_sweep_seconds=integer("REMINDER_SWEEP_SECONDS", 60, minimum=1),
             public_base_url=base_url,
             calendar_token_secret=optional("CALENDAR_TOKEN_SECRET"),
+            environment=environment,
+            rate_limits=parse_rate_limits(optional("RATE_LIMITS") or ""),
+            trusted_proxies=integer("TRUSTED_PROXIES", 0),
+        )
+
+
+def check_safe_to_run(settings: Settings) -> None:
+    """Refuse a production start (INKFLOW_ENV unset or production) with a secret this
+    repository publishes or an operator token shorter than ADMIN_TOKEN_MIN_CHARS. The API
+    and the Celery processes call it when they start; ConfigError names what to change."""
+    if settings.development:
+        return
+    values = {
+        "ADMIN_API_TOKEN": settings.admin_api_token,
+        "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+        "STRIPE_SECRET_KEY": settings.stripe_secret_key,
+    }
+    problems = [
+        f"{name} is the published development value"
+        for name, known in KNOWN_DEVELOPMENT_SECRETS.items()
+        if values[name] in known
+    ]
+    published = settings.admin_api_token in KNOWN_DEVELOPMENT_SECRETS["ADMIN_API_TOKEN"]
+    if len(settings.admin_api_token) < ADMIN_TOKEN_MIN_CHARS and not published:
+        problems.append(
+            f"ADMIN_API_TOKEN is shorter than {ADMIN_TOKEN_MIN_CHARS} characters "
+            "(`openssl rand -hex 32` makes one)"
+        )
+    if problems:
+        raise ConfigError(
+            f"refusing to start with INKFLOW_ENV={settings.environment}: "
+            + "; ".join(problems)
+            + ". Set your own secrets, or INKFLOW_ENV=development on a development machine."
         )
 
 

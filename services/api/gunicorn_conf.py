@@ -38,3 +38,16 @@ if control_socket_path:
     control_socket = control_socket_path
 else:
     control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    """Check the settings once in the master, before any worker forks: a refused start
+    (a missing setting, a published development secret in production) is one line and
+    exit status 1, instead of a traceback per worker and "Worker failed to boot"."""
+    from shared.config import ConfigError, Settings, check_safe_to_run, load_dotenv_for_development
+
+    load_dotenv_for_development()
+    try:
+        check_safe_to_run(Settings.from_env())
+    except ConfigError as exc:
+        raise SystemExit(f"inkflow: {exc}") from None

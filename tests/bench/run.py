@@ -97,7 +97,7 @@ def _healthz_touches_nothing() -> bool:
             celery_broker_url="redis://127.0.0.1:9/0",
             stripe_secret_key="sk_test_x",
             stripe_webhook_secret="whsec_x",
-            admin_api_token="x",
+            admin_api_token="x" * 32,
             log_level="WARNING",
         )
     )
