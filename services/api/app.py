@@ -9,7 +9,7 @@ import uuid
 from flask import Flask
 from flask_cors import CORS
 
-from services.api import auth
+from services.api import auth, telemetry
 from services.api.bodies import MAX_BODY_BYTES, BoundedBodies
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
@@ -40,7 +40,7 @@ def create_app(
     if settings is None:
         load_dotenv_for_development()
         settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     # No static folder: nothing is served from the disk, every route has an access rule.
     app = Flask("inkflow", static_folder=None)
@@ -82,6 +82,7 @@ def create_app(
     if settings.cors_origins:
         CORS(app, origins=list(settings.cors_origins))
     register_error_handlers(app)
+    telemetry.install(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     auth.install(app)  # after the routes: it reads each one's rule
