@@ -169,6 +169,9 @@ class Settings:
         log_format = (optional("LOG_FORMAT") or "text").lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"setting LOG_FORMAT must be text or json, got {log_format!r}")
+        worker_metrics_port = integer("WORKER_METRICS_PORT", 0)
+        if worker_metrics_port > 65535:
+            raise ConfigError("setting WORKER_METRICS_PORT must be a TCP port (<= 65535) or 0")
         return cls(
             database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
@@ -191,7 +194,7 @@ class Settings:
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),
             log_level=(optional("LOG_LEVEL") or "INFO").upper(),
             log_format=log_format,
-            worker_metrics_port=integer("WORKER_METRICS_PORT", 0),
+            worker_metrics_port=worker_metrics_port,
             worker_metrics_host=optional("WORKER_METRICS_HOST") or "127.0.0.1",
             stripe_timeout_seconds=number("STRIPE_TIMEOUT_SECONDS", 10.0),
             stripe_max_retries=integer("STRIPE_MAX_RETRIES", 2),
