@@ -61,8 +61,8 @@ up: ## docker compose: the same offline system in containers, with the Stripe em
 down: ## stop what `make up` started
 	$(COMPOSE_DEV) down
 
-config: ## validate docker-compose.yml (with and without the dev profile)
-	$(COMPOSE) config -q && $(COMPOSE_DEV) config -q && echo "docker-compose.yml is valid"
+config: ## validate docker-compose.yml (with and without the dev and monitoring profiles)
+	$(COMPOSE) config -q && $(COMPOSE_DEV) config -q && $(COMPOSE) --profile monitoring config -q && echo "docker-compose.yml is valid"
 
 clean: ## remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var

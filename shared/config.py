@@ -133,6 +133,11 @@ class Settings:
     mail_from: str = "inkflow <no-reply@inkflow.local>"
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     log_level: str = "INFO"
+    log_format: str = "text"  # LOG_FORMAT: text (development) or json (one object per line)
+    # The worker's GET /metrics (WORKER_METRICS_PORT, WORKER_METRICS_HOST), served by its
+    # main process; 0 = not served (several workers on one host need a port each).
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
     stripe_timeout_seconds: float = 10.0
     stripe_max_retries: int = 2
     lock_ttl_seconds: float = 10.0
@@ -238,6 +243,12 @@ class Settings:
             raise ConfigError(
                 f"setting INKFLOW_ENV must be {' or '.join(ENVIRONMENTS)}, got {environment!r}"
             )
+        log_format = (optional("LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"setting LOG_FORMAT must be text or json, got {log_format!r}")
+        worker_metrics_port = integer("WORKER_METRICS_PORT", 0)
+        if worker_metrics_port > 65535:
+            raise ConfigError("setting WORKER_METRICS_PORT must be a TCP port (<= 65535) or 0")
         return cls(
             database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
@@ -259,6 +270,9 @@ class Settings:
             mail_from=optional("MAIL_FROM") or "inkflow <no-reply@inkflow.local>",
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),
             log_level=(optional("LOG_LEVEL") or "INFO").upper(),
+            log_format=log_format,
+            worker_metrics_port=worker_metrics_port,
+            worker_metrics_host=optional("WORKER_METRICS_HOST") or "127.0.0.1",
             stripe_timeout_seconds=number("STRIPE_TIMEOUT_SECONDS", 10.0),
             stripe_max_retries=integer("STRIPE_MAX_RETRIES", 2),
             lock_ttl_seconds=number("BOOKING_LOCK_TTL_SECONDS", 10.0),

@@ -10,7 +10,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from services.api import auth, ratelimits, security_headers
+from services.api import auth, ratelimits, security_headers, telemetry
 from services.api.bodies import MAX_BODY_BYTES, BoundedBodies
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
@@ -42,7 +42,7 @@ def create_app(
         load_dotenv_for_development()
         settings = Settings.from_env()
     check_safe_to_run(settings)  # no published secret or short token outside development
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     # No static folder: nothing is served from the disk, every route has an access rule.
     app = Flask("inkflow", static_folder=None)
@@ -87,6 +87,7 @@ def create_app(
     if settings.cors_origins:
         CORS(app, origins=list(settings.cors_origins))
     register_error_handlers(app)
+    telemetry.install(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     auth.install(app)  # after the routes: it reads each one's rule

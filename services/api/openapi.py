@@ -51,6 +51,7 @@ from services.api.errors import (
 from services.api.schemas import STRICT_NOTE
 from shared.domain.access import Access
 from shared.domain.errors import ErrorCode
+from shared.logging_setup import REQUEST_ID_HEADER, REQUEST_ID_MAX_LENGTH
 
 Schema = dict[str, Any]
 Security = list[dict[str, list[str]]]
@@ -333,6 +334,19 @@ def _body_schema(reply: Reply) -> Schema:
     return _ref(reply.model) if reply.model is not None else {"type": "object"}
 
 
+# Every answer carries it (services/api/telemetry.py).
+_REQUEST_ID_RESPONSE_HEADER: Schema = {
+    "description": (
+        "The request's id: the caller's X-Request-ID when it is 1 to "
+        f"{REQUEST_ID_MAX_LENGTH} characters of letters, digits and `._:@+=/-` (starting "
+        "with a letter or digit), else one made by the server. It is in every log line of "
+        "the request and of the background tasks it caused."
+    ),
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": REQUEST_ID_MAX_LENGTH},
+}
+
+
 def _operation_object(op: Operation, path_params: list[str]) -> Schema:
     out: Schema = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
     if op.description:
@@ -363,6 +377,10 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
         if status in responses:
             raise RuntimeError(f"{op.operation_id}: status {status} declared twice")
         responses[status] = response
+    for response in responses.values():
+        response.setdefault("headers", {})[REQUEST_ID_HEADER] = {
+            "$ref": "#/components/headers/RequestId"
+        }
     out["responses"] = {str(status): responses[status] for status in sorted(responses)}
     return out
 
@@ -431,6 +449,9 @@ wrong JSON type is a VALIDATION_ERROR.
 - Requests are strict (`"60"` is not an integer); unknown fields are ignored. Responses \
 list every key (null when it has no value) and no other.
 - Collections answer `{"items": [...]}`.
+- Every answer carries `X-Request-ID`: the caller's own when it sent a sane one (up to \
+128 letters, digits and `._:@+=/-`), else a new one. Quote it when reporting a problem: \
+the server's log lines, and those of the background work the request caused, carry it.
 - Every error is `{"error": CODE, "message": "…", "details": {…}}` (details optional). \
 A method the route does not serve answers 405 VALIDATION_ERROR, an unknown route 404 \
 NOT_FOUND, a body over 1 MiB 413 PAYLOAD_TOO_LARGE.
@@ -509,7 +530,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "info": {"title": "inkflow API", "version": "0.1.0", "description": _DESCRIPTION},
         "tags": _TAGS,
         "paths": paths,
-        "components": {"schemas": _components(unique), "securitySchemes": _SECURITY_SCHEMES},
+        "components": {
+            "schemas": _components(unique),
+            "headers": {"RequestId": _REQUEST_ID_RESPONSE_HEADER},
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
     }
 
 

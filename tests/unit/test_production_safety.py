@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from devtools.stack import Console, Stack, StackError
 from shared.config import ConfigError, Settings, check_safe_to_run
