@@ -25,6 +25,7 @@ format in review.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -39,10 +40,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from services.api.errors import ERROR_MODELS, HTTP_STATUS, STATUS_HEADERS, WHEN, ErrorBody
+from services.api.errors import (
+    ERROR_MODELS,
+    HTTP_STATUS,
+    OPTIONAL_STATUS_HEADERS,
+    STATUS_HEADERS,
+    WHEN,
+    ErrorBody,
+)
 from services.api.schemas import STRICT_NOTE
 from shared.domain.access import Access
 from shared.domain.errors import ErrorCode
+from shared.logging_setup import REQUEST_ID_HEADER, REQUEST_ID_MAX_LENGTH
 
 Schema = dict[str, Any]
 Security = list[dict[str, list[str]]]
@@ -315,11 +324,13 @@ def _error_responses(codes: Iterable[ErrorCode]) -> dict[int, Schema]:
             "description": " ".join(f"{code.value}: {WHEN[code]}" for code in group),
             "content": {JSON: {"schema": variants[0] if len(group) == 1 else {"oneOf": variants}}},
         }
-        if status in STATUS_HEADERS:
-            response["headers"] = {
-                name: {"description": text, "required": True, "schema": {"type": "string"}}
-                for name, text in STATUS_HEADERS[status].items()
-            }
+        headers = {
+            name: {"description": text, "required": required, "schema": {"type": "string"}}
+            for table, required in ((STATUS_HEADERS, True), (OPTIONAL_STATUS_HEADERS, False))
+            for name, text in table.get(status, {}).items()
+        }
+        if headers:
+            response["headers"] = headers
         out[status] = response
     return out
 
@@ -328,6 +339,19 @@ def _body_schema(reply: Reply) -> Schema:
     if reply.media_type != JSON:
         return {"type": "string"}
     return _ref(reply.model) if reply.model is not None else {"type": "object"}
+
+
+# Every answer carries it (services/api/telemetry.py).
+_REQUEST_ID_RESPONSE_HEADER: Schema = {
+    "description": (
+        "The request's id: the caller's X-Request-ID when it is 1 to "
+        f"{REQUEST_ID_MAX_LENGTH} characters of letters, digits and `._:@+=/-` (starting "
+        "with a letter or digit), else one made by the server. It is in every log line of "
+        "the request and of the background tasks it caused."
+    ),
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": REQUEST_ID_MAX_LENGTH},
+}
 
 
 def _operation_object(op: Operation, path_params: list[str]) -> Schema:
@@ -360,12 +384,21 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
         if status in responses:
             raise RuntimeError(f"{op.operation_id}: status {status} declared twice")
         responses[status] = response
+    for response in responses.values():
+        response.setdefault("headers", {})[REQUEST_ID_HEADER] = {
+            "$ref": "#/components/headers/RequestId"
+        }
     out["responses"] = {str(status): responses[status] for status in sorted(responses)}
     return out
 
 
+def _declaration(app: Flask, endpoint: str) -> Operation | None:
+    # unwrap: a view wrapped after registration (a rate limit) keeps its declaration.
+    return _DECLARED.get(inspect.unwrap(app.view_functions[endpoint]))
+
+
 def _declared(app: Flask, rule: Rule) -> Operation:
-    declared = _DECLARED.get(app.view_functions[rule.endpoint])
+    declared = _declaration(app, rule.endpoint)
     if declared is None:
         raise RuntimeError(f"{rule.rule} ({rule.endpoint}) has no @operation declaration")
     return declared
@@ -428,6 +461,9 @@ wrong JSON type is a VALIDATION_ERROR.
 - Requests are strict (`"60"` is not an integer); unknown fields are ignored. Responses \
 list every key (null when it has no value) and no other.
 - Collections answer `{"items": [...]}`.
+- Every answer carries `X-Request-ID`: the caller's own when it sent a sane one (up to \
+128 letters, digits and `._:@+=/-`), else a new one. Quote it when reporting a problem: \
+the server's log lines, and those of the background work the request caused, carry it.
 - Every error is `{"error": CODE, "message": "…", "details": {…}}` (details optional). \
 A method the route does not serve answers 405 VALIDATION_ERROR, an unknown route 404 \
 NOT_FOUND, a body over 1 MiB 413 PAYLOAD_TOO_LARGE.
@@ -506,7 +542,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "info": {"title": "inkflow API", "version": "0.1.0", "description": _DESCRIPTION},
         "tags": _TAGS,
         "paths": paths,
-        "components": {"schemas": _components(unique), "securitySchemes": _SECURITY_SCHEMES},
+        "components": {
+            "schemas": _components(unique),
+            "headers": {"RequestId": _REQUEST_ID_RESPONSE_HEADER},
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
     }
 
 
@@ -522,7 +562,7 @@ def openapi_json(app: Flask) -> bytes:
             (
                 rule.rule,
                 tuple(sorted(rule.methods or ())),
-                id(_DECLARED.get(app.view_functions[rule.endpoint])),
+                id(_declaration(app, rule.endpoint)),
             )
             for rule in app.url_map.iter_rules()
         )

@@ -16,10 +16,13 @@ from celery import Celery
 
 from shared.adapters import broker
 from shared.config import Settings
+from shared.logging_setup import current_request_id
 
 log = logging.getLogger("inkflow.queue")
 
 DEFAULT_QUEUE = "inkflow"
+# The message header carrying the request id into the worker (services/worker/celery_app).
+REQUEST_ID_TASK_HEADER = "inkflow_request_id"
 
 
 def _transport(broker_url: str) -> dict[str, Any]:
@@ -82,8 +85,13 @@ class CeleryQueue:
         self._queue = settings.celery_queue
 
     def enqueue(self, task_name: str, *args: str) -> bool:
+        # The request (or task) this work comes from: the worker logs the task with its id.
+        request_id = current_request_id()
+        headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
         try:
-            self._app.send_task(task_name, args=list(args), queue=self._queue, retry=False)
+            self._app.send_task(
+                task_name, args=list(args), queue=self._queue, retry=False, headers=headers
+            )
         except Exception as exc:  # noqa: BLE001 - kombu raises a zoo of connection errors; the sweepers re-enqueue
             log.warning("could not enqueue %s%s: %s", task_name, args, exc)
             return False

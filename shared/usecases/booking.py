@@ -19,6 +19,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.db import advisory_xact_lock, transaction
 from shared.adapters.locks import SlotLocks, SlotTaken
 from shared.adapters.models import BOOKINGS_NO_OVERLAP, Artist, Booking, Client, Leave, Service
@@ -307,6 +308,17 @@ class BookingService:
         self._effects = effects
 
     def create(self, request: BookingRequest, *, now: datetime) -> Created:
+        """Hold the slot, then ask Stripe for the deposit intent (see the module
+        docstring); each outcome is counted by its code (201 or the error's)."""
+        try:
+            created = self._create(request, now=now)
+        except DomainError as error:
+            metrics.booking_outcome(error.code.value, (error.details or {}).get("reason"))
+            raise
+        metrics.booking_outcome("201")
+        return created
+
+    def _create(self, request: BookingRequest, *, now: datetime) -> Created:
         settings = self._resources.settings
         start = request.start_time
         try:

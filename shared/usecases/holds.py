@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.db import transaction
 from shared.adapters.models import Booking
 from shared.adapters.runtime import Resources
@@ -68,6 +69,7 @@ def expire_holds(
             )
             decided = _expire(session, Booking.id.in_(ids), now) if ids else NONE
         result.expired += len(ids)
+        metrics.HOLDS_EXPIRED.inc(len(ids))
         result.intents_cancelled += effects.run(decided).intents_cancelled
         if len(ids) < batch:
             return result

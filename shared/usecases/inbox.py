@@ -20,6 +20,7 @@ import stripe
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from shared.adapters import metrics
 from shared.adapters.claims import claim_each
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
@@ -141,8 +142,10 @@ def receive(resources: Resources, raw_body: bytes, signature: str | None) -> Eff
     """Verify and store; the effects enqueue the event for the workers."""
     event = verify(raw_body, signature, signing_secrets(resources.settings))
     if store_event(resources, event):
+        metrics.webhook_event("received")
         log.info("webhook %s %s received", event.type, event.id)
         return _apply(event.id)
+    metrics.webhook_event("duplicate")
     log.debug("webhook %s %s stored as ignored, or a duplicate", event.type, event.id)
     # A duplicate delivery is not re-enqueued: the first one is applied or the sweeper
     # will pick it up, and applying is idempotent anyway.

@@ -51,7 +51,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared.adapters import booking_links
+from shared.adapters import booking_links, metrics
 from shared.adapters.claims import claim_each
 from shared.adapters.db import transaction
 from shared.adapters.email_templates import EmailContext, make_context, render
@@ -385,6 +385,7 @@ def send_notification(
             # Recorded in this transaction (we still hold the lock), committed on exit.
             note.last_error = describe_failure(error)
             if is_permanent_failure(error):
+                metrics.EMAILS.labels(kind.value, "failed").inc()
                 note.status = NotificationStatus.FAILED.value
                 log.warning(
                     "notification %s (%s) refused for good: %s",
@@ -393,8 +394,10 @@ def send_notification(
                     note.last_error,
                 )
                 return "failed"
+            metrics.EMAILS.labels(kind.value, "retry").inc()
             transient, cause = TransientMailError(note.id, note.last_error), error
         else:
+            metrics.EMAILS.labels(kind.value, "sent").inc()
             note.status = NotificationStatus.SENT.value
             note.sent_at = utcnow()
             log.info("notification %s (%s) sent", note.id, kind.value)

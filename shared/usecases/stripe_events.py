@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.db import describe_error, is_momentary, transaction
 from shared.adapters.models import (
     Artist,
@@ -382,8 +383,10 @@ def apply_event(
             event.processed_at = func.now()
             event.last_error = applied.problem
     except Exception as exc:
+        metrics.webhook_event("failed")
         _mark_failed(resources, event_id, exc)
         raise
+    metrics.webhook_event("applied")
     log.info("stripe event %s applied: %s", event_id, applied.note)
     return Outcome(applied.note, applied.effects)
 

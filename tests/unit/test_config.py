@@ -50,6 +50,9 @@ def test_missing_required_setting_is_named(name):
         ("PUBLIC_BASE_URL", "inkflow.example"),
         ("STRIPE_CONNECT_COUNTRY", "France"),
         ("STRIPE_CONNECT_COUNTRY", "F1"),
+        ("LOG_FORMAT", "xml"),
+        ("WORKER_METRICS_PORT", "70000"),
+        ("WORKER_METRICS_PORT", "-1"),
     ],
 )
 def test_malformed_values_are_named(name, value):
