@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 # HS256 with a shorter key is guessable (PyJWT only warns): AUTH_JWT_SECRET is refused.
 JWT_SECRET_MIN_BYTES = 32
+# The web pages' cookie signing key (WEB_SECRET_KEY): as long as a JWT secret.
+WEB_SECRET_MIN_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -103,6 +105,13 @@ class Settings:
     # The key of the artists' private calendar feed tokens (CALENDAR_TOKEN_SECRET); unset,
     # one is derived from ADMIN_API_TOKEN. Changing either changes every feed URL.
     calendar_token_secret: str | None = None
+    # Signs the web pages' session cookie and CSRF tokens and the booking links sent by
+    # email (WEB_SECRET_KEY, at least 32 bytes). The API refuses to start without it
+    # (services/api/pages); `make run` generates one. Changing it signs everyone out and
+    # retires the links already sent.
+    web_secret_key: str | None = None
+    # Stripe.js's key for the booking page's Payment Element (STRIPE_PUBLISHABLE_KEY).
+    stripe_publishable_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +163,11 @@ class Settings:
         base_url = (optional("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError("setting PUBLIC_BASE_URL must start with http:// or https://")
+        web_secret_key = optional("WEB_SECRET_KEY")
+        if web_secret_key is not None and len(web_secret_key.encode()) < WEB_SECRET_MIN_BYTES:
+            raise ConfigError(
+                f"setting WEB_SECRET_KEY must be at least {WEB_SECRET_MIN_BYTES} bytes"
+            )
         country = optional("STRIPE_CONNECT_COUNTRY")
         if country is not None and not (
             len(country) == 2 and country.isascii() and country.isalpha()
@@ -199,6 +213,8 @@ class Settings:
             reminder_sweep_seconds=integer("REMINDER_SWEEP_SECONDS", 60, minimum=1),
             public_base_url=base_url,
             calendar_token_secret=optional("CALENDAR_TOKEN_SECRET"),
+            web_secret_key=web_secret_key,
+            stripe_publishable_key=optional("STRIPE_PUBLISHABLE_KEY"),
         )
 
 

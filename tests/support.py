@@ -26,6 +26,7 @@ TEST_DATABASE_URL = os.environ.get(
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WEBHOOK_SECRET = "whsec_test_inkflow"
 ADMIN_TOKEN = "test-admin-token"
+WEB_SECRET_KEY = "test-web-secret-key-for-the-pages-".ljust(48, "w")
 
 
 def create_database() -> str:
@@ -84,6 +85,7 @@ def base_env(database_url: str, **extra: str) -> dict[str, str]:
         "STRIPE_SECRET_KEY": "sk_test_inkflow",
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        "WEB_SECRET_KEY": WEB_SECRET_KEY,
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }

@@ -9,7 +9,7 @@ import uuid
 from flask import Flask
 from flask_cors import CORS
 
-from services.api import auth
+from services.api import auth, pages
 from services.api.bodies import MAX_BODY_BYTES, BoundedBodies
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
@@ -84,5 +84,6 @@ def create_app(
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    pages.install(app, settings)  # the HTML pages (services/api/pages)
     auth.install(app)  # after the routes: it reads each one's rule
     return app

@@ -83,6 +83,9 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("POST", "/api/admin/artists/<artist_id>/stripe/onboarding"): ARTIST,
     ("POST", "/api/admin/artists/<artist_id>/stripe/dashboard"): ARTIST,
     ("GET", "/api/calendar/<token>.ics"): PUBLIC,
+    # The web pages (services/api/pages) read no bearer token: public, or opened by the
+    # signed session cookie they check themselves (tests/integration/test_pages.py).
+    ("GET", "/static/<path:filename>"): PUBLIC,
 }
 
 # artist, client: A and C, who own the route's resource; artist-B, client-D: others.
@@ -377,5 +380,5 @@ def test_route_by_caller(apps: tuple[Flask, Flask], sessions: Any, method: str, 
 def test_the_table_size() -> None:
     with_jwts = len(parse(WITH_CLIENT_JWTS)[0])
     without = len(parse(WITHOUT_CLIENT_JWTS)[0])
-    assert (len(ROUTES), with_jwts, without) == (39, 10, 4)
-    assert len(ROUTES) * (with_jwts + without) == 546
+    assert (len(ROUTES), with_jwts, without) == (40, 10, 4)
+    assert len(ROUTES) * (with_jwts + without) == 560
