@@ -5,6 +5,7 @@ the management API uses (lifecycle, catalog, connect, calendars): one rule, two 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -70,15 +71,41 @@ def week_view(
         after=None,
         limit=WEEK_LIMIT,
     )
-    names = _names(session, page.items)
     by_day: dict[date, list[BookingEntry]] = {d: [] for d in week.days}
-    for booking in page.items:
+    for entry in _entries(session, page.items, zone):
+        by_day[entry.start.date()].append(entry)
+    return WeekView(
+        artist_id=artist.id,
+        artist_name=artist.name,
+        timezone=artist.timezone,
+        week=week,
+        today=today,
+        days=tuple(Day(d, d == today, tuple(by_day[d])) for d in week.days),
+        truncated=page.next_after is not None,
+    )
+
+
+def bookings_by_id(
+    session: Session, ids: Collection[uuid.UUID], zone: ZoneInfo
+) -> list[BookingEntry]:
+    """These bookings, by start (a leave's conflicts)."""
+    if not ids:
+        return []
+    rows = session.scalars(
+        select(Booking).where(Booking.id.in_(list(ids))).order_by(Booking.start_time, Booking.id)
+    )
+    return _entries(session, list(rows), zone)
+
+
+def _entries(session: Session, bookings: list[Booking], zone: ZoneInfo) -> list[BookingEntry]:
+    names = _names(session, bookings)
+    entries = []
+    for booking in bookings:
         client_name, client_email, service_name = names[booking.id]
-        start = booking.start_time.astimezone(zone)
-        by_day[start.date()].append(
+        entries.append(
             BookingEntry(
                 id=booking.id,
-                start=start,
+                start=booking.start_time.astimezone(zone),
                 end=booking.end_time.astimezone(zone),
                 status=booking.status,
                 deposit_status=booking.deposit_status,
@@ -89,15 +116,7 @@ def week_view(
                 reschedule_count=booking.reschedule_count,
             )
         )
-    return WeekView(
-        artist_id=artist.id,
-        artist_name=artist.name,
-        timezone=artist.timezone,
-        week=week,
-        today=today,
-        days=tuple(Day(d, d == today, tuple(by_day[d])) for d in week.days),
-        truncated=page.next_after is not None,
-    )
+    return entries
 
 
 def _names(session: Session, bookings: list[Booking]) -> dict[uuid.UUID, tuple[str, str, str]]:

@@ -115,7 +115,37 @@ def test_every_route_is_documented_and_every_documented_path_exists(app, documen
 
 
 # The HTML pages' routes: in no OpenAPI document (they answer HTML, not the JSON API).
-PAGE_ROUTES = ["/static/<path:filename>"]
+PAGE_ROUTES = [
+    "/static/<path:filename>",
+    # The dashboard's, once per method (a GET and a POST on one path are two rules).
+    "/dashboard",
+    "/dashboard/artists/<artist_id>",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/cancel",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/complete",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/no-show",
+    "/dashboard/artists/<artist_id>/calendar",
+    "/dashboard/artists/<artist_id>/calendar/rotate",
+    "/dashboard/artists/<artist_id>/hours",
+    "/dashboard/artists/<artist_id>/hours",
+    "/dashboard/artists/<artist_id>/leaves",
+    "/dashboard/artists/<artist_id>/leaves",
+    "/dashboard/artists/<artist_id>/leaves/<leave_id>/delete",
+    "/dashboard/artists/<artist_id>/payments",
+    "/dashboard/artists/<artist_id>/payments/dashboard",
+    "/dashboard/artists/<artist_id>/payments/onboarding",
+    "/dashboard/artists/<artist_id>/policy",
+    "/dashboard/artists/<artist_id>/policy",
+    "/dashboard/artists/<artist_id>/services",
+    "/dashboard/artists/<artist_id>/services",
+    "/dashboard/artists/<artist_id>/services/<service_id>",
+    "/dashboard/artists/<artist_id>/services/<service_id>/remove",
+    "/dashboard/signin",
+    "/dashboard/signin",
+    "/dashboard/signin/<token>",
+    "/dashboard/signin/<token>",
+    "/dashboard/signin/operator",
+    "/dashboard/signout",
+]
 
 
 def test_only_the_html_reference_and_pages_are_left_out_on_purpose(app):

@@ -86,6 +86,35 @@ EXPECTED: dict[tuple[str, str], Access] = {
     # The web pages (services/api/pages) read no bearer token: public, or opened by the
     # signed session cookie they check themselves (tests/integration/test_pages.py).
     ("GET", "/static/<path:filename>"): PUBLIC,
+    # The dashboard: each page checks its session and the artist it is about
+    # (tests/integration/test_dashboard_pages.py); without one it redirects to sign-in.
+    ("GET", "/dashboard"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/calendar"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/hours"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/leaves"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/payments"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/policy"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/services"): PUBLIC,
+    ("GET", "/dashboard/signin"): PUBLIC,
+    ("GET", "/dashboard/signin/<token>"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/cancel"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/complete"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/no-show"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/calendar/rotate"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/hours"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/leaves"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/leaves/<leave_id>/delete"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/payments/dashboard"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/payments/onboarding"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/policy"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services/<service_id>"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services/<service_id>/remove"): PUBLIC,
+    ("POST", "/dashboard/signin"): PUBLIC,
+    ("POST", "/dashboard/signin/<token>"): PUBLIC,
+    ("POST", "/dashboard/signin/operator"): PUBLIC,
+    ("POST", "/dashboard/signout"): PUBLIC,
 }
 
 # artist, client: A and C, who own the route's resource; artist-B, client-D: others.
@@ -380,5 +409,5 @@ def test_route_by_caller(apps: tuple[Flask, Flask], sessions: Any, method: str, 
 def test_the_table_size() -> None:
     with_jwts = len(parse(WITH_CLIENT_JWTS)[0])
     without = len(parse(WITHOUT_CLIENT_JWTS)[0])
-    assert (len(ROUTES), with_jwts, without) == (40, 10, 4)
-    assert len(ROUTES) * (with_jwts + without) == 560
+    assert (len(ROUTES), with_jwts, without) == (67, 10, 4)
+    assert len(ROUTES) * (with_jwts + without) == 938
