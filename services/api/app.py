@@ -76,6 +76,7 @@ def create_app(
             connect=ConnectOnboarding(resources, gateway),
             effects=effects,
             clock=now,
+            gateway=gateway,
             closers=closers,
         ),
     )

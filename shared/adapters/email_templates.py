@@ -71,6 +71,9 @@ class EmailContext:
     # A cancelled booking: "client", "artist" (the artist or the operator for them) or
     # "platform"; None otherwise.
     cancelled_by: CancelledByRole | None = None
+    # The client's signed link to the booking's page (follow, cancel, move); None in the
+    # artist's e-mails and while the web pages are off.
+    booking_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,8 +126,8 @@ def _after_page(response: Response) -> Response:
     return response
 
 
-def render(template: str, status: int = 200, **context: Any) -> Response:
-    response = Response(render_template(template, **context), status=status)
+def render(template: str, http_status: int = 200, **context: Any) -> Response:
+    response = Response(render_template(template, **context), status=http_status)
     response.mimetype = "text/html"
     return response
 
