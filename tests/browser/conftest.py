@@ -29,6 +29,7 @@ from devtools.stripe_emulator import StripeEmulator
 from devtools.stripe_emulator.delivery import Endpoint
 from tests import support
 from tests.e2e.conftest import LiveServer, launch
+from tests.fakes.smtp_sink import SmtpSink
 
 CHROMIUM = Path(os.environ.get("INKFLOW_CHROMIUM", "/usr/bin/chromium"))
 INSTALL_HINT = (
@@ -77,14 +78,23 @@ def page_emulator() -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture(scope="module")
+def mail() -> Iterator[SmtpSink]:
+    """Where the site's worker sends its e-mails (the dashboard's sign-in links)."""
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
 def site(
     database_url: str,
     page_emulator: StripeEmulator,
     own_queue: str,
     log_dir: Path,
+    mail: SmtpSink,
 ) -> Iterator[LiveServer]:
     env = support.base_env(
         database_url,
+        SMTP_URL=mail.url,
         STRIPE_API_BASE=page_emulator.url,
         STRIPE_PUBLISHABLE_KEY="pk_test_inkflow_browser",
         STRIPE_MAX_RETRIES="0",
