@@ -54,8 +54,13 @@ def playwright_browser() -> Iterator[Any]:
 
     with sync_playwright() as pw:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        # LocalNetworkAccessChecks off: a page the test fulfils itself (to add the CSP,
+        # `_enforce_csp`) has no address space, so Chromium would take it for a public
+        # site calling the loopback emulator; served directly, both are loopback.
         browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-features=LocalNetworkAccessChecks"],
         )
         yield browser
         browser.close()
@@ -206,9 +211,36 @@ class Browser:
         assert not left, "\n".join(left)
 
 
+# The Content-Security-Policy the API sends (services/api/security_headers.py, the
+# hardening work): added here to our HTML answers that come without one, so a page that
+# needs an inline script or style, or a source it does not list, fails its test now.
+PLANNED_CSP = (
+    "default-src 'self'; script-src 'self' https://js.stripe.com; style-src 'self'; "
+    "connect-src 'self' https://api.stripe.com {stripe}; form-action 'self' {stripe}; "
+    "frame-src https://js.stripe.com; img-src 'self' data:"
+)
+
+
+def _enforce_csp(stripe_origin: str) -> Any:
+    policy = PLANNED_CSP.format(stripe=stripe_origin)
+
+    def handle(route: Any) -> None:
+        answer = route.fetch(max_redirects=0)  # the page itself follows redirects
+        headers = dict(answer.headers)
+        is_html = headers.get("content-type", "").startswith("text/html")
+        if is_html and "content-security-policy" not in {k.lower() for k in headers}:
+            headers["content-security-policy"] = policy
+        route.fulfill(response=answer, headers=headers)
+
+    return handle
+
+
 @pytest.fixture
-def browser(playwright_browser: Any, audit: Audit) -> Iterator[Browser]:
+def browser(
+    playwright_browser: Any, audit: Audit, site: LiveServer, page_emulator: StripeEmulator
+) -> Iterator[Browser]:
     context = playwright_browser.new_context(viewport=DESKTOP, locale="en-GB")
+    context.route(f"{site.url}/**", _enforce_csp(page_emulator.url.rstrip("/")))
     # axe in every page, from the test's side: no <script> the site's CSP would have to
     # allow (an init script is not subject to the page's CSP).
     context.add_init_script(path=str(AXE))

@@ -167,3 +167,43 @@ def test_unknown_artist_is_an_html_404(client: FlaskClient) -> None:
         answer = client.get(path)
         assert answer.status_code == 404
         assert answer.mimetype == "text/html"
+
+
+MOVE_DAY = re.compile(r"move_day=(\d{4}-\d{2}-\d{2})#move-times")
+MOVE_SLOT = re.compile(r'name="start" id="move-\d+" value="([^"]+)"')
+
+
+def test_reschedule_then_cancel_from_the_booking_page(client: FlaskClient, sessions: Any) -> None:
+    # No deposit: the booking is CONFIRMED at once (the browser tests pay one).
+    world = make_world(sessions, deposit="0.00", reschedule_notice_hours=1)
+    booking_id = booking_id_of(hold(client, world))
+    page = client.get(f"/booking/{booking_id}").get_data(as_text=True)
+    assert 'data-status="CONFIRMED"' in page
+    assert "You may move the booking once, at least 1 hour before it starts" in page
+    day = MOVE_DAY.findall(page)[0]
+    page = client.get(f"/booking/{booking_id}?move_day={day}").get_data(as_text=True)
+    new_start = MOVE_SLOT.findall(page)[0]
+    token = CSRF.search(page)[1]  # type: ignore[index]
+    moved = client.post(
+        f"/booking/{booking_id}/reschedule", data={"csrf_token": token, "start": new_start}
+    )
+    assert moved.status_code == 303
+    page = client.get(f"/booking/{booking_id}").get_data(as_text=True)
+    assert "Your booking has moved." in page
+    with transaction(sessions) as db:
+        row = db.get(Booking, uuid.UUID(booking_id))
+        assert row is not None
+        assert row.start_time == datetime.fromisoformat(new_start)
+        assert row.reschedule_count == 1
+    # Moved once: the policy allows no second move, and the page says why.
+    assert "moved as many times as the artist allows" in page
+    assert 'id="move-times"' not in page
+    cancelled = client.post(f"/booking/{booking_id}/cancel", data={"csrf_token": token})
+    assert cancelled.status_code == 303
+    page = client.get(f"/booking/{booking_id}").get_data(as_text=True)
+    assert "Your booking is cancelled." in page
+    assert 'data-status="CANCELLED"' in page
+    # Cancelled: cancelling again is refused by the lifecycle, shown on the page.
+    again = client.post(f"/booking/{booking_id}/cancel", data={"csrf_token": token})
+    assert again.status_code == 303
+    assert "does not allow this" in client.get(f"/booking/{booking_id}").get_data(as_text=True)

@@ -35,7 +35,7 @@ from shared.adapters.models import Artist, Booking, Refund, Service
 from shared.adapters.payments import PaymentProviderError
 from shared.config import Settings
 from shared.domain import policy as rules
-from shared.domain.access import Access, Principal, guard
+from shared.domain.access import Access, Guard, Principal, guard
 from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.money import from_minor_units
 from shared.domain.transitions import BookingStatus
@@ -177,7 +177,7 @@ def _client_allowed(booking_id: str) -> uuid.UUID:
     return uuid.UUID(client_id)
 
 
-def _as_client(booking_id: str) -> Any:
+def _as_client(booking_id: str) -> Guard:
     """The lifecycle's guard for this booking's client (the JSON API's CLIENT rule)."""
     return guard(Principal.client(_client_allowed(booking_id)), Access.CLIENT)
 
