@@ -44,6 +44,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -212,6 +213,22 @@ class Stack:
         self.defaults[name] = (value, note)
 
     @property
+    def web_key_file(self) -> Path:
+        return self.var_dir / "web_secret_key"
+
+    def _web_secret_key(self) -> str:
+        """The web pages' key (WEB_SECRET_KEY) for development: generated once and kept
+        in var/, so that a restart keeps browser sessions and e-mailed booking links."""
+        try:
+            return self.web_key_file.read_text().strip()
+        except FileNotFoundError:
+            key = secrets.token_urlsafe(48)
+            fd = os.open(self.web_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(key + "\n")
+            return key
+
+    @property
     def api_url(self) -> str:
         host = self.env.get("HOST", "").strip() or "127.0.0.1"
         if host == "0.0.0.0":  # noqa: S104 - reading gunicorn's bind, not binding
@@ -238,6 +255,9 @@ class Stack:
         for name, value in {**DEV_DEFAULTS, **(DEV_SECRETS if development else {})}.items():
             if self._unset(name):
                 self._default(name, value)
+        if self._unset("WEB_SECRET_KEY"):
+            self.env["WEB_SECRET_KEY"] = self._web_secret_key()
+            self.defaults["WEB_SECRET_KEY"] = ("(generated)", f"kept in {self.web_key_file}")
         stripe_emulated = self._unset("STRIPE_SECRET_KEY") and self._unset("STRIPE_API_BASE")
         if self._unset("STRIPE_SECRET_KEY"):
             self._default("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY)
@@ -565,6 +585,8 @@ class Stack:
                 if "INKFLOW_ENV" in self.defaults
                 else ""
             ),
+            f"  Booking page:   {api}/book/{ids.get('artistId', '<artistId>')}"
+            + ("   (pays offline: test card 4242 4242 4242 4242)" if self.emulator_url else ""),
             f"  Admin token:    {shown}",
             "  Free slots of the demo artist for the next week:",
             f"    curl -s -X POST {api}/api/availability \\",

@@ -28,11 +28,15 @@ KNOWN_DEVELOPMENT_SECRETS: dict[str, frozenset[str]] = {
     "ADMIN_API_TOKEN": frozenset({"dev-admin-token"}),
     "STRIPE_WEBHOOK_SECRET": frozenset({"whsec_dev_inkflow"}),
     "STRIPE_SECRET_KEY": frozenset({"sk_test_dev_inkflow"}),
+    "WEB_SECRET_KEY": frozenset({"dev-web-secret-key-not-for-production-use"}),
 }
 
 # RATE_LIMITS names (`services/api/ratelimits.py`): what each limits, per client and per IP.
 RATE_LIMITED_ROUTES = ("booking", "availability")
 RATE_LIMIT_KEYS = ("client", "ip")
+
+# The web pages' cookie signing key (WEB_SECRET_KEY): as long as a JWT secret.
+WEB_SECRET_MIN_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -181,6 +185,14 @@ class Settings:
     def development(self) -> bool:
         return self.environment == DEVELOPMENT
 
+    # Signs the web pages' session cookie and CSRF tokens and the booking links sent by
+    # email (WEB_SECRET_KEY, at least 32 bytes). The API refuses to start without it
+    # (services/api/pages); `make run` generates one. Changing it signs everyone out and
+    # retires the links already sent.
+    web_secret_key: str | None = None
+    # Stripe.js's key for the booking page's Payment Element (STRIPE_PUBLISHABLE_KEY).
+    stripe_publishable_key: str | None = None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -231,6 +243,11 @@ class Settings:
         base_url = (optional("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError("setting PUBLIC_BASE_URL must start with http:// or https://")
+        web_secret_key = optional("WEB_SECRET_KEY")
+        if web_secret_key is not None and len(web_secret_key.encode()) < WEB_SECRET_MIN_BYTES:
+            raise ConfigError(
+                f"setting WEB_SECRET_KEY must be at least {WEB_SECRET_MIN_BYTES} bytes"
+            )
         country = optional("STRIPE_CONNECT_COUNTRY")
         if country is not None and not (
             len(country) == 2 and country.isascii() and country.isalpha()
@@ -295,6 +312,8 @@ class Settings:
             environment=environment,
             rate_limits=parse_rate_limits(optional("RATE_LIMITS") or ""),
             trusted_proxies=integer("TRUSTED_PROXIES", 0),
+            web_secret_key=web_secret_key,
+            stripe_publishable_key=optional("STRIPE_PUBLISHABLE_KEY"),
         )
 
 
@@ -308,6 +327,7 @@ def check_safe_to_run(settings: Settings) -> None:
         "ADMIN_API_TOKEN": settings.admin_api_token,
         "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
         "STRIPE_SECRET_KEY": settings.stripe_secret_key,
+        "WEB_SECRET_KEY": settings.web_secret_key,
     }
     problems = [
         f"{name} is the published development value"

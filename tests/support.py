@@ -27,6 +27,7 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WEBHOOK_SECRET = "whsec_test_inkflow"
 # Long enough to be accepted outside development (shared.config.ADMIN_TOKEN_MIN_CHARS).
 ADMIN_TOKEN = "test-admin-token-" + "t" * 32
+WEB_SECRET_KEY = "test-web-secret-key-for-the-pages-".ljust(48, "w")
 
 
 def create_database() -> str:
@@ -85,6 +86,7 @@ def base_env(database_url: str, **extra: str) -> dict[str, str]:
         "STRIPE_SECRET_KEY": "sk_test_inkflow",
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        "WEB_SECRET_KEY": WEB_SECRET_KEY,
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }

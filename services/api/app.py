@@ -10,7 +10,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from services.api import auth, ratelimits, security_headers, telemetry
+from services.api import auth, pages, ratelimits, security_headers, telemetry
 from services.api.bodies import MAX_BODY_BYTES, BoundedBodies
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
@@ -81,6 +81,7 @@ def create_app(
             connect=ConnectOnboarding(resources, gateway),
             effects=effects,
             clock=now,
+            gateway=gateway,
             closers=closers,
         ),
     )
@@ -90,6 +91,7 @@ def create_app(
     telemetry.install(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    pages.install(app, settings)  # the HTML pages (services/api/pages)
     auth.install(app)  # after the routes: it reads each one's rule
     ratelimits.install(app, settings)  # after auth: a refused request is not counted
     security_headers.install(app, settings)

@@ -146,22 +146,29 @@ class Operation:
 
 _DECLARED: dict[Callable[..., Any], Operation] = {}
 # Blueprints deliberately left out of the document, by name: (URL prefix, why).
-_UNDOCUMENTED: dict[str, tuple[str, str]] = {}
+_UNDOCUMENTED: dict[str, tuple[tuple[str, ...], str]] = {}
 
 
-def undocumented(blueprint: Blueprint, reason: str) -> Blueprint:
+def undocumented(
+    blueprint: Blueprint, reason: str, *, prefixes: Sequence[str] | None = None
+) -> Blueprint:
     """Leave a blueprint's routes out of the document on purpose (the HTML reference
-    that renders it); any other route without a declaration still fails the build.
-    Its routes are PUBLIC: anyone may read them, no token is looked at."""
-    if not blueprint.url_prefix:
+    that renders it, the web pages); any other route without a declaration still fails
+    the build. `prefixes`: the URL prefixes its routes live under (default: its
+    `url_prefix`); a route of it outside them fails the build too. No token is read on
+    its routes (PUBLIC): a page that is not for everyone checks its own session."""
+    chosen = (
+        tuple(prefixes) if prefixes else (blueprint.url_prefix,) if blueprint.url_prefix else ()
+    )
+    if not chosen:
         raise ValueError(f"{blueprint.name}: an undocumented blueprint needs a URL prefix")
-    _UNDOCUMENTED[blueprint.name] = (blueprint.url_prefix, reason)
+    _UNDOCUMENTED[blueprint.name] = (chosen, reason)
     return blueprint
 
 
 def undocumented_prefixes() -> tuple[str, ...]:
     """URL prefixes whose routes are not in the document (the contract checks skip them)."""
-    return tuple(prefix for prefix, _ in _UNDOCUMENTED.values())
+    return tuple(prefix for prefixes, _ in _UNDOCUMENTED.values() for prefix in prefixes)
 
 
 def operation(
@@ -398,7 +405,12 @@ def _declared(app: Flask, rule: Rule) -> Operation:
 
 
 def _undocumented(rule: Rule) -> bool:
-    return rule.endpoint.split(".")[0] in _UNDOCUMENTED
+    found = _UNDOCUMENTED.get(rule.endpoint.split(".")[0])
+    if found is None:
+        return False
+    if not rule.rule.startswith(found[0]):
+        raise RuntimeError(f"{rule.rule} ({rule.endpoint}) is outside its prefixes {found[0]}")
+    return True
 
 
 def access_rules(app: Flask) -> dict[str, Access]:
@@ -567,11 +579,13 @@ def render(document: Mapping[str, Any]) -> bytes:
 
 
 def document_app() -> Flask:
-    """The routes alone (no settings, no connections): what the snapshot is built from."""
+    """The routes alone (no settings, no connections): what the snapshot is built from.
+    The web pages' routes too: they are served, though left out of the document."""
+    from services.api.pages import PAGE_BLUEPRINTS
     from services.api.routes import BLUEPRINTS
 
     app = Flask("inkflow-openapi", static_folder=None)
-    for blueprint in BLUEPRINTS:
+    for blueprint in (*BLUEPRINTS, *PAGE_BLUEPRINTS):
         app.register_blueprint(blueprint)
     return app
 

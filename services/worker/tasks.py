@@ -6,6 +6,7 @@ with exponential backoff and jitter. Every task is idempotent.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from functools import cache
 from typing import Any
@@ -27,6 +28,7 @@ from shared.tasks import (
     PURGE_IDEMPOTENCY_KEYS,
     RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
+    SEND_SIGNIN_LINK,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
     SWEEP_REFUNDS,
@@ -40,9 +42,12 @@ from shared.usecases import (
     notifications,
     refunds,
     reminders,
+    signin,
     stripe_events,
 )
 from shared.usecases.effects import EffectRunner
+
+log = logging.getLogger("inkflow.worker")
 
 TRANSIENT = (
     OperationalError,
@@ -106,6 +111,18 @@ def process_refund(refund_id: str) -> str:
 @app.task(name=SEND_NOTIFICATION, **RETRY)
 def send_notification(notification_id: str) -> str:
     return notifications.send_notification(runtime().resources, uuid.UUID(notification_id))
+
+
+@app.task(name=SEND_SIGNIN_LINK, **RETRY)
+def send_signin_link(link_id: str) -> str:
+    rt = runtime()
+    secret = rt.resources.settings.web_secret_key
+    if secret is None:
+        # The dashboard cannot have issued it (its pages are off without the key); a
+        # worker started without the key cannot sign it: say so where operators look.
+        log.error("sign-in link %s not sent: this worker has no WEB_SECRET_KEY", link_id)
+        return "skipped"
+    return signin.send_link(rt.resources, secret, uuid.UUID(link_id), now=rt.clock())
 
 
 @app.task(name=EXPIRE_HOLDS, **RETRY)

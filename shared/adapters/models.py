@@ -461,3 +461,20 @@ class Refund(Base):
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SigninLink(Base):
+    """A magic link sent to an artist (`shared.usecases.signin`): the link carries this
+    id, signed. `used_at` is set once, by the conditional UPDATE that redeems it."""
+
+    __tablename__ = "signin_links"
+    __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="expires_after"),
+        Index("ix_signin_links_artist_id_created_at", "artist_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    artist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("artists.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -51,7 +51,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared.adapters import metrics
+from shared.adapters import booking_links, metrics
 from shared.adapters.claims import claim_each
 from shared.adapters.db import transaction
 from shared.adapters.email_templates import EmailContext, make_context, render
@@ -357,18 +357,21 @@ def send_notification(
             session.delete(note)
             log.info("notification %s (reminder) withdrawn: %s", note.id, note.occasion)
             return "withdrawn"
-        rendered = render(
-            kind,
-            _role_of(kind, note.recipient, rows),
-            context_from_rows(
-                rows.booking,
-                rows.client,
-                rows.artist,
-                rows.service,
-                refunded_minor=_refunded_minor(session, note),
-                previous_start_time=note.previous_start_time,
-            ),
+        role = _role_of(kind, note.recipient, rows)
+        context = context_from_rows(
+            rows.booking,
+            rows.client,
+            rows.artist,
+            rows.service,
+            refunded_minor=_refunded_minor(session, note),
+            previous_start_time=note.previous_start_time,
         )
+        if role == "client":
+            # Only the client's own e-mails carry the link that opens their booking.
+            context = replace(
+                context, booking_url=booking_links.url(resources.settings, rows.booking.id)
+            )
+        rendered = render(kind, role, context)
         invitation = calendars.invitation_for(
             kind, rows.booking, rows.client, rows.artist, rows.service, stamp=note.created_at
         )
