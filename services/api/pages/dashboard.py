@@ -45,7 +45,6 @@ from services.api.schemas import (
     ServicePatch,
     ServiceRequest,
     WorkingHoursBody,
-    minutes_of,
     validation_error,
 )
 from services.api.state import state, unit_of_work
@@ -371,14 +370,7 @@ def save_hours(artist_id: str) -> Response:
                 items.append({"dayOfWeek": day, "startTime": start, "endTime": end})
     try:
         body = _validate(WorkingHoursBody, items)
-        hours_in = [
-            catalog.HoursInput(
-                day_of_week=item.day_of_week,
-                start_minute=minutes_of(item.start_time),
-                end_minute=minutes_of(item.end_time),
-            )
-            for item in body.root
-        ]
+        hours_in = [catalog.HoursInput(*interval) for interval in body.intervals()]
         with unit_of_work() as db:
             catalog.replace_working_hours(db, artist_id, hours_in)
     except DomainError as error:
