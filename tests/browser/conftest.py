@@ -14,14 +14,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from devtools import commands
 from devtools.processes import Child
@@ -68,11 +66,8 @@ def playwright_browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def own_queue() -> Iterator[str]:
-    name = f"inkflow-test-browser-{uuid.uuid4().hex[:8]}"
-    yield name
-    client = redis.Redis.from_url(support.TEST_REDIS_URL)
-    client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
-    client.close()
+    with support.own_celery_queue("inkflow-test-browser") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
