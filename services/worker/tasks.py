@@ -25,6 +25,8 @@ from shared.tasks import (
     EXPIRE_HOLDS,
     PROCESS_REFUND,
     PURGE_IDEMPOTENCY_KEYS,
+    PURGE_NOTIFICATIONS,
+    PURGE_STRIPE_EVENTS,
     RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
     SWEEP_INBOX,
@@ -34,12 +36,12 @@ from shared.tasks import (
 )
 from shared.usecases import (
     holds,
-    idempotency,
     inbox,
     intents,
     notifications,
     refunds,
     reminders,
+    retention,
     stripe_events,
 )
 from shared.usecases.effects import EffectRunner
@@ -141,7 +143,22 @@ def sweep_reminders() -> int:
 @app.task(name=PURGE_IDEMPOTENCY_KEYS, **RETRY)
 def purge_idempotency_keys() -> int:
     rt = runtime()
-    return idempotency.purge_expired(rt.resources.sessions, now=rt.clock())
+    r = rt.resources
+    return retention.purge_idempotency_keys(r.sessions, r.settings, now=rt.clock()).deleted
+
+
+@app.task(name=PURGE_STRIPE_EVENTS, **RETRY)
+def purge_stripe_events() -> int:
+    rt = runtime()
+    r = rt.resources
+    return retention.purge_stripe_events(r.sessions, r.settings, now=rt.clock()).deleted
+
+
+@app.task(name=PURGE_NOTIFICATIONS, **RETRY)
+def purge_notifications() -> int:
+    rt = runtime()
+    r = rt.resources
+    return retention.purge_notifications(r.sessions, r.settings, now=rt.clock()).deleted
 
 
 @app.task(name=RECONCILE_DEPOSIT_INTENTS, **RETRY)
