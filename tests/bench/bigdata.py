@@ -428,6 +428,19 @@ def refill_events(url: str, scale: Scale, count: int) -> None:
         )
 
 
+def refill_notifications(url: str) -> None:
+    """Put back the sent e-mails a purge run deleted (the oldest: every SENT row older
+    than the oldest one left)."""
+    only_deleted = sql.SQL(
+        " WHERE b.created_at + interval '2 seconds'"
+        " < (SELECT min(sent_at) FROM notifications WHERE status = 'SENT')"
+        " ON CONFLICT DO NOTHING"
+    )
+    statement = sql.SQL(NOTIFICATIONS_SQL.strip().rstrip(";")) + only_deleted
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench-data", description=__doc__.split("\n")[0])
     parser.add_argument("--artists", type=int, default=BIG_ARTISTS)

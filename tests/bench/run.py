@@ -13,11 +13,16 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
  6. webhook→CONFIRMED payment_intent.succeeded events at a steady pace, one worker
  7. webhook receive   distinct signed events (verify, store, enqueue)
  8. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
+ 9. scale             when `make bench-data` built inkflow_bench_big: the same requests on
+                      a small and the big database, EXPLAIN of the hot statements, GiST
+                      figures, a retention purge under webhook load (tests/bench/scale.py)
 
 Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECTIONS
 (2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
 (150), BENCH_WEBHOOK_RATE (20/s), BENCH_CONTENTION (500), BENCH_DATABASE_URL,
-BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles).
+BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles), BENCH_BIG
+(auto | 1 | 0: the scale stage), BENCH_SCALE_ROUNDS (2), BENCH_SCALE_CONNECTIONS (8),
+BENCH_PURGE_SECONDS (10).
 
 Exit status: 0 when the bench ran (missed targets are reported, not fatal), 2 when the
 harness itself failed, 130 when interrupted. Everything started is stopped and the
@@ -49,7 +54,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from devtools.processes import Child, ChildError, port_is_open
-from tests.bench import data, naive, report
+from tests.bench import data, naive, report, scale
 from tests.bench.ceilings import postgres_inserts, redis_set_nx_px
 from tests.bench.cpu import CpuMeter
 from tests.bench.profiling import FOCUS, Profile, py_spy
@@ -284,6 +289,9 @@ class Bench:
         self.stage_webhook_confirmed()
         self.stage_webhook_receive()
         self.stage_raw_ceilings()
+        scaled = scale.ScaleStage(self).run()
+        if scaled is not None:
+            self.results["scale"] = scaled
         return self.results
 
     def _wait_worker(self) -> None:
@@ -803,6 +811,7 @@ def build_rows(results: JSON) -> tuple[list[report.Row], dict[int, str]]:
     rows.append(Row(f"Redis SET NX PX, redis-py × {rd['threads']}", rd["python_ops"], "ops/s"))
     if rd["redis_benchmark_ops"]:
         rows.append(Row("Redis SET NX PX, redis-benchmark", rd["redis_benchmark_ops"], "ops/s"))
+    scale.add_rows(results, rows, section)
     return rows, sections
 
 
@@ -863,6 +872,7 @@ def finish(bench: Bench, results: JSON) -> int:
         "",
         "CPU milliseconds per request, per component (robust to other work on the machine):",
         report.cpu_table(bench.cpu_ms_by_stage, per_request=True),
+        *scale.note_lines(results),
         "",
         f"targets: {'all met' if not failed else 'MISSED: ' + '; '.join(failed)}",
     ]
