@@ -1,6 +1,6 @@
-"""Indexes for a large database: the outbox sweeper's PENDING rows, the retention purges
-(applied events, sent mails) and the leaves meeting a window (GiST, both bounds). Written
-by hand.
+"""Indexes for a large database: the outbox sweeper's PENDING rows, the inbox sweeper's
+events with attempts left, the retention purges (applied events, sent mails) and the
+leaves meeting a window (GiST, both bounds). Written by hand.
 
 Built CONCURRENTLY (outside a transaction): on a table of millions of rows a plain
 CREATE INDEX would block every webhook, booking and mail for its whole build.
@@ -42,6 +42,14 @@ def upgrade() -> None:
             if_not_exists=True,
         )
         op.create_index(
+            "ix_stripe_events_redeliverable",
+            "stripe_events",
+            ["received_at"],
+            postgresql_where=sa.text("status IN ('RECEIVED', 'FAILED') AND attempts < 10"),
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
+        op.create_index(
             "ix_stripe_events_applied_processed_at",
             "stripe_events",
             ["processed_at"],
@@ -64,6 +72,7 @@ def downgrade() -> None:
         for name in (
             "ix_leaves_artist_period",
             "ix_stripe_events_applied_processed_at",
+            "ix_stripe_events_redeliverable",
             "ix_notifications_sent_at",
             "ix_notifications_pending_created_at",
         ):

@@ -382,6 +382,14 @@ class StripeEvent(Base):
             "received_at",
             postgresql_where=text("status IN ('RECEIVED', 'FAILED')"),
         ),
+        # The inbox sweeper's query: events it may still re-enqueue. An event FAILED with
+        # its automatic attempts used up (10: stripe_events.MAX_AUTOMATIC_ATTEMPTS) waits
+        # for an operator and stays out, so such events piling up never slow the sweep.
+        Index(
+            "ix_stripe_events_redeliverable",
+            "received_at",
+            postgresql_where=text("status IN ('RECEIVED', 'FAILED') AND attempts < 10"),
+        ),
         # The retention purge (shared/usecases/retention.py): applied events, oldest first.
         Index(
             "ix_stripe_events_applied_processed_at",

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -156,14 +156,16 @@ def receive(resources: Resources, raw_body: bytes, signature: str | None) -> Eff
 
 
 def stale_events(older_than: datetime, limit: int) -> Select[str]:
-    """Unprocessed events received before `older_than`, oldest first
-    (ix_stripe_events_unprocessed: only such rows are in it)."""
+    """Unprocessed events received before `older_than` with automatic attempts left,
+    oldest first: ix_stripe_events_redeliverable holds exactly such rows. The attempts
+    limit is written as a constant (not a parameter) so that the planner can match it to
+    the index's predicate, prepared statement or not."""
     return (
         select(StripeEvent.id)
         .where(
             StripeEvent.status.in_([EventStatus.RECEIVED, EventStatus.FAILED]),
             StripeEvent.received_at < older_than,
-            StripeEvent.attempts < MAX_AUTOMATIC_ATTEMPTS,
+            StripeEvent.attempts < literal_column(str(int(MAX_AUTOMATIC_ATTEMPTS))),
         )
         .order_by(StripeEvent.received_at)
         .limit(limit)

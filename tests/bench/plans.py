@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
 
-from shared.adapters.models import Artist, Booking
+from shared.adapters.models import Artist, Booking, Leave
 from shared.domain.transitions import Action, BookingStatus
 from shared.usecases import holds, inbox, notifications, reminders, retention
 from shared.usecases.booking import slot_taken_query
@@ -42,6 +42,11 @@ class Hot:
     indexes: tuple[str, ...]
     # INSERT/DELETE/UPDATE: run (ANALYZE) only inside a rolled-back transaction.
     writes: bool = False
+    # Indexes dropped for this plan, inside the rolled-back transaction ("before" figures
+    # of an index this work added; DROP INDEX locks the table until the rollback).
+    without: tuple[str, ...] = ()
+    # A "before" statement: its plan is shown, not judged.
+    before: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ def hot_statements(t: Target) -> list[Hot]:
         Hot(
             "inbox sweeper",
             inbox.stale_events(t.now - timedelta(minutes=2), 500),
-            ("ix_stripe_events_unprocessed",),
+            ("ix_stripe_events_redeliverable",),
         ),
         Hot(
             "outbox sweeper",
@@ -146,18 +151,49 @@ def hot_statements(t: Target) -> list[Hot]:
     ]
 
 
-def former_bookings_in_window(t: Target) -> Hot:
-    """Availability's bookings query as it was before the GiST range condition (two
-    comparisons: only the upper bound reaches the btree (artist_id, start_time)), for the
-    before/after figures."""
+def former_statements(t: Target) -> list[Hot]:
+    """The statements as they were before this work, for the before/after figures:
+    availability's bookings and leaves queries with two comparisons (only the upper bound
+    reaches a btree (artist_id, start_time)), the outbox and inbox sweepers without the
+    partial indexes added for them."""
     end = t.start + timedelta(days=t.days) + timedelta(minutes=t.duration_min)
-    statement = select(Booking.start_time, Booking.end_time, Booking.expires_at).where(
+    bookings = select(Booking.start_time, Booking.end_time, Booking.expires_at).where(
         Booking.artist_id == t.artist_id,
         Booking.start_time < end,
         Booking.end_time > t.start,
         Booking.blocks_slot(t.now),
     )
-    return Hot("availability: bookings in window (former)", statement, ())
+    leaves = select(Leave.start_time, Leave.end_time).where(
+        Leave.artist_id == t.artist_id, Leave.start_time < end, Leave.end_time > t.start
+    )
+    return [
+        Hot("availability: bookings in window (before)", bookings, (), before=True),
+        Hot(
+            "availability: leaves in window (before)",
+            leaves,
+            (),
+            without=("ix_leaves_artist_period",),
+            before=True,
+        ),
+        Hot(
+            "outbox sweeper (before)",
+            notifications.pending_query(notifications.REDELIVERY_AFTER, 100),
+            (),
+            without=("ix_notifications_pending_created_at",),
+            before=True,
+        ),
+        Hot(
+            "inbox sweeper (before)",
+            inbox.stale_events(t.now - timedelta(minutes=2), 500),
+            (),
+            without=("ix_stripe_events_redeliverable",),
+            before=True,
+        ),
+    ]
+
+
+def former_bookings_in_window(t: Target) -> Hot:
+    return former_statements(t)[0]
 
 
 def explain(conn: Connection, hot: Hot, *, analyze: bool) -> list[str]:
@@ -169,6 +205,8 @@ def explain(conn: Connection, hot: Hot, *, analyze: bool) -> list[str]:
     # The driver-level call skips SQLAlchemy's bind processing: JSON goes in as Jsonb.
     params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in compiled.params.items()}
     with conn.begin_nested() as savepoint:
+        for index in hot.without:
+            conn.exec_driver_sql(f'DROP INDEX "{index}"')
         lines = list(conn.exec_driver_sql(f"EXPLAIN {options} {compiled}", params).scalars())
         savepoint.rollback()
     return [str(line) for line in lines]
@@ -222,6 +260,8 @@ def summary(plan: list[str]) -> Summary:
 
 def problems(hot: Hot, plan: list[str]) -> list[str]:
     """What is wrong with `plan` for `hot`: a missing index, a Seq Scan of a big table."""
+    if hot.before:
+        return []
     found = summary(plan)
     text = "\n".join(plan)
     issues = [

@@ -21,7 +21,7 @@ Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECT
 (2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
 (150), BENCH_WEBHOOK_RATE (20/s), BENCH_CONTENTION (500), BENCH_DATABASE_URL,
 BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles), BENCH_BIG
-(auto | 1 | 0: the scale stage), BENCH_SCALE_ROUNDS (2), BENCH_SCALE_CONNECTIONS (8),
+(auto | 1 | 0: the scale stage), BENCH_SCALE_ROUNDS (3), BENCH_SCALE_CONNECTIONS (4),
 BENCH_PURGE_SECONDS (10).
 
 Exit status: 0 when the bench ran (missed targets are reported, not fatal), 2 when the
