@@ -206,6 +206,10 @@ class ScaleStage:
         except ChildError as exc:
             raise HarnessError(str(exc)) from exc
 
+    def _api(self, world: str) -> dict[str, list[int]]:
+        """The world's gunicorn (master and workers) counted as the API's CPU."""
+        return {"api": [p.pid for p in self.stack.children[f"api-{world}"].family()]}
+
     def _stop(self) -> None:
         children = [self.stack.children.pop(f"api-{w}", None) for w in WORLDS]
         stop_all([c for c in children if c is not None])
@@ -254,7 +258,11 @@ class ScaleStage:
                     },
                 }
                 for load, spec in specs.items():
-                    out = self.bench.loadgen(f"scale_{load}_{world}_{r}", {**common, **spec})
+                    out = self.bench.loadgen(
+                        f"scale_{load}_{world}_{r}",
+                        {**common, **spec},
+                        extra_roles=self._api(world),
+                    )
                     expect = "201" if load == "booking_create" else "200"
                     self.bench._check_ok(f"scale {load} {world}", out, expect)
                     runs[world][load].append(out)
@@ -410,7 +418,7 @@ class ScaleStage:
         thread = threading.Thread(target=purge, daemon=True)
         try:
             thread.start()
-            writers = self.bench.loadgen("scale_purge_writers", spec)
+            writers = self.bench.loadgen("scale_purge_writers", spec, extra_roles=self._api("big"))
             thread.join()
             # Sent mails: the purge alone, for its rate.
             t0 = time.perf_counter()
