@@ -55,14 +55,17 @@ openapi: $(STAMP) ## regenerate docs/openapi.json from the code (review the diff
 
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
+# The dev profile with compose.dev.env: INKFLOW_ENV=development and its published secrets.
+COMPOSE_DEV := $(COMPOSE) --env-file compose.dev.env --profile dev
+
 up: ## docker compose: the same offline system in containers, with the Stripe emulator and the demo data (needs a Docker engine)
-	$(COMPOSE) --profile dev up --build
+	$(COMPOSE_DEV) up --build
 
 down: ## stop what `make up` started
-	$(COMPOSE) --profile dev down
+	$(COMPOSE_DEV) down
 
 config: ## validate docker-compose.yml (with and without the dev profile)
-	$(COMPOSE) config -q && $(COMPOSE) --profile dev config -q && echo "docker-compose.yml is valid"
+	$(COMPOSE) config -q && $(COMPOSE_DEV) config -q && echo "docker-compose.yml is valid"
 
 clean: ## remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var

@@ -13,6 +13,26 @@ from dataclasses import dataclass, field
 
 # HS256 with a shorter key is guessable (PyJWT only warns): AUTH_JWT_SECRET is refused.
 JWT_SECRET_MIN_BYTES = 32
+# The operator's token may do everything: outside development a shorter one is refused.
+ADMIN_TOKEN_MIN_CHARS = 32
+
+# INKFLOW_ENV: production unless the operator opts in to development (`make run` does, and
+# says so), which alone allows the secrets below and a short ADMIN_API_TOKEN.
+PRODUCTION = "production"
+DEVELOPMENT = "development"
+ENVIRONMENTS = (PRODUCTION, DEVELOPMENT)
+
+# Secrets this repository publishes (make run's defaults, docker compose's dev profile, the
+# docs): anyone may read them, so a deployment that uses one is open to everyone.
+KNOWN_DEVELOPMENT_SECRETS: dict[str, frozenset[str]] = {
+    "ADMIN_API_TOKEN": frozenset({"dev-admin-token"}),
+    "STRIPE_WEBHOOK_SECRET": frozenset({"whsec_dev_inkflow"}),
+    "STRIPE_SECRET_KEY": frozenset({"sk_test_dev_inkflow"}),
+}
+
+# RATE_LIMITS names (`services/api/ratelimits.py`): what each limits, per client and per IP.
+RATE_LIMITED_ROUTES = ("booking", "availability")
+RATE_LIMIT_KEYS = ("client", "ip")
 
 
 class ConfigError(Exception):
@@ -23,6 +43,40 @@ def check_jwt_secret(secret: str) -> None:
     """AUTH_JWT_SECRET is long enough (the API at start-up, `inkflow token`)."""
     if len(secret.encode()) < JWT_SECRET_MIN_BYTES:
         raise ConfigError(f"setting AUTH_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes")
+
+
+def parse_rate_limits(raw: str) -> tuple[tuple[str, str], ...]:
+    """RATE_LIMITS: `NAME=LIMITS` groups separated by `;`, NAME one of RATE_LIMITED_ROUTES
+    (both keys), or `NAME.client` / `NAME.ip` (one key, which then wins over `NAME`);
+    LIMITS in Flask-Limiter's notation, several separated by `,`
+    (`booking=10/minute,100/hour;availability=60/minute`). Returns ((`route.key`,
+    limits), ...) for every route and key given."""
+    from limits import parse_many  # the notation Flask-Limiter reads, checked at start-up
+
+    given: dict[str, str] = {}
+    for group in (part.strip() for part in raw.split(";")):
+        if not group:
+            continue
+        name, sep, value = (piece.strip() for piece in group.partition("="))
+        route, _, key = name.partition(".")
+        if not sep or route not in RATE_LIMITED_ROUTES or (key and key not in RATE_LIMIT_KEYS):
+            names = ", ".join(f"{r}[.client|.ip]" for r in RATE_LIMITED_ROUTES)
+            raise ConfigError(
+                f"setting RATE_LIMITS: {group!r} is not NAME=LIMITS with NAME one of {names}"
+            )
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ConfigError(
+                f"setting RATE_LIMITS: {value!r} ({name}) is not a limit such as 10/minute"
+            ) from None
+        if not value:
+            raise ConfigError(f"setting RATE_LIMITS: {name} has no limit")
+        for one in (key,) if key else RATE_LIMIT_KEYS:
+            # NAME.key wins over NAME, whatever the order.
+            if key or f"{route}.{one}" not in given:
+                given[f"{route}.{one}"] = value
+    return tuple(sorted(given.items()))
 
 
 def normalise_db_url(url: str) -> str:
@@ -86,6 +140,13 @@ class Settings:
     # request answers 503 SERVICE_UNAVAILABLE (with Retry-After) instead of waiting on.
     database_lock_timeout_ms: int = 5000
     database_statement_timeout_ms: int = 15000
+    # SQLAlchemy pool of each process: connections kept open (0: the process kind's
+    # default, 5 for an API process, 2 for a worker process) and extra ones opened in a
+    # burst. A connection is only checked out for one short transaction, never across a
+    # Stripe call, so a few serve many threads; the sum over all processes must stay
+    # under PostgreSQL's max_connections (README "Concurrency").
+    database_pool_size: int = 0
+    database_max_overflow: int = 5
     max_open_holds_per_client: int = 0  # 0 = no limit
     celery_queue: str = "inkflow"
     # Redis broker: an unacknowledged task (its worker was killed) is handed out again
@@ -113,6 +174,17 @@ class Settings:
     retention_sweep_seconds: int = 3600
     retention_batch: int = 1000
     retention_budget_seconds: float = 120.0
+    # INKFLOW_ENV: "production" (the default) or "development" (check_safe_to_run).
+    environment: str = PRODUCTION
+    # RATE_LIMITS parsed: (("booking.client", "10/minute"), ...); empty: no rate limit.
+    rate_limits: tuple[tuple[str, str], ...] = ()
+    # TRUSTED_PROXIES: how many reverse proxies stand in front of the API; their
+    # X-Forwarded-For/-Proto then give the client's address (per-IP rate limits) and scheme.
+    trusted_proxies: int = 0
+
+    @property
+    def development(self) -> bool:
+        return self.environment == DEVELOPMENT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -171,6 +243,11 @@ class Settings:
             raise ConfigError(
                 f"setting STRIPE_CONNECT_COUNTRY must be a two-letter country code, got {country!r}"
             )
+        environment = (optional("INKFLOW_ENV") or PRODUCTION).lower()
+        if environment not in ENVIRONMENTS:
+            raise ConfigError(
+                f"setting INKFLOW_ENV must be {' or '.join(ENVIRONMENTS)}, got {environment!r}"
+            )
         return cls(
             database_url=normalise_db_url(required("DATABASE_URL")),
             redis_url=redis_url,
@@ -199,6 +276,8 @@ class Settings:
             database_statement_timeout_ms=integer(
                 "DATABASE_STATEMENT_TIMEOUT_MS", 15000, minimum=1
             ),
+            database_pool_size=integer("DATABASE_POOL_SIZE", 0),
+            database_max_overflow=integer("DATABASE_MAX_OVERFLOW", 5),
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
             celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),
@@ -217,6 +296,39 @@ class Settings:
             retention_sweep_seconds=integer("RETENTION_SWEEP_SECONDS", 3600, minimum=1),
             retention_batch=integer("RETENTION_BATCH", 1000, minimum=1),
             retention_budget_seconds=number("RETENTION_BUDGET_SECONDS", 120.0),
+            environment=environment,
+            rate_limits=parse_rate_limits(optional("RATE_LIMITS") or ""),
+            trusted_proxies=integer("TRUSTED_PROXIES", 0),
+        )
+
+
+def check_safe_to_run(settings: Settings) -> None:
+    """Refuse a production start (INKFLOW_ENV unset or production) with a secret this
+    repository publishes or an operator token shorter than ADMIN_TOKEN_MIN_CHARS. The API
+    and the Celery processes call it when they start; ConfigError names what to change."""
+    if settings.development:
+        return
+    values = {
+        "ADMIN_API_TOKEN": settings.admin_api_token,
+        "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+        "STRIPE_SECRET_KEY": settings.stripe_secret_key,
+    }
+    problems = [
+        f"{name} is the published development value"
+        for name, known in KNOWN_DEVELOPMENT_SECRETS.items()
+        if values[name] in known
+    ]
+    published = settings.admin_api_token in KNOWN_DEVELOPMENT_SECRETS["ADMIN_API_TOKEN"]
+    if len(settings.admin_api_token) < ADMIN_TOKEN_MIN_CHARS and not published:
+        problems.append(
+            f"ADMIN_API_TOKEN is shorter than {ADMIN_TOKEN_MIN_CHARS} characters "
+            "(`openssl rand -hex 32` makes one)"
+        )
+    if problems:
+        raise ConfigError(
+            f"refusing to start with INKFLOW_ENV={settings.environment}: "
+            + "; ".join(problems)
+            + ". Set your own secrets, or INKFLOW_ENV=development on a development machine."
         )
 
 

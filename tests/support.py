@@ -25,7 +25,8 @@ TEST_DATABASE_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WEBHOOK_SECRET = "whsec_test_inkflow"
-ADMIN_TOKEN = "test-admin-token"
+# Long enough to be accepted outside development (shared.config.ADMIN_TOKEN_MIN_CHARS).
+ADMIN_TOKEN = "test-admin-token-" + "t" * 32
 
 
 def create_database() -> str:

@@ -25,6 +25,7 @@ format in review.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -39,7 +40,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from services.api.errors import ERROR_MODELS, HTTP_STATUS, STATUS_HEADERS, WHEN, ErrorBody
+from services.api.errors import (
+    ERROR_MODELS,
+    HTTP_STATUS,
+    OPTIONAL_STATUS_HEADERS,
+    STATUS_HEADERS,
+    WHEN,
+    ErrorBody,
+)
 from services.api.schemas import STRICT_NOTE
 from shared.domain.access import Access
 from shared.domain.errors import ErrorCode
@@ -308,11 +316,13 @@ def _error_responses(codes: Iterable[ErrorCode]) -> dict[int, Schema]:
             "description": " ".join(f"{code.value}: {WHEN[code]}" for code in group),
             "content": {JSON: {"schema": variants[0] if len(group) == 1 else {"oneOf": variants}}},
         }
-        if status in STATUS_HEADERS:
-            response["headers"] = {
-                name: {"description": text, "required": True, "schema": {"type": "string"}}
-                for name, text in STATUS_HEADERS[status].items()
-            }
+        headers = {
+            name: {"description": text, "required": required, "schema": {"type": "string"}}
+            for table, required in ((STATUS_HEADERS, True), (OPTIONAL_STATUS_HEADERS, False))
+            for name, text in table.get(status, {}).items()
+        }
+        if headers:
+            response["headers"] = headers
         out[status] = response
     return out
 
@@ -357,8 +367,13 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
     return out
 
 
+def _declaration(app: Flask, endpoint: str) -> Operation | None:
+    # unwrap: a view wrapped after registration (a rate limit) keeps its declaration.
+    return _DECLARED.get(inspect.unwrap(app.view_functions[endpoint]))
+
+
 def _declared(app: Flask, rule: Rule) -> Operation:
-    declared = _DECLARED.get(app.view_functions[rule.endpoint])
+    declared = _declaration(app, rule.endpoint)
     if declared is None:
         raise RuntimeError(f"{rule.rule} ({rule.endpoint}) has no @operation declaration")
     return declared
@@ -510,7 +525,7 @@ def openapi_json(app: Flask) -> bytes:
             (
                 rule.rule,
                 tuple(sorted(rule.methods or ())),
-                id(_DECLARED.get(app.view_functions[rule.endpoint])),
+                id(_declaration(app, rule.endpoint)),
             )
             for rule in app.url_map.iter_rules()
         )

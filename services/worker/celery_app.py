@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from shared.adapters.queue import celery_config
-from shared.config import Settings, load_dotenv_for_development
+from shared.config import ConfigError, Settings, check_safe_to_run, load_dotenv_for_development
 from shared.logging_setup import configure_logging, demote
 from shared.tasks import (
     EXPIRE_HOLDS,
@@ -83,4 +83,19 @@ def _load_settings(sender: Celery, **_: Any) -> None:
     configure(sender, settings)
 
 
+def _refuse_unsafe_start(**_: Any) -> None:
+    """A worker or beat starting: stop it (exit status 1, one line naming the setting)
+    with a setting missing, or a published development secret outside development. Not
+    in `_load_settings`: Celery logs and swallows an exception there and would run on its
+    defaults (a broker at amqp://localhost), and importing the tasks elsewhere (tests, the
+    API's enqueueing) must not exit."""
+    load_dotenv_for_development()
+    try:
+        check_safe_to_run(Settings.from_env())
+    except ConfigError as exc:
+        raise SystemExit(f"inkflow: {exc}") from None
+
+
 app.on_configure.connect(_load_settings, weak=False)
+signals.worker_init.connect(_refuse_unsafe_start, weak=False)
+signals.beat_init.connect(_refuse_unsafe_start, weak=False)

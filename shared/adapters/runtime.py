@@ -38,9 +38,11 @@ def make_redis(url: str) -> redis.Redis:
 
 
 def build_resources(settings: Settings, *, pool_size: int = 5) -> Resources:
+    """`pool_size`: the process kind's default, unless DATABASE_POOL_SIZE is set."""
     engine = make_engine(
         settings.database_url,
-        pool_size=pool_size,
+        pool_size=settings.database_pool_size or pool_size,
+        max_overflow=settings.database_max_overflow,
         lock_timeout_ms=settings.database_lock_timeout_ms,
         statement_timeout_ms=settings.database_statement_timeout_ms,
     )

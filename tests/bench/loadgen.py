@@ -16,6 +16,8 @@ a new connection, and its latency includes the TCP connect, as a real client's w
 Spec (JSON object):
     mode         "duration" | "burst" | "paced"
     host, port   the server
+    ports        optional: several servers on `host` (instances behind a balancer); the
+                 connections (burst, paced: the requests) go to them in turn
     method, path, headers   the request line and common headers
     body         one body for every request, or
     bodies_file  a JSON list of {"body": str, "headers": {...}} used in order
@@ -226,6 +228,10 @@ class Requests:
         return self.items[i]
 
 
+def _ports(spec: JSON) -> list[int]:
+    return [int(p) for p in spec.get("ports") or [spec["port"]]]
+
+
 def _log(label: str, text: str) -> None:
     print(f"{label}: {text}", file=sys.stderr, flush=True)
 
@@ -317,7 +323,9 @@ def run_duration(spec: JSON) -> JSON:
     """`connections` concurrent clients for warm-up + duration seconds, on a plain
     selector loop (no asyncio: a third of the CPU per request, which matters when the
     generator shares two cores with the server)."""
-    host, port = spec["host"], int(spec["port"])
+    host = spec["host"]
+    ports = _ports(spec)
+    opened = 0
     label = spec.get("label", "load")
     connections = int(spec.get("connections", 8))
     warmup, duration = float(spec.get("warmup", 2.0)), float(spec.get("duration", 8.0))
@@ -342,6 +350,7 @@ def run_duration(spec: JSON) -> JSON:
         conn.sock.close()
 
     def open_connection() -> None:
+        nonlocal opened
         data = requests.take()
         if data is None:
             return
@@ -350,6 +359,8 @@ def run_duration(spec: JSON) -> JSON:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = _Conn(sock, clock())
         conn.out = data
+        port = ports[opened % len(ports)]
+        opened += 1
         code = sock.connect_ex((host, port))
         sel.register(sock, write, conn)
         if code not in (0, errno.EINPROGRESS):
@@ -434,7 +445,7 @@ def run_duration(spec: JSON) -> JSON:
 
 async def run_burst(spec: JSON) -> JSON:
     """All connections opened first, then every request written at once."""
-    host, port = spec["host"], int(spec["port"])
+    host, ports = spec["host"], _ports(spec)
     label = spec.get("label", "burst")
     requests = Requests(spec)
     n = len(requests.items)
@@ -442,11 +453,11 @@ async def run_burst(spec: JSON) -> JSON:
     _log(label, f"opening {n} connections")
     gate = asyncio.Semaphore(64)
 
-    async def opened() -> Client:
+    async def opened(i: int) -> Client:
         async with gate:
-            return await _open(host, port)
+            return await _open(host, ports[i % len(ports)])
 
-    clients = await asyncio.gather(*(opened() for _ in range(n)))
+    clients = await asyncio.gather(*(opened(i) for i in range(n)))
     clock = time.perf_counter
     _log(label, f"{n} connections open: releasing {n} requests together")
     t0 = clock()
@@ -484,7 +495,7 @@ async def run_burst(spec: JSON) -> JSON:
 async def run_paced(spec: JSON) -> JSON:
     """One request per body at a steady `rate`, each on a fresh connection; records the
     wall-clock time each was sent (time.time(), comparable with other processes)."""
-    host, port = spec["host"], int(spec["port"])
+    host, ports = spec["host"], _ports(spec)
     label = spec.get("label", "paced")
     rate = float(spec.get("rate", 20.0))
     requests = Requests(spec)
@@ -500,7 +511,7 @@ async def run_paced(spec: JSON) -> JSON:
         t0 = clock()
         sent_at = time.time()
         try:
-            client = await _open(host, port)
+            client = await _open(host, ports[i % len(ports)])
             response = await asyncio.wait_for(client.send(requests.items[i]), RESPONSE_TIMEOUT)
             client.close()
         except (OSError, ProtocolError, TimeoutError) as exc:

@@ -53,6 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 LOADGEN_CMD = [commands.PY, "-m", "tests.bench.loadgen"]
+# The worker the README recommends (docker-compose.yml runs it; `make run` runs 2).
+WORKER_POOL = "prefork"
+WORKER_CONCURRENCY = 8
 
 # Optional settings that a developer's .env could set (e.g. AUTH_JWT_SECRET would turn
 # every client request into a 401): set empty here, so that python-dotenv leaves them.
@@ -89,12 +92,21 @@ class BenchSettings:
     warmup: float = field(default_factory=lambda: float(os.environ.get("BENCH_WARMUP", "2")))
     duration: float = field(default_factory=lambda: float(os.environ.get("BENCH_DURATION", "8")))
     webhook_events: int = field(
-        default_factory=lambda: int(os.environ.get("BENCH_WEBHOOK_EVENTS", "150"))
+        default_factory=lambda: int(os.environ.get("BENCH_WEBHOOK_EVENTS", "1000"))
     )
     webhook_rate: float = field(
-        default_factory=lambda: float(os.environ.get("BENCH_WEBHOOK_RATE", "20"))
+        default_factory=lambda: float(os.environ.get("BENCH_WEBHOOK_RATE", "200"))
     )
-    contention: int = field(default_factory=lambda: int(os.environ.get("BENCH_CONTENTION", "500")))
+    contention: int = field(default_factory=lambda: int(os.environ.get("BENCH_CONTENTION", "2000")))
+    # The Celery worker as the README recommends it (BENCH_WORKER_POOL/_CONCURRENCY).
+    worker_pool: str = field(
+        default_factory=lambda: os.environ.get("BENCH_WORKER_POOL", WORKER_POOL)
+    )
+    worker_concurrency: int = field(
+        default_factory=lambda: int(
+            os.environ.get("BENCH_WORKER_CONCURRENCY", str(WORKER_CONCURRENCY))
+        )
+    )
     profile: bool = field(
         default_factory=lambda: os.environ.get("BENCH_PROFILE", "") not in ("", "0")
     )
@@ -193,8 +205,10 @@ class Stack:
         self._spawn(
             "worker",
             commands.celery(
-                "worker", "-Q", self.queue, "-n", self.worker_name, "--concurrency=1",
-                "--pool=prefork", "--without-mingle", "--without-gossip", "--without-heartbeat",
+                "worker", "-Q", self.queue, "-n", self.worker_name,
+                f"--concurrency={self.settings.worker_concurrency}",
+                f"--pool={self.settings.worker_pool}", "--without-mingle", "--without-gossip",
+                "--without-heartbeat",
                 "--loglevel=WARNING",
             ),
             env,
@@ -274,6 +288,45 @@ class Stack:
         self._save_state()
         return child
 
+    # -- more instances (tests/bench/latency.py): same database, Redis and emulator
+
+    def start_api(self, name: str, env: dict[str, str] | None = None) -> int:
+        """Another gunicorn (`env` overrides, e.g. WEB_CONCURRENCY); returns its port."""
+        port = free_port()
+        child = self._spawn(
+            name, commands.api(), {**self.app_env(), **(env or {}), "PORT": str(port)}
+        )
+        try:
+            child.wait_ready(lambda: port_is_open(port), 30, "listen")
+            healthz = f"http://127.0.0.1:{port}/healthz"
+            child.wait_ready(lambda: http_answers(healthz, status=200), 30, "answer 200")
+        except ChildError as exc:
+            raise HarnessError(str(exc)) from exc
+        return port
+
+    def start_worker(
+        self, name: str, *options: str, queue: str | None = None, ready: bool = True
+    ) -> Child:
+        """Another Celery worker on `queue` (default: the bench's). Its node name contains
+        the bench worker's, so the pidbox clean-up finds it."""
+        queue = queue or self.queue
+        env = {**self.app_env(), "CELERY_QUEUE": queue}
+        return self._spawn(
+            name,
+            commands.celery(
+                "worker", "-Q", queue, "-n", f"{name}.{self.worker_name}", *options,
+                "--without-mingle", "--without-gossip", "--without-heartbeat",
+                "--loglevel=WARNING",
+            ),
+            env,
+        )  # fmt: skip
+
+    def stop_child(self, name: str) -> None:
+        child = self.children.pop(name, None)
+        if child is not None:
+            stop_all([child], hurry=lambda: self.hurry)
+            self._save_state()
+
     def check_alive(self) -> None:
         for child in self.children.values():
             if not child.alive():
@@ -303,10 +356,10 @@ class Stack:
         for signum in signals:
             signal.signal(signum, hurry)
         try:
-            for name in ("worker", "api", "stripe"):  # consumers first, then what they use
-                child = self.children.get(name)
-                if child is not None:
-                    stop_all([child], hurry=lambda: self.hurry)
+            # Consumers first (workers, then API instances), then what they use.
+            names = sorted(self.children, key=lambda n: (n == "stripe", not n.startswith("w")))
+            for name in names:
+                stop_all([self.children[name]], hurry=lambda: self.hurry)
             self._clean_redis()
             self._drop_database()
             for name, stop in reversed(self._embedded):
