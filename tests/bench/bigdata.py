@@ -429,11 +429,12 @@ def refill_events(url: str, scale: Scale, count: int) -> None:
 
 
 def refill_notifications(url: str) -> None:
-    """Put back the sent e-mails a purge run deleted (the oldest: every SENT row older
-    than the oldest one left)."""
+    """Put back the sent e-mails a purge run deleted: the oldest, up to the oldest one
+    left (inclusive: many e-mails share a sending instant, and a batch may stop among
+    them); the rows still there are skipped."""
     only_deleted = sql.SQL(
         " WHERE b.created_at + interval '2 seconds'"
-        " < (SELECT min(sent_at) FROM notifications WHERE status = 'SENT')"
+        " <= (SELECT min(sent_at) FROM notifications WHERE status = 'SENT')"
         " ON CONFLICT DO NOTHING"
     )
     statement = sql.SQL(NOTIFICATIONS_SQL.strip().rstrip(";")) + only_deleted
