@@ -26,6 +26,8 @@ from shared.tasks import (
     EXPIRE_HOLDS,
     PROCESS_REFUND,
     PURGE_IDEMPOTENCY_KEYS,
+    PURGE_NOTIFICATIONS,
+    PURGE_STRIPE_EVENTS,
     RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
     SEND_SIGNIN_LINK,
@@ -36,12 +38,12 @@ from shared.tasks import (
 )
 from shared.usecases import (
     holds,
-    idempotency,
     inbox,
     intents,
     notifications,
     refunds,
     reminders,
+    retention,
     signin,
     stripe_events,
 )
@@ -158,7 +160,22 @@ def sweep_reminders() -> int:
 @app.task(name=PURGE_IDEMPOTENCY_KEYS, **RETRY)
 def purge_idempotency_keys() -> int:
     rt = runtime()
-    return idempotency.purge_expired(rt.resources.sessions, now=rt.clock())
+    r = rt.resources
+    return retention.purge_idempotency_keys(r.sessions, r.settings, now=rt.clock()).deleted
+
+
+@app.task(name=PURGE_STRIPE_EVENTS, **RETRY)
+def purge_stripe_events() -> int:
+    rt = runtime()
+    r = rt.resources
+    return retention.purge_stripe_events(r.sessions, r.settings, now=rt.clock()).deleted
+
+
+@app.task(name=PURGE_NOTIFICATIONS, **RETRY)
+def purge_notifications() -> int:
+    rt = runtime()
+    r = rt.resources
+    return retention.purge_notifications(r.sessions, r.settings, now=rt.clock()).deleted
 
 
 @app.task(name=RECONCILE_DEPOSIT_INTENTS, **RETRY)
