@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz lint typecheck format migrate seed bench openapi up down config clean
+.PHONY: help install run test fuzz lint typecheck format migrate seed bench bench-data openapi up down config clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ seed: $(STAMP) ## create the demo artist/service/client in DATABASE_URL and prin
 
 bench: $(STAMP) ## load and latency figures (several minutes; prints a table)
 	$(PY) -m tests.bench
+
+bench-data: $(STAMP) ## build (or reuse) inkflow_bench_big for the bench's scale stage: 10,000 artists, 2 M bookings, 5 M events, 4 M e-mails (~15-30 min, ~10 GB; BENCH_DATA_ARGS="--rebuild" / "--drop")
+	$(PY) -m tests.bench.bigdata $(BENCH_DATA_ARGS)
 
 openapi: $(STAMP) ## regenerate docs/openapi.json from the code (review the diff: it is the wire format)
 	$(PY) -m services.api.openapi

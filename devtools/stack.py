@@ -579,14 +579,14 @@ class Stack:
             "inkflow is running. Ctrl-C stops everything.",
             f"  API:            {api}   (health: {api}/readyz)",
             f"  API reference:  {api}/docs   (OpenAPI: {api}/openapi.json)",
-            f"  Booking page:   {api}/book/{ids.get('artistId', '<artistId>')}"
-            + ("   (pays offline: test card 4242 4242 4242 4242)" if self.emulator_url else ""),
             f"  Mode:           INKFLOW_ENV={mode}"
             + (
                 " (make run opted in: development secrets accepted; never deploy them)"
                 if "INKFLOW_ENV" in self.defaults
                 else ""
             ),
+            f"  Booking page:   {api}/book/{ids.get('artistId', '<artistId>')}"
+            + ("   (pays offline: test card 4242 4242 4242 4242)" if self.emulator_url else ""),
             f"  Admin token:    {shown}",
             "  Free slots of the demo artist for the next week:",
             f"    curl -s -X POST {api}/api/availability \\",

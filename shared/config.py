@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 # HS256 with a shorter key is guessable (PyJWT only warns): AUTH_JWT_SECRET is refused.
 JWT_SECRET_MIN_BYTES = 32
-# The web pages' cookie signing key (WEB_SECRET_KEY): as long as a JWT secret.
-WEB_SECRET_MIN_BYTES = 32
 # The operator's token may do everything: outside development a shorter one is refused.
 ADMIN_TOKEN_MIN_CHARS = 32
 
@@ -36,6 +34,9 @@ KNOWN_DEVELOPMENT_SECRETS: dict[str, frozenset[str]] = {
 # RATE_LIMITS names (`services/api/ratelimits.py`): what each limits, per client and per IP.
 RATE_LIMITED_ROUTES = ("booking", "availability")
 RATE_LIMIT_KEYS = ("client", "ip")
+
+# The web pages' cookie signing key (WEB_SECRET_KEY): as long as a JWT secret.
+WEB_SECRET_MIN_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -172,13 +173,16 @@ class Settings:
     # The key of the artists' private calendar feed tokens (CALENDAR_TOKEN_SECRET); unset,
     # one is derived from ADMIN_API_TOKEN. Changing either changes every feed URL.
     calendar_token_secret: str | None = None
-    # Signs the web pages' session cookie and CSRF tokens and the booking links sent by
-    # email (WEB_SECRET_KEY, at least 32 bytes). Required outside development
-    # (check_safe_to_run); in development, the pages answer 503 without it. `make run`
-    # generates one. Changing it signs everyone out and retires the links already sent.
-    web_secret_key: str | None = None
-    # Stripe.js's key for the booking page's Payment Element (STRIPE_PUBLISHABLE_KEY).
-    stripe_publishable_key: str | None = None
+    # Retention (shared/usecases/retention.py): applied webhook events, sent mails and
+    # expired idempotency keys are deleted this long after, by beat tasks every
+    # RETENTION_SWEEP_SECONDS, RETENTION_BATCH rows per transaction, for at most
+    # RETENTION_BUDGET_SECONDS per run.
+    retention_events_days: int = 30
+    retention_notifications_days: int = 90
+    retention_idempotency_hours: int = 24
+    retention_sweep_seconds: int = 3600
+    retention_batch: int = 1000
+    retention_budget_seconds: float = 120.0
     # INKFLOW_ENV: "production" (the default) or "development" (check_safe_to_run).
     environment: str = PRODUCTION
     # RATE_LIMITS parsed: (("booking.client", "10/minute"), ...); empty: no rate limit.
@@ -190,6 +194,14 @@ class Settings:
     @property
     def development(self) -> bool:
         return self.environment == DEVELOPMENT
+
+    # Signs the web pages' session cookie and CSRF tokens and the booking links sent by
+    # email (WEB_SECRET_KEY, at least 32 bytes). Required outside development
+    # (check_safe_to_run); in development, the pages answer 503 without it. `make run`
+    # generates one. Changing it signs everyone out and retires the links already sent.
+    web_secret_key: str | None = None
+    # Stripe.js's key for the booking page's Payment Element (STRIPE_PUBLISHABLE_KEY).
+    stripe_publishable_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -307,11 +319,19 @@ class Settings:
             reminder_sweep_seconds=integer("REMINDER_SWEEP_SECONDS", 60, minimum=1),
             public_base_url=base_url,
             calendar_token_secret=optional("CALENDAR_TOKEN_SECRET"),
-            web_secret_key=web_secret_key,
-            stripe_publishable_key=optional("STRIPE_PUBLISHABLE_KEY"),
+            # An event must outlive Stripe's redeliveries of it (up to 3 days): the inbox
+            # deduplicates by event id, so one purged sooner could be applied twice.
+            retention_events_days=integer("RETENTION_EVENTS_DAYS", 30, minimum=7),
+            retention_notifications_days=integer("RETENTION_NOTIFICATIONS_DAYS", 90, minimum=1),
+            retention_idempotency_hours=integer("RETENTION_IDEMPOTENCY_HOURS", 24),
+            retention_sweep_seconds=integer("RETENTION_SWEEP_SECONDS", 3600, minimum=1),
+            retention_batch=integer("RETENTION_BATCH", 1000, minimum=1),
+            retention_budget_seconds=number("RETENTION_BUDGET_SECONDS", 120.0),
             environment=environment,
             rate_limits=parse_rate_limits(optional("RATE_LIMITS") or ""),
             trusted_proxies=integer("TRUSTED_PROXIES", 0),
+            web_secret_key=web_secret_key,
+            stripe_publishable_key=optional("STRIPE_PUBLISHABLE_KEY"),
         )
 
 

@@ -6,9 +6,12 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import redis
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
@@ -57,6 +60,17 @@ def drop_database(url: str) -> None:
     server = target.set(database=make_url(libpq_url(TEST_DATABASE_URL)).database)
     with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+
+
+@contextmanager
+def own_celery_queue(prefix: str = "inkflow-test") -> Iterator[str]:
+    """A broker queue of our own, deleted at the end with kombu's routing keys for it:
+    tests never touch others' keys."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
+    client.close()
 
 
 def free_port() -> int:

@@ -24,6 +24,8 @@ from shared.logging_setup import (
 from shared.tasks import (
     EXPIRE_HOLDS,
     PURGE_IDEMPOTENCY_KEYS,
+    PURGE_NOTIFICATIONS,
+    PURGE_STRIPE_EVENTS,
     RECONCILE_DEPOSIT_INTENTS,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
@@ -56,7 +58,15 @@ def configure(celery: Celery, settings: Settings) -> None:
                 "task": SWEEP_REMINDERS,
                 "schedule": float(settings.reminder_sweep_seconds),
             },
-            "purge-idempotency-keys": {"task": PURGE_IDEMPOTENCY_KEYS, "schedule": 3600.0},
+            # Retention (shared/usecases/retention.py): bounded batches, never blocking.
+            **{
+                name: {"task": task, "schedule": float(settings.retention_sweep_seconds)}
+                for name, task in (
+                    ("purge-idempotency-keys", PURGE_IDEMPOTENCY_KEYS),
+                    ("purge-stripe-events", PURGE_STRIPE_EVENTS),
+                    ("purge-notifications", PURGE_NOTIFICATIONS),
+                )
+            },
             "reconcile-deposit-intents": {
                 "task": RECONCILE_DEPOSIT_INTENTS,
                 "schedule": float(settings.intent_reconcile_seconds),

@@ -46,7 +46,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from psycopg.errors import LockNotAvailable
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -181,7 +181,13 @@ def pending_notification_ids(
 ) -> list[uuid.UUID]:
     """PENDING rows created more than `older_than` ago, oldest first: the sweeper enqueues
     a send task for each (their first task may have been lost). Sending twice is safe."""
-    stmt = (
+    return list(session.scalars(pending_query(older_than, limit)))
+
+
+def pending_query(older_than: timedelta, limit: int) -> Select[uuid.UUID]:
+    """The outbox sweeper's statement: ix_notifications_pending_created_at holds exactly
+    the PENDING rows, so it reads a few entries however many mails were ever sent."""
+    return (
         select(Notification.id)
         .where(
             Notification.status == NotificationStatus.PENDING.value,
@@ -190,7 +196,6 @@ def pending_notification_ids(
         .order_by(Notification.created_at)
         .limit(limit)
     )
-    return list(session.scalars(stmt))
 
 
 def redeliver_pending(

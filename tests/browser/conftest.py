@@ -14,14 +14,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from devtools import commands
 from devtools.processes import Child
@@ -29,6 +27,7 @@ from devtools.stripe_emulator import StripeEmulator
 from devtools.stripe_emulator.delivery import Endpoint
 from tests import support
 from tests.e2e.conftest import LiveServer, launch
+from tests.fakes.smtp_sink import SmtpSink
 
 CHROMIUM = Path(os.environ.get("INKFLOW_CHROMIUM", "/usr/bin/chromium"))
 INSTALL_HINT = (
@@ -67,11 +66,8 @@ def playwright_browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def own_queue() -> Iterator[str]:
-    name = f"inkflow-test-browser-{uuid.uuid4().hex[:8]}"
-    yield name
-    client = redis.Redis.from_url(support.TEST_REDIS_URL)
-    client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
-    client.close()
+    with support.own_celery_queue("inkflow-test-browser") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +78,23 @@ def page_emulator() -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture(scope="module")
+def mail() -> Iterator[SmtpSink]:
+    """Where the site's worker sends its e-mails (the dashboard's sign-in links)."""
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
 def site(
     database_url: str,
     page_emulator: StripeEmulator,
     own_queue: str,
     log_dir: Path,
+    mail: SmtpSink,
 ) -> Iterator[LiveServer]:
     env = support.base_env(
         database_url,
+        SMTP_URL=mail.url,
         STRIPE_API_BASE=page_emulator.url,
         STRIPE_PUBLISHABLE_KEY="pk_test_inkflow_browser",
         STRIPE_MAX_RETRIES="0",

@@ -122,6 +122,28 @@ PAGE_ROUTES = [
     "/booking/<booking_id>/cancel",
     "/booking/<booking_id>/reschedule",
     "/booking/<booking_id>/status",
+    # The dashboard's (services/api/pages/dashboard.py).
+    "/dashboard",
+    "/dashboard/artists/<artist_id>",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/cancel",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/complete",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/no-show",
+    "/dashboard/artists/<artist_id>/calendar",
+    "/dashboard/artists/<artist_id>/calendar/rotate",
+    "/dashboard/artists/<artist_id>/hours",
+    "/dashboard/artists/<artist_id>/leaves",
+    "/dashboard/artists/<artist_id>/leaves/<leave_id>/delete",
+    "/dashboard/artists/<artist_id>/payments",
+    "/dashboard/artists/<artist_id>/payments/dashboard",
+    "/dashboard/artists/<artist_id>/payments/onboarding",
+    "/dashboard/artists/<artist_id>/policy",
+    "/dashboard/artists/<artist_id>/services",
+    "/dashboard/artists/<artist_id>/services/<service_id>",
+    "/dashboard/artists/<artist_id>/services/<service_id>/remove",
+    "/dashboard/signin",
+    "/dashboard/signin/<token>",
+    "/dashboard/signin/operator",
+    "/dashboard/signout",
 ]
 
 

@@ -93,6 +93,35 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/booking/<booking_id>/status"): PUBLIC,
     ("POST", "/booking/<booking_id>/cancel"): PUBLIC,
     ("POST", "/booking/<booking_id>/reschedule"): PUBLIC,
+    # The dashboard: each page checks its session and the artist it is about
+    # (tests/integration/test_dashboard_pages.py); without one it redirects to sign-in.
+    ("GET", "/dashboard"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/calendar"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/hours"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/leaves"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/payments"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/policy"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/services"): PUBLIC,
+    ("GET", "/dashboard/signin"): PUBLIC,
+    ("GET", "/dashboard/signin/<token>"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/cancel"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/complete"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/no-show"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/calendar/rotate"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/hours"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/leaves"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/leaves/<leave_id>/delete"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/payments/dashboard"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/payments/onboarding"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/policy"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services/<service_id>"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services/<service_id>/remove"): PUBLIC,
+    ("POST", "/dashboard/signin"): PUBLIC,
+    ("POST", "/dashboard/signin/<token>"): PUBLIC,
+    ("POST", "/dashboard/signin/operator"): PUBLIC,
+    ("POST", "/dashboard/signout"): PUBLIC,
 }
 # Pages opened by the signed session cookie alone (or the e-mail's signed link, which
 # sets it): no bearer token opens them, so every caller of the tables below — none has
@@ -403,5 +432,5 @@ def test_route_by_caller(apps: tuple[Flask, Flask], sessions: Any, method: str, 
 def test_the_table_size() -> None:
     with_jwts = len(parse(WITH_CLIENT_JWTS)[0])
     without = len(parse(WITHOUT_CLIENT_JWTS)[0])
-    assert (len(ROUTES), with_jwts, without) == (47, 10, 4)
-    assert len(ROUTES) * (with_jwts + without) == 658
+    assert (len(ROUTES), with_jwts, without) == (74, 10, 4)
+    assert len(ROUTES) * (with_jwts + without) == 1036

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from services.api.pages import booking, web
+from services.api.pages import booking, dashboard, web
 from shared.config import Settings
 
-PAGE_BLUEPRINTS: tuple[Blueprint, ...] = (web.assets, booking.bp)
+PAGE_BLUEPRINTS: tuple[Blueprint, ...] = (web.assets, booking.bp, dashboard.bp)
 
 
 def install(app: Flask, settings: Settings) -> None:
