@@ -196,9 +196,9 @@ class Settings:
         return self.environment == DEVELOPMENT
 
     # Signs the web pages' session cookie and CSRF tokens and the booking links sent by
-    # email (WEB_SECRET_KEY, at least 32 bytes). The API refuses to start without it
-    # (services/api/pages); `make run` generates one. Changing it signs everyone out and
-    # retires the links already sent.
+    # email (WEB_SECRET_KEY, at least 32 bytes). Required outside development
+    # (check_safe_to_run); in development, the pages answer 503 without it. `make run`
+    # generates one. Changing it signs everyone out and retires the links already sent.
     web_secret_key: str | None = None
     # Stripe.js's key for the booking page's Payment Element (STRIPE_PUBLISHABLE_KEY).
     stripe_publishable_key: str | None = None
@@ -341,7 +341,7 @@ def check_safe_to_run(settings: Settings) -> None:
     and the Celery processes call it when they start; ConfigError names what to change."""
     if settings.development:
         return
-    values = {
+    values: dict[str, str | None] = {
         "ADMIN_API_TOKEN": settings.admin_api_token,
         "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
         "STRIPE_SECRET_KEY": settings.stripe_secret_key,
@@ -358,6 +358,9 @@ def check_safe_to_run(settings: Settings) -> None:
             f"ADMIN_API_TOKEN is shorter than {ADMIN_TOKEN_MIN_CHARS} characters "
             "(`openssl rand -hex 32` makes one)"
         )
+    if settings.web_secret_key is None:
+        # The web pages' sessions and the booking links in e-mails (API and worker).
+        problems.append("WEB_SECRET_KEY is not set (`openssl rand -hex 32` makes one)")
     if problems:
         raise ConfigError(
             f"refusing to start with INKFLOW_ENV={settings.environment}: "

@@ -103,6 +103,7 @@ def _healthz_touches_nothing() -> bool:
             stripe_secret_key="sk_test_x",
             stripe_webhook_secret="whsec_x",
             admin_api_token="x" * 32,
+            web_secret_key="w" * 32,
             log_level="WARNING",
         )
     )

@@ -174,6 +174,8 @@ class Stack:
                 "STRIPE_WEBHOOK_SECRET": self.webhook_secret,
                 "STRIPE_API_BASE": self.stripe_url,
                 "ADMIN_API_TOKEN": self.admin_token,
+                # Required outside development (the web pages' key); any value will do here.
+                "WEB_SECRET_KEY": f"bench-web-{self.admin_token}",
                 "CELERY_QUEUE": self.queue,
                 "LOG_LEVEL": "WARNING",
                 "HOST": "127.0.0.1",

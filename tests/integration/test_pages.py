@@ -150,10 +150,11 @@ def test_a_booking_page_opens_only_for_its_browser_or_its_signed_link(
     assert 'data-status="PENDING_PAYMENT"' in status
 
 
-def test_without_web_secret_key_the_pages_say_so_and_the_api_runs(
+def test_in_development_without_web_secret_key_the_pages_say_so_and_the_api_runs(
     make_app: Callable[..., Flask], world: World
 ) -> None:
-    app = make_app(web_secret_key=None)
+    # Production refuses to start without it (tests/unit/test_production_safety.py).
+    app = make_app(web_secret_key=None, environment="development")
     http = app.test_client()
     page = http.get(f"/book/{world.artist_id}")
     assert page.status_code == 503

@@ -22,6 +22,7 @@ BASE = {
     "STRIPE_SECRET_KEY": "sk_live_something",
     "STRIPE_WEBHOOK_SECRET": "whsec_real_secret",
     "ADMIN_API_TOKEN": LONG,
+    "WEB_SECRET_KEY": "a-real-web-secret-key-" + "w" * 16,
 }
 
 
@@ -42,6 +43,7 @@ def test_production_is_the_default_and_a_real_configuration_starts() -> None:
         ("ADMIN_API_TOKEN", "dev-admin-token"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_dev_inkflow"),
         ("STRIPE_SECRET_KEY", "sk_test_dev_inkflow"),
+        ("WEB_SECRET_KEY", "dev-web-secret-key-not-for-production-use"),
     ],
 )
 def test_a_published_development_secret_is_refused_in_production(name: str, value: str) -> None:
@@ -58,6 +60,16 @@ def test_an_operator_token_under_32_characters_is_refused_in_production(token: s
         check_safe_to_run(settings(ADMIN_API_TOKEN=token))
     check_safe_to_run(settings(ADMIN_API_TOKEN=token, INKFLOW_ENV="Development"))
     check_safe_to_run(settings(ADMIN_API_TOKEN="y" * 32))
+
+
+def test_production_needs_the_web_pages_key() -> None:
+    without = Settings.from_env({k: v for k, v in BASE.items() if k != "WEB_SECRET_KEY"})
+    with pytest.raises(ConfigError, match="WEB_SECRET_KEY is not set"):
+        check_safe_to_run(without)
+    # In development the pages answer 503 instead (services/api/pages/web.py).
+    check_safe_to_run(
+        Settings.from_env({**BASE, "INKFLOW_ENV": "development", "WEB_SECRET_KEY": ""})
+    )
 
 
 def test_every_problem_is_named_at_once() -> None:

@@ -31,7 +31,7 @@ from services.api.pages import web
 from services.api.state import state, unit_of_work
 from shared.adapters import booking_links
 from shared.adapters.email_templates import format_deposit
-from shared.adapters.models import Artist, Booking, Refund, Service
+from shared.adapters.models import Artist, Booking, Refund, RefundStatus, Service
 from shared.adapters.payments import PaymentProviderError
 from shared.config import Settings
 from shared.domain import policy as rules
@@ -499,9 +499,11 @@ def cancel(booking_id: str) -> BaseResponse:
     else:
         if done.refund is not None:
             amount = from_minor_units(done.refund.amount_minor, done.refund.currency)
+            made = done.refund.status == RefundStatus.SUCCEEDED
             flash(
                 f"Your booking is cancelled. Your deposit of "
-                f"{format_deposit(amount, done.refund.currency)} is being refunded.",
+                f"{format_deposit(amount, done.refund.currency)} "
+                f"{'has been refunded' if made else 'is being refunded'}.",
                 "ok",
             )
         else:

@@ -12,8 +12,9 @@ blueprint is made by `page_blueprint`, which
   scoped to the page blueprints: the JSON API stays token-based and is not touched);
 - answers errors as HTML pages, with the same statuses as the API.
 
-The session is Flask's signed cookie, keyed by WEB_SECRET_KEY. Without that setting the
-pages answer 503 and say so; the JSON API runs as before.
+The session is Flask's signed cookie, keyed by WEB_SECRET_KEY, which production requires
+(`shared.config.check_safe_to_run`). In development without it the pages answer 503 and
+say so; the JSON API runs as before.
 """
 
 from __future__ import annotations
