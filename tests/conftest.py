@@ -86,8 +86,9 @@ def celery_queue_name() -> Iterator[str]:
     name = f"inkflow-test-{uuid.uuid4().hex[:8]}"
     yield name
     client = redis.Redis.from_url(support.TEST_REDIS_URL)
-    # The queue and kombu's routing keys for it: nothing of ours is left behind.
-    client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
+    # The queue, its priority lists (e-mails: shared/tasks.py) and kombu's routing keys
+    # for it: nothing of ours is left behind.
+    client.delete(name, *client.keys(f"*{name}*"))
     client.close()
 
 

@@ -16,6 +16,7 @@ from celery import Celery
 
 from shared.adapters import broker
 from shared.config import Settings
+from shared.tasks import TASK_PRIORITY
 
 log = logging.getLogger("inkflow.queue")
 
@@ -83,7 +84,13 @@ class CeleryQueue:
 
     def enqueue(self, task_name: str, *args: str) -> bool:
         try:
-            self._app.send_task(task_name, args=list(args), queue=self._queue, retry=False)
+            self._app.send_task(
+                task_name,
+                args=list(args),
+                queue=self._queue,
+                retry=False,
+                priority=TASK_PRIORITY.get(task_name),
+            )
         except Exception as exc:  # noqa: BLE001 - kombu raises a zoo of connection errors; the sweepers re-enqueue
             log.warning("could not enqueue %s%s: %s", task_name, args, exc)
             return False

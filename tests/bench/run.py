@@ -13,7 +13,9 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
  6. webhook→CONFIRMED payment_intent.succeeded events at a steady pace (open loop), the
                       worker the README recommends
  7. webhook receive   distinct signed events (verify, store, enqueue)
- 8. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
+ 8. costs            CPU ms and PostgreSQL/Redis round trips per request and per event
+                      (tests/bench/costs.py), and the capacity of two cores they imply
+ 9. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
 
 Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECTIONS
 (2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
@@ -51,7 +53,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from devtools.processes import Child, ChildError, port_is_open
-from tests.bench import data, latency, naive, report, scaleout
+from tests.bench import costs, data, latency, naive, report, scaleout
 from tests.bench.ceilings import postgres_inserts, redis_set_nx_px
 from tests.bench.cpu import CpuMeter
 from tests.bench.profiling import FOCUS, Profile, py_spy
@@ -292,6 +294,7 @@ class Bench:
         self.stage_webhook_receive()
         latency.stage_worker_stripe(self)
         scaleout.stage_scaleout(self)
+        costs.stage_costs(self)
         self.stage_raw_ceilings()
         return self.results
 
@@ -818,7 +821,11 @@ def build_rows(results: JSON) -> tuple[list[report.Row], dict[int, str]]:
     rows.append(Row("webhook answer p95", wc["latency_ms"]["p95"], "ms"))
     rows.append(Row("confirmed", wc["confirmed"], f"of {wc['events']}"))
 
-    for title, extra in [*latency.sections(results), *scaleout.sections(results)]:
+    for title, extra in [
+        *latency.sections(results),
+        *scaleout.sections(results),
+        *costs.sections(results),
+    ]:
         section(title)
         rows.extend(extra)
 
