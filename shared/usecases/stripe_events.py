@@ -31,6 +31,7 @@ from shared.adapters.db import describe_error, is_momentary, transaction
 from shared.adapters.models import (
     Artist,
     Booking,
+    Client,
     EventStatus,
     StripeEvent,
     TransactionKind,
@@ -84,21 +85,40 @@ class Context:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _booking_for_intent(session: Session, intent: dict[str, Any]) -> Booking | None:
+def _booking_row_for_intent(
+    session: Session, intent: dict[str, Any]
+) -> tuple[Booking, Artist, Client] | None:
+    """The booking (locked) with its artist and client, in one round trip. The session
+    only keeps objects someone references: a caller that holds the three finds them
+    there again (`session.get`, the outbox's recipients) without a query."""
     metadata = intent.get("metadata") or {}
     booking_id = metadata.get("bookingId")
-    query = select(Booking).with_for_update()
+    query = (
+        select(Booking, Artist, Client)
+        .join(Artist, Artist.id == Booking.artist_id)
+        .join(Client, Client.id == Booking.client_id)
+        .with_for_update(of=Booking)
+    )
     parsed: uuid.UUID | None = None
     if isinstance(booking_id, str):
         try:
             parsed = uuid.UUID(booking_id)
         except ValueError:
             parsed = None
+    row = None
     if parsed is not None:
-        booking = session.scalar(query.where(Booking.id == parsed))
-        if booking is not None:
-            return booking
-    return session.scalar(query.where(Booking.payment_intent_id == intent.get("id")))
+        row = session.execute(query.where(Booking.id == parsed)).first()
+    if row is None:
+        row = session.execute(query.where(Booking.payment_intent_id == intent.get("id"))).first()
+    if row is None:
+        return None
+    booking, artist, client = row
+    return booking, artist, client
+
+
+def _booking_for_intent(session: Session, intent: dict[str, Any]) -> Booking | None:
+    found = _booking_row_for_intent(session, intent)
+    return None if found is None else found[0]
 
 
 def _record(
@@ -155,11 +175,11 @@ def _mismatch(booking: Booking, intent: dict[str, Any], artist: Artist) -> str |
 def payment_succeeded(ctx: Context) -> Applied:
     intent = ctx.obj
     intent_id = str(intent["id"])
-    booking = _booking_for_intent(ctx.session, intent)
-    if booking is None:
+    found = _booking_row_for_intent(ctx.session, intent)
+    if found is None:
         return Applied(f"no booking for intent {intent_id}", ignored=True)
-    artist = ctx.session.get(Artist, booking.artist_id)
-    assert artist is not None
+    # `client` stays referenced until the outbox rows are added (no query for it then).
+    booking, artist, client = found
     received = int(intent.get("amount_received") or intent.get("amount") or 0)
     _record(
         ctx,
@@ -197,6 +217,7 @@ def payment_succeeded(ctx: Context) -> Applied:
         rule = decide(Action.PAYMENT_SUCCEEDED, replace(facts, slot_free=False))
         assert rule is not None
     effects += transition.apply(ctx.session, booking, rule, ctx.now)
+    del client
     return Applied(_payment_note(rule), effects)
 
 

@@ -72,11 +72,12 @@ class Meter:
     def __init__(self, engine: Engine) -> None:
         self.tally = Tally()
         self.engine = engine
+        self.width = int(os.environ.get("COSTS_SQL_WIDTH", "90"))
         self._sent = redis_connection.AbstractConnection.send_packed_command
 
         def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             self.tally.statements += 1
-            self.tally.by_statement[" ".join(statement.split())[:90]] += 1
+            self.tally.by_statement[" ".join(statement.split())[: self.width]] += 1
 
         def begin(conn: Any) -> None:
             # psycopg sends BEGIN before the first statement of a transaction; an
