@@ -208,13 +208,14 @@ def measure_api_and_tasks(
             for body in winners:
                 post("/api/bookings/create", body, 409)
         # Payments: the emulator succeeds each intent and makes its event.
-        rows = state.resources.engine.connect().execute(
-            text(
-                "SELECT id::text, payment_intent_id FROM bookings"
-                " WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY start_time"
-            ),
-            {"ids": created},
-        )
+        with state.resources.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id::text, payment_intent_id FROM bookings"
+                    " WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY start_time"
+                ),
+                {"ids": created},
+            ).all()
         intents = [r[1] for r in rows]
         import urllib.request
 

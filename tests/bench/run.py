@@ -565,7 +565,12 @@ class Bench:
 
     def stage_raw_ceilings(self) -> None:
         with self.stage("raw_ceilings", "PostgreSQL insert transactions, Redis SET NX PX"):
-            threads = self.settings.connections
+            # One connection per thread, within what the server has left (128 clients of
+            # the 4 × 16 default exceed PostgreSQL's default max_connections of 100).
+            free = self.sql(
+                "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+            )[0][0]
+            threads = max(1, min(self.settings.connections, 32, int(free) - 10))
             pg = postgres_inserts(self.stack.database_url, threads, 4.0)
             self.say(
                 f"  PostgreSQL: {pg['python_tps']:,.0f} tps (psycopg, {threads} threads)"
