@@ -17,10 +17,10 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
                       (tests/bench/costs.py), and the capacity of two cores they imply
  9. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
 
-Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECTIONS
-(2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
-(1,000), BENCH_WEBHOOK_RATE (200/s), BENCH_CONTENTION (2,000), BENCH_WORKER_POOL
-(prefork), BENCH_WORKER_CONCURRENCY (8), BENCH_DATABASE_URL,
+Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (32), BENCH_CONNECTIONS
+(workers × GUNICORN_WORKER_CONNECTIONS), BENCH_WARMUP (2 s), BENCH_DURATION (8 s),
+BENCH_WEBHOOK_EVENTS (1,000), BENCH_WEBHOOK_RATE (200/s), BENCH_CONTENTION (2,000),
+BENCH_WORKER_POOL (prefork), BENCH_WORKER_CONCURRENCY (8), BENCH_DATABASE_URL,
 BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles).
 
 Exit status: 0 when the bench ran (missed targets are reported, not fatal), 2 when the
@@ -566,7 +566,7 @@ class Bench:
     def stage_raw_ceilings(self) -> None:
         with self.stage("raw_ceilings", "PostgreSQL insert transactions, Redis SET NX PX"):
             # One connection per thread, within what the server has left (128 clients of
-            # the 4 × 16 default exceed PostgreSQL's default max_connections of 100).
+            # the default API exceed PostgreSQL's default max_connections of 100).
             free = self.sql(
                 "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
             )[0][0]
@@ -895,7 +895,7 @@ def finish(bench: Bench, results: JSON) -> int:
         "",
         f"inkflow bench {bench.started_at:%Y-%m-%d %H:%M} UTC — gunicorn {s.web_concurrency} "
         f"{kind} (WEB_CONCURRENCY={s.web_concurrency}, GUNICORN_THREADS={s.threads}; the "
-        f"README's default is 4 × 16), {s.connections} connections, {s.warmup:g}+"
+        f"README's default is 4 × 32), {s.connections} connections, {s.warmup:g}+"
         f"{s.duration:g} s per stage, Celery worker {s.worker_pool} × {s.worker_concurrency}, "
         f"PostgreSQL {bench.stack.postgres_mode}, "
         f"Redis {bench.stack.redis_mode}, {os.cpu_count()} CPUs",
