@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz lint typecheck format migrate seed bench openapi up down config clean
+.PHONY: help install run test fuzz lint typecheck format migrate seed bench bench-data openapi up down config clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,19 +47,25 @@ seed: $(STAMP) ## create the demo artist/service/client in DATABASE_URL and prin
 bench: $(STAMP) ## load and latency figures (several minutes; prints a table)
 	$(PY) -m tests.bench
 
+bench-data: $(STAMP) ## build (or reuse) inkflow_bench_big for the bench's scale stage: 10,000 artists, 2 M bookings, 5 M events, 4 M e-mails (~15-30 min, ~10 GB; BENCH_DATA_ARGS="--rebuild" / "--drop")
+	$(PY) -m tests.bench.bigdata $(BENCH_DATA_ARGS)
+
 openapi: $(STAMP) ## regenerate docs/openapi.json from the code (review the diff: it is the wire format)
 	$(PY) -m services.api.openapi
 
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
+# The dev profile with compose.dev.env: INKFLOW_ENV=development and its published secrets.
+COMPOSE_DEV := $(COMPOSE) --env-file compose.dev.env --profile dev
+
 up: ## docker compose: the same offline system in containers, with the Stripe emulator and the demo data (needs a Docker engine)
-	$(COMPOSE) --profile dev up --build
+	$(COMPOSE_DEV) up --build
 
 down: ## stop what `make up` started
-	$(COMPOSE) --profile dev down
+	$(COMPOSE_DEV) down
 
-config: ## validate docker-compose.yml (with and without the dev profile)
-	$(COMPOSE) config -q && $(COMPOSE) --profile dev config -q && echo "docker-compose.yml is valid"
+config: ## validate docker-compose.yml (with and without the dev and monitoring profiles)
+	$(COMPOSE) config -q && $(COMPOSE_DEV) config -q && $(COMPOSE) --profile monitoring config -q && echo "docker-compose.yml is valid"
 
 clean: ## remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var

@@ -6,7 +6,11 @@ Reads `.env` (never overriding the real environment), then starts what is missin
 PostgreSQL 18 and Valkey from pip wheels (data under `var/`) when DATABASE_URL /
 REDIS_URL are unset, the Stripe emulator when STRIPE_SECRET_KEY is unset (delivering
 its webhook events to the API, state in `var/stripe/`), and development defaults for the
-other required settings. It writes the settings it chose to `var/run.env` (mode 0600,
+other required settings. `make run` is a development tool: it opts in to
+INKFLOW_ENV=development when that is unset (and says so), which is what lets the API and
+the worker accept its published secrets. With INKFLOW_ENV=production set, it fills in no
+secret: ADMIN_API_TOKEN, STRIPE_WEBHOOK_SECRET and STRIPE_SECRET_KEY must be given.
+It writes the settings it chose to `var/run.env` (mode 0600,
 read by the `inkflow` CLI; removed on exit), migrates, seeds the demo
 data, runs the API (gunicorn), a Celery worker and Celery beat with their output
 prefixed by name, and on Ctrl-C / SIGTERM stops everything it started: the
@@ -40,6 +44,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -75,17 +80,24 @@ from devtools.processes import (
     terminate,
     with_descendants,
 )
+from shared.config import DEVELOPMENT
 
 STRIPE_EMULATOR_PORT = 12111
 
 # Filled in when unset, and printed so that a newcomer can use them.
 DEV_DEFAULTS: dict[str, str] = {
-    "ADMIN_API_TOKEN": "dev-admin-token",
-    "STRIPE_WEBHOOK_SECRET": "whsec_dev_inkflow",
     "PORT": "8000",
     "LOG_LEVEL": "INFO",
 }
+# The same, in development only (INKFLOW_ENV=development): published in this repository,
+# so the API and the worker refuse them in production (`shared.config.check_safe_to_run`).
+DEV_SECRETS: dict[str, str] = {
+    "ADMIN_API_TOKEN": "dev-admin-token",
+    "STRIPE_WEBHOOK_SECRET": "whsec_dev_inkflow",
+}
 DEV_STRIPE_SECRET_KEY = "sk_test_dev_inkflow"  # noqa: S105 - only valid for the local emulator
+# Settings whose values are secrets: printed only when this stack chose them.
+SECRET_SETTINGS = ("ADMIN_API_TOKEN", "STRIPE_WEBHOOK_SECRET", "STRIPE_SECRET_KEY")
 DEV_STRIPE_PUBLISHABLE_KEY = "pk_test_dev_inkflow"
 
 # No mingle/gossip: one local worker has no neighbours to wait a second for.
@@ -102,7 +114,7 @@ WORKER_ARGS = (
 RUN_ENV_SETTINGS = (
     "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_QUEUE", "STRIPE_SECRET_KEY",
     "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "ADMIN_API_TOKEN",
-    "AUTH_JWT_SECRET",
+    "AUTH_JWT_SECRET", "INKFLOW_ENV",
 )  # fmt: skip
 
 
@@ -201,6 +213,22 @@ class Stack:
         self.defaults[name] = (value, note)
 
     @property
+    def web_key_file(self) -> Path:
+        return self.var_dir / "web_secret_key"
+
+    def _web_secret_key(self) -> str:
+        """The web pages' key (WEB_SECRET_KEY) for development: generated once and kept
+        in var/, so that a restart keeps browser sessions and e-mailed booking links."""
+        try:
+            return self.web_key_file.read_text().strip()
+        except FileNotFoundError:
+            key = secrets.token_urlsafe(48)
+            fd = os.open(self.web_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(key + "\n")
+            return key
+
+    @property
     def api_url(self) -> str:
         host = self.env.get("HOST", "").strip() or "127.0.0.1"
         if host == "0.0.0.0":  # noqa: S104 - reading gunicorn's bind, not binding
@@ -212,9 +240,24 @@ class Stack:
         the environment names none. Returns the environment for the app processes."""
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.clear_leftovers()
-        for name, value in DEV_DEFAULTS.items():
+        if self._unset("INKFLOW_ENV"):
+            self._default(
+                "INKFLOW_ENV", DEVELOPMENT, "make run opts in: development secrets are accepted"
+            )
+        development = self.env["INKFLOW_ENV"].strip().lower() == DEVELOPMENT
+        if not development:
+            missing = [name for name in SECRET_SETTINGS if self._unset(name)]
+            if missing:
+                raise StackError(
+                    f"INKFLOW_ENV={self.env['INKFLOW_ENV']}: make run fills in no development "
+                    f"secret; set {', '.join(missing)} (or INKFLOW_ENV=development)"
+                )
+        for name, value in {**DEV_DEFAULTS, **(DEV_SECRETS if development else {})}.items():
             if self._unset(name):
                 self._default(name, value)
+        if self._unset("WEB_SECRET_KEY"):
+            self.env["WEB_SECRET_KEY"] = self._web_secret_key()
+            self.defaults["WEB_SECRET_KEY"] = ("(generated)", f"kept in {self.web_key_file}")
         stripe_emulated = self._unset("STRIPE_SECRET_KEY") and self._unset("STRIPE_API_BASE")
         if self._unset("STRIPE_SECRET_KEY"):
             self._default("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY)
@@ -491,18 +534,30 @@ class Stack:
         lines = ["Development defaults (set your own in .env or the environment):"]
         for name, (value, note) in self.defaults.items():
             lines.append(f"  {name}={value}" + (f"    # {note}" if note else ""))
+        # Names only: a value that came from the environment is never printed.
         given = [
             n
-            for n in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "STRIPE_SECRET_KEY")
+            for n in (
+                "INKFLOW_ENV", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", *SECRET_SETTINGS
+            )
             if n not in self.defaults and not self._unset(n)
-        ]
+        ]  # fmt: skip
         if given:
             lines.append(f"From your environment: {', '.join(given)}")
         return "\n".join(lines)
 
     def banner(self, ids: Mapping[str, Any]) -> str:
         api = self.api_url
-        token = self.env.get("ADMIN_API_TOKEN", "")
+        # The token only when this stack chose it (a development default): one that came
+        # from the environment is a secret the console and its scrollback must not show.
+        chosen = "ADMIN_API_TOKEN" in self.defaults
+        token = self.env.get("ADMIN_API_TOKEN", "") if chosen else "$ADMIN_API_TOKEN"
+        shown = (
+            f"{token}   (header: Authorization: Bearer {token})"
+            if chosen
+            else "from your environment (not shown)"
+        )
+        mode = self.env.get("INKFLOW_ENV", "").strip() or "production"
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         query: dict[str, Any] = {
             "artistId": ids.get("artistId", "<artistId>"),
@@ -524,7 +579,15 @@ class Stack:
             "inkflow is running. Ctrl-C stops everything.",
             f"  API:            {api}   (health: {api}/readyz)",
             f"  API reference:  {api}/docs   (OpenAPI: {api}/openapi.json)",
-            f"  Admin token:    {token}   (header: Authorization: Bearer {token})",
+            f"  Mode:           INKFLOW_ENV={mode}"
+            + (
+                " (make run opted in: development secrets accepted; never deploy them)"
+                if "INKFLOW_ENV" in self.defaults
+                else ""
+            ),
+            f"  Booking page:   {api}/book/{ids.get('artistId', '<artistId>')}"
+            + ("   (pays offline: test card 4242 4242 4242 4242)" if self.emulator_url else ""),
+            f"  Admin token:    {shown}",
             "  Free slots of the demo artist for the next week:",
             f"    curl -s -X POST {api}/api/availability \\",
             *([as_client] if roles else []),

@@ -6,14 +6,12 @@ answer of the API that a test receives is checked against the OpenAPI document
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
@@ -82,14 +80,8 @@ def stripe_emulator() -> Iterator[StripeEmulator]:
 
 @pytest.fixture(scope="session")
 def celery_queue_name() -> Iterator[str]:
-    """A broker queue of our own, deleted at the end: tests never touch others' keys."""
-    name = f"inkflow-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    client = redis.Redis.from_url(support.TEST_REDIS_URL)
-    # The queue, its priority lists (e-mails: shared/tasks.py) and kombu's routing keys
-    # for it: nothing of ours is left behind.
-    client.delete(name, *client.keys(f"*{name}*"))
-    client.close()
+    with support.own_celery_queue() as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,12 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import redis
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
@@ -25,7 +28,9 @@ TEST_DATABASE_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WEBHOOK_SECRET = "whsec_test_inkflow"
-ADMIN_TOKEN = "test-admin-token"
+# Long enough to be accepted outside development (shared.config.ADMIN_TOKEN_MIN_CHARS).
+ADMIN_TOKEN = "test-admin-token-" + "t" * 32
+WEB_SECRET_KEY = "test-web-secret-key-for-the-pages-".ljust(48, "w")
 
 
 def create_database() -> str:
@@ -57,6 +62,18 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
 
 
+@contextmanager
+def own_celery_queue(prefix: str = "inkflow-test") -> Iterator[str]:
+    """A broker queue of our own, deleted at the end with its priority lists (booking
+    e-mails: shared/tasks.py) and kombu's routing keys for it: tests never touch others'
+    keys."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.delete(name, *client.keys(f"*{name}*"))
+    client.close()
+
+
 def free_port() -> int:
     """A free TCP port below 32768: an ephemeral-range port once connected to itself here
     and could not be bound (FIELD-NOTES)."""
@@ -84,6 +101,7 @@ def base_env(database_url: str, **extra: str) -> dict[str, str]:
         "STRIPE_SECRET_KEY": "sk_test_inkflow",
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        "WEB_SECRET_KEY": WEB_SECRET_KEY,
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }

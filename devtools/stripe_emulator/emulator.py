@@ -460,6 +460,11 @@ class StripeEmulator:
     def _answer(self, req: RecordedRequest) -> Response:
         version = req.headers.get("Stripe-Version") or API_VERSION
         base = {"Request-Id": new_id("req_", 14), "Stripe-Version": version}
+        if req.publishable:
+            # A browser calls with the publishable key (Stripe.js, the booking page's test
+            # card form) from the site's own origin; Stripe's API lets any origin read
+            # its answer, and so does this one (form-encoded POSTs need no preflight).
+            base["Access-Control-Allow-Origin"] = "*"
         fail, delay = self._faults.take("fail", req), self._faults.take("delay", req)
         if fail is not None:
             self._sleep(delay.seconds if delay else 0)

@@ -8,8 +8,9 @@ import uuid
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from services.api import auth
+from services.api import auth, pages, ratelimits, security_headers, telemetry
 from services.api.bodies import MAX_BODY_BYTES, BoundedBodies
 from services.api.errors import register_error_handlers
 from services.api.routes import BLUEPRINTS
@@ -18,7 +19,7 @@ from shared.adapters.locks import SlotLocks
 from shared.adapters.payments import StripeGateway
 from shared.adapters.queue import CeleryQueue, TaskQueue
 from shared.adapters.runtime import Resources, build_resources
-from shared.config import Settings, load_dotenv_for_development
+from shared.config import Settings, check_safe_to_run, load_dotenv_for_development
 from shared.domain.timeutil import Clock, utcnow
 from shared.logging_setup import configure_logging
 from shared.usecases import refunds
@@ -40,7 +41,8 @@ def create_app(
     if settings is None:
         load_dotenv_for_development()
         settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    check_safe_to_run(settings)  # no published secret or short token outside development
+    configure_logging(settings.log_level, settings.log_format)
 
     # No static folder: nothing is served from the disk, every route has an access rule.
     app = Flask("inkflow", static_folder=None)
@@ -49,6 +51,9 @@ def create_app(
     # bodies included.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.wsgi_app = BoundedBodies(app.wsgi_app)  # type: ignore[method-assign]
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     closers = []
     if resources is None:
         resources = build_resources(settings)
@@ -76,13 +81,18 @@ def create_app(
             connect=ConnectOnboarding(resources, gateway),
             effects=effects,
             clock=now,
+            gateway=gateway,
             closers=closers,
         ),
     )
     if settings.cors_origins:
         CORS(app, origins=list(settings.cors_origins))
     register_error_handlers(app)
+    telemetry.install(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    pages.install(app, settings)  # the HTML pages (services/api/pages)
     auth.install(app)  # after the routes: it reads each one's rule
+    ratelimits.install(app, settings)  # after auth: a refused request is not counted
+    security_headers.install(app, settings)
     return app

@@ -71,8 +71,10 @@ WHEN: dict[ErrorCode, str] = {
         "the artist has no Stripe Connect account able to take charges."
     ),
     ErrorCode.RATE_LIMITED: (
-        "too many unpaid holds for this client (`MAX_OPEN_HOLDS_PER_CLIENT`); `details` "
-        "gives `openHolds` and `limit`."
+        "too many requests from this client or address (the operator's `RATE_LIMITS`): "
+        "retry after `Retry-After` seconds (also `details.retryAfterSeconds`); or, on booking "
+        "creation, too many unpaid holds for this client (`MAX_OPEN_HOLDS_PER_CLIENT`), "
+        "with `details` giving `openHolds` and `limit`."
     ),
     ErrorCode.INTERNAL_ERROR: "anything unexpected (logged server-side, never detailed here).",
     ErrorCode.PAYMENT_PROVIDER_ERROR: (
@@ -94,6 +96,10 @@ DEFAULT_RETRY_AFTER_SECONDS = 2
 STATUS_HEADERS: dict[int, dict[str, str]] = {
     401: {"WWW-Authenticate": 'The scheme to authenticate with: "Bearer".'},
     503: {"Retry-After": "Seconds to wait before retrying."},
+}
+# The same, for headers only some answers of the status carry.
+OPTIONAL_STATUS_HEADERS: dict[int, dict[str, str]] = {
+    429: {"Retry-After": "Seconds to wait before retrying (request-rate limits only)."},
 }
 
 

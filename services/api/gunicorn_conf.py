@@ -1,6 +1,8 @@
 """gunicorn settings (`--config python:services.api.gunicorn_conf`); overridable by env."""
 
 import os
+import sys
+from typing import Any
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Processes for the CPU, threads (gthread) to overlap waits on PostgreSQL, Redis and
@@ -37,3 +39,44 @@ if control_socket_path:
     control_socket = control_socket_path
 else:
     control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    """Check the settings once in the master, before any worker forks: a refused start
+    (a missing setting, a published development secret in production) is one line and
+    exit status 1, instead of a traceback per worker and "Worker failed to boot"."""
+    from shared.config import ConfigError, Settings, check_safe_to_run, load_dotenv_for_development
+
+    load_dotenv_for_development()
+    try:
+        check_safe_to_run(Settings.from_env())
+    except ConfigError as exc:
+        raise SystemExit(f"inkflow: {exc}") from None
+
+
+# --- metrics (prometheus_client's multiprocess mode, docs/observability.md) ------------
+# Each worker writes its samples to PROMETHEUS_MULTIPROC_DIR and GET /metrics adds them
+# up. Set up here, as the configuration loads: before the app (and prometheus_client) is
+# imported, with preload_app or without, whatever the worker class. Once per master: a
+# reload (HUP) reads this file again but must not wipe the files of live workers. Only
+# when gunicorn loads it (the bench imports it to read the values above).
+if "gunicorn.arbiter" in sys.modules and os.environ.get("INKFLOW_METRICS_MASTER") != str(
+    os.getpid()
+):
+    from shared.adapters import metrics_dir
+
+    metrics_dir.prepare()
+    os.environ["INKFLOW_METRICS_MASTER"] = str(os.getpid())
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """A worker is gone (exited, killed, recycled): its live gauges stop counting."""
+    from shared.adapters import metrics
+
+    metrics.mark_process_dead(worker.pid)
+
+
+def on_exit(server: object) -> None:
+    from shared.adapters import metrics_dir
+
+    metrics_dir.cleanup()  # (the directory it made, if it made one)

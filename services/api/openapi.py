@@ -25,6 +25,7 @@ format in review.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -39,10 +40,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from services.api.errors import ERROR_MODELS, HTTP_STATUS, STATUS_HEADERS, WHEN, ErrorBody
+from services.api.errors import (
+    ERROR_MODELS,
+    HTTP_STATUS,
+    OPTIONAL_STATUS_HEADERS,
+    STATUS_HEADERS,
+    WHEN,
+    ErrorBody,
+)
 from services.api.schemas import STRICT_NOTE
 from shared.domain.access import Access
 from shared.domain.errors import ErrorCode
+from shared.logging_setup import REQUEST_ID_HEADER, REQUEST_ID_MAX_LENGTH
 
 Schema = dict[str, Any]
 Security = list[dict[str, list[str]]]
@@ -137,22 +146,29 @@ class Operation:
 
 _DECLARED: dict[Callable[..., Any], Operation] = {}
 # Blueprints deliberately left out of the document, by name: (URL prefix, why).
-_UNDOCUMENTED: dict[str, tuple[str, str]] = {}
+_UNDOCUMENTED: dict[str, tuple[tuple[str, ...], str]] = {}
 
 
-def undocumented(blueprint: Blueprint, reason: str) -> Blueprint:
+def undocumented(
+    blueprint: Blueprint, reason: str, *, prefixes: Sequence[str] | None = None
+) -> Blueprint:
     """Leave a blueprint's routes out of the document on purpose (the HTML reference
-    that renders it); any other route without a declaration still fails the build.
-    Its routes are PUBLIC: anyone may read them, no token is looked at."""
-    if not blueprint.url_prefix:
+    that renders it, the web pages); any other route without a declaration still fails
+    the build. `prefixes`: the URL prefixes its routes live under (default: its
+    `url_prefix`); a route of it outside them fails the build too. No token is read on
+    its routes (PUBLIC): a page that is not for everyone checks its own session."""
+    chosen = (
+        tuple(prefixes) if prefixes else (blueprint.url_prefix,) if blueprint.url_prefix else ()
+    )
+    if not chosen:
         raise ValueError(f"{blueprint.name}: an undocumented blueprint needs a URL prefix")
-    _UNDOCUMENTED[blueprint.name] = (blueprint.url_prefix, reason)
+    _UNDOCUMENTED[blueprint.name] = (chosen, reason)
     return blueprint
 
 
 def undocumented_prefixes() -> tuple[str, ...]:
     """URL prefixes whose routes are not in the document (the contract checks skip them)."""
-    return tuple(prefix for prefix, _ in _UNDOCUMENTED.values())
+    return tuple(prefix for prefixes, _ in _UNDOCUMENTED.values() for prefix in prefixes)
 
 
 def operation(
@@ -308,11 +324,13 @@ def _error_responses(codes: Iterable[ErrorCode]) -> dict[int, Schema]:
             "description": " ".join(f"{code.value}: {WHEN[code]}" for code in group),
             "content": {JSON: {"schema": variants[0] if len(group) == 1 else {"oneOf": variants}}},
         }
-        if status in STATUS_HEADERS:
-            response["headers"] = {
-                name: {"description": text, "required": True, "schema": {"type": "string"}}
-                for name, text in STATUS_HEADERS[status].items()
-            }
+        headers = {
+            name: {"description": text, "required": required, "schema": {"type": "string"}}
+            for table, required in ((STATUS_HEADERS, True), (OPTIONAL_STATUS_HEADERS, False))
+            for name, text in table.get(status, {}).items()
+        }
+        if headers:
+            response["headers"] = headers
         out[status] = response
     return out
 
@@ -321,6 +339,19 @@ def _body_schema(reply: Reply) -> Schema:
     if reply.media_type != JSON:
         return {"type": "string"}
     return _ref(reply.model) if reply.model is not None else {"type": "object"}
+
+
+# Every answer carries it (services/api/telemetry.py).
+_REQUEST_ID_RESPONSE_HEADER: Schema = {
+    "description": (
+        "The request's id: the caller's X-Request-ID when it is 1 to "
+        f"{REQUEST_ID_MAX_LENGTH} characters of letters, digits and `._:@+=/-` (starting "
+        "with a letter or digit), else one made by the server. It is in every log line of "
+        "the request and of the background tasks it caused."
+    ),
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": REQUEST_ID_MAX_LENGTH},
+}
 
 
 def _operation_object(op: Operation, path_params: list[str]) -> Schema:
@@ -353,19 +384,33 @@ def _operation_object(op: Operation, path_params: list[str]) -> Schema:
         if status in responses:
             raise RuntimeError(f"{op.operation_id}: status {status} declared twice")
         responses[status] = response
+    for response in responses.values():
+        response.setdefault("headers", {})[REQUEST_ID_HEADER] = {
+            "$ref": "#/components/headers/RequestId"
+        }
     out["responses"] = {str(status): responses[status] for status in sorted(responses)}
     return out
 
 
+def _declaration(app: Flask, endpoint: str) -> Operation | None:
+    # unwrap: a view wrapped after registration (a rate limit) keeps its declaration.
+    return _DECLARED.get(inspect.unwrap(app.view_functions[endpoint]))
+
+
 def _declared(app: Flask, rule: Rule) -> Operation:
-    declared = _DECLARED.get(app.view_functions[rule.endpoint])
+    declared = _declaration(app, rule.endpoint)
     if declared is None:
         raise RuntimeError(f"{rule.rule} ({rule.endpoint}) has no @operation declaration")
     return declared
 
 
 def _undocumented(rule: Rule) -> bool:
-    return rule.endpoint.split(".")[0] in _UNDOCUMENTED
+    found = _UNDOCUMENTED.get(rule.endpoint.split(".")[0])
+    if found is None:
+        return False
+    if not rule.rule.startswith(found[0]):
+        raise RuntimeError(f"{rule.rule} ({rule.endpoint}) is outside its prefixes {found[0]}")
+    return True
 
 
 def access_rules(app: Flask) -> dict[str, Access]:
@@ -416,6 +461,9 @@ wrong JSON type is a VALIDATION_ERROR.
 - Requests are strict (`"60"` is not an integer); unknown fields are ignored. Responses \
 list every key (null when it has no value) and no other.
 - Collections answer `{"items": [...]}`.
+- Every answer carries `X-Request-ID`: the caller's own when it sent a sane one (up to \
+128 letters, digits and `._:@+=/-`), else a new one. Quote it when reporting a problem: \
+the server's log lines, and those of the background work the request caused, carry it.
 - Every error is `{"error": CODE, "message": "…", "details": {…}}` (details optional). \
 A method the route does not serve answers 405 VALIDATION_ERROR, an unknown route 404 \
 NOT_FOUND, a body over 1 MiB 413 PAYLOAD_TOO_LARGE.
@@ -494,7 +542,11 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "info": {"title": "inkflow API", "version": "0.1.0", "description": _DESCRIPTION},
         "tags": _TAGS,
         "paths": paths,
-        "components": {"schemas": _components(unique), "securitySchemes": _SECURITY_SCHEMES},
+        "components": {
+            "schemas": _components(unique),
+            "headers": {"RequestId": _REQUEST_ID_RESPONSE_HEADER},
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
     }
 
 
@@ -510,7 +562,7 @@ def openapi_json(app: Flask) -> bytes:
             (
                 rule.rule,
                 tuple(sorted(rule.methods or ())),
-                id(_DECLARED.get(app.view_functions[rule.endpoint])),
+                id(_declaration(app, rule.endpoint)),
             )
             for rule in app.url_map.iter_rules()
         )
@@ -527,11 +579,13 @@ def render(document: Mapping[str, Any]) -> bytes:
 
 
 def document_app() -> Flask:
-    """The routes alone (no settings, no connections): what the snapshot is built from."""
+    """The routes alone (no settings, no connections): what the snapshot is built from.
+    The web pages' routes too: they are served, though left out of the document."""
+    from services.api.pages import PAGE_BLUEPRINTS
     from services.api.routes import BLUEPRINTS
 
     app = Flask("inkflow-openapi", static_folder=None)
-    for blueprint in BLUEPRINTS:
+    for blueprint in (*BLUEPRINTS, *PAGE_BLUEPRINTS):
         app.register_blueprint(blueprint)
     return app
 

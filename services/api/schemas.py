@@ -436,6 +436,13 @@ class WorkingHoursBody(RootModel[list[WorkingHoursItem]]):
     """Replaces all the artist's working hours. Several intervals per weekday are allowed;
     intervals of one weekday may not overlap; endTime after startTime."""
 
+    def intervals(self) -> list[tuple[int, int, int]]:
+        """(dayOfWeek, start minute, end minute) of each interval, as the catalogue takes them."""
+        return [
+            (item.day_of_week, minutes_of(item.start_time), minutes_of(item.end_time))
+            for item in self.root
+        ]
+
 
 class LeaveRequest(RequestModel):
     start_time: Timestamp = Field(description=_TS)

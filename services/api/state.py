@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.adapters.cache import ExpiringLru
 from shared.adapters.db import transaction
+from shared.adapters.payments import StripeGateway
 from shared.adapters.runtime import Resources
 from shared.domain.timeutil import Clock
 from shared.usecases.booking import BookingService
@@ -29,6 +30,8 @@ class ApiState:
     connect: ConnectOnboarding
     effects: EffectRunner
     clock: Clock
+    # The booking page reads a deposit intent's client secret back from Stripe.
+    gateway: StripeGateway
     availability_cache: ExpiringLru[bytes] = field(default_factory=lambda: ExpiringLru(512))
     # Closes what the factory built itself (not what the caller handed in).
     closers: list[Callable[[], None]] = field(default_factory=list)

@@ -6,6 +6,7 @@ with exponential backoff and jitter. Every task is idempotent.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from functools import cache
 from typing import Any
@@ -25,8 +26,11 @@ from shared.tasks import (
     EXPIRE_HOLDS,
     PROCESS_REFUND,
     PURGE_IDEMPOTENCY_KEYS,
+    PURGE_NOTIFICATIONS,
+    PURGE_STRIPE_EVENTS,
     RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
+    SEND_SIGNIN_LINK,
     SWEEP_INBOX,
     SWEEP_OUTBOX,
     SWEEP_REFUNDS,
@@ -34,15 +38,18 @@ from shared.tasks import (
 )
 from shared.usecases import (
     holds,
-    idempotency,
     inbox,
     intents,
     notifications,
     refunds,
     reminders,
+    retention,
+    signin,
     stripe_events,
 )
 from shared.usecases.effects import EffectRunner
+
+log = logging.getLogger("inkflow.worker")
 
 TRANSIENT = (
     OperationalError,
@@ -108,6 +115,18 @@ def send_notification(notification_id: str) -> str:
     return notifications.send_notification(runtime().resources, uuid.UUID(notification_id))
 
 
+@app.task(name=SEND_SIGNIN_LINK, **RETRY)
+def send_signin_link(link_id: str) -> str:
+    rt = runtime()
+    secret = rt.resources.settings.web_secret_key
+    if secret is None:
+        # The dashboard cannot have issued it (its pages are off without the key); a
+        # worker started without the key cannot sign it: say so where operators look.
+        log.error("sign-in link %s not sent: this worker has no WEB_SECRET_KEY", link_id)
+        return "skipped"
+    return signin.send_link(rt.resources, secret, uuid.UUID(link_id), now=rt.clock())
+
+
 @app.task(name=EXPIRE_HOLDS, **RETRY)
 def expire_holds() -> int:
     rt = runtime()
@@ -141,7 +160,22 @@ def sweep_reminders() -> int:
 @app.task(name=PURGE_IDEMPOTENCY_KEYS, **RETRY)
 def purge_idempotency_keys() -> int:
     rt = runtime()
-    return idempotency.purge_expired(rt.resources.sessions, now=rt.clock())
+    r = rt.resources
+    return retention.purge_idempotency_keys(r.sessions, r.settings, now=rt.clock()).deleted
+
+
+@app.task(name=PURGE_STRIPE_EVENTS, **RETRY)
+def purge_stripe_events() -> int:
+    rt = runtime()
+    r = rt.resources
+    return retention.purge_stripe_events(r.sessions, r.settings, now=rt.clock()).deleted
+
+
+@app.task(name=PURGE_NOTIFICATIONS, **RETRY)
+def purge_notifications() -> int:
+    rt = runtime()
+    r = rt.resources
+    return retention.purge_notifications(r.sessions, r.settings, now=rt.clock()).deleted
 
 
 @app.task(name=RECONCILE_DEPOSIT_INTENTS, **RETRY)

@@ -71,6 +71,9 @@ class EmailContext:
     # A cancelled booking: "client", "artist" (the artist or the operator for them) or
     # "platform"; None otherwise.
     cancelled_by: CancelledByRole | None = None
+    # The client's signed link to the booking's page (follow, cancel, move); None in the
+    # artist's e-mails and while the web pages are off.
+    booking_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +197,27 @@ def render(
     kind: NotificationKind, recipient_role: RecipientRole, context: EmailContext
 ) -> RenderedEmail:
     """Subject, plain-text and HTML body for one recipient. Pure: no database, no clock."""
-    name = template_name(kind, recipient_role)
+    return _render(template_name(kind, recipient_role), asdict(context))
+
+
+@dataclass(frozen=True, slots=True)
+class SigninContext:
+    """The dashboard's sign-in e-mail (`shared.usecases.signin`)."""
+
+    artist_name: str
+    link: str  # PUBLIC_BASE_URL/dashboard/signin/<token>
+    expires: str  # "Tuesday 5 May 2026, 14:15 (Europe/Paris)"
+
+
+SIGNIN_TEMPLATE = "signin_link"
+
+
+def render_signin(context: SigninContext) -> RenderedEmail:
+    return _render(SIGNIN_TEMPLATE, asdict(context))
+
+
+def _render(name: str, values: dict[str, object]) -> RenderedEmail:
     env = _environment()
-    values: dict[str, object] = asdict(context)
     # One line, whatever the template's whitespace: a header cannot hold newlines.
     subject = " ".join(env.get_template(f"{name}.subject.txt").render(values).split())
     values["subject"] = subject

@@ -83,6 +83,22 @@ def _in(values: Iterable[StrEnum]) -> str:
     return ", ".join(f"'{v.value}'" for v in values)
 
 
+def period(start: Any, end: Any) -> ColumnElement[Any]:
+    """The half-open range [start, end), as the GiST indexes below hold it."""
+    return func.tstzrange(start, end, text("'[)'"))
+
+
+def period_overlaps(
+    start_col: Any, end_col: Any, start: datetime, end: datetime
+) -> ColumnElement[bool]:
+    """[start_col, end_col) meets [start, end) (the same test as `start_col < end AND
+    end_col > start` for non-empty rows), written as a range overlap so that a GiST index
+    on (artist_id, period) reads only the rows near the window, bounded on both sides.
+    The two comparisons reach a btree (artist_id, start_time) on the upper bound only:
+    the scan then reads the artist's whole past and throws it away row by row."""
+    return period(start_col, end_col).bool_op("&&")(period(start, end))
+
+
 class Client(Base):
     __tablename__ = "clients"
 
@@ -188,6 +204,14 @@ class Leave(Base):
     __table_args__ = (
         CheckConstraint("end_time > start_time", name="end_after_start"),
         Index("ix_leaves_artist_id_start_time", "artist_id", "start_time"),
+        # Leaves meeting a window (availability, the booking re-check): both bounds reach
+        # the index (`Leave.overlapping`).
+        Index(
+            "ix_leaves_artist_period",
+            "artist_id",
+            period(column("start_time"), column("end_time")),
+            postgresql_using="gist",
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -196,6 +220,11 @@ class Leave(Base):
     end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _created_at()
+
+    @classmethod
+    def overlapping(cls, start: datetime, end: datetime) -> ColumnElement[bool]:
+        """Meets [start, end): through ix_leaves_artist_period with the artist's id."""
+        return period_overlaps(cls.start_time, cls.end_time, start, end)
 
 
 BOOKINGS_NO_OVERLAP = "ex_bookings_no_overlap"
@@ -294,6 +323,13 @@ class Booking(Base):
         return cls.status.in_(LIVE_STATUSES)
 
     @classmethod
+    def live_overlapping(cls, start: datetime, end: datetime) -> ColumnElement[bool]:
+        """A live booking meeting [start, end): the exclusion constraint's own GiST index
+        (artist_id, period) WHERE live answers it with the artist's id, reading only the
+        bookings near the window however long the artist's history."""
+        return cls.live() & period_overlaps(cls.start_time, cls.end_time, start, end)
+
+    @classmethod
     def hold_over(cls, now: datetime) -> ColumnElement[bool]:
         return cls.expires_at <= now
 
@@ -345,6 +381,20 @@ class StripeEvent(Base):
             "ix_stripe_events_unprocessed",
             "received_at",
             postgresql_where=text("status IN ('RECEIVED', 'FAILED')"),
+        ),
+        # The inbox sweeper's query: events it may still re-enqueue. An event FAILED with
+        # its automatic attempts used up (10: stripe_events.MAX_AUTOMATIC_ATTEMPTS) waits
+        # for an operator and stays out, so such events piling up never slow the sweep.
+        Index(
+            "ix_stripe_events_redeliverable",
+            "received_at",
+            postgresql_where=text("status IN ('RECEIVED', 'FAILED') AND attempts < 10"),
+        ),
+        # The retention purge (shared/usecases/retention.py): applied events, oldest first.
+        Index(
+            "ix_stripe_events_applied_processed_at",
+            "processed_at",
+            postgresql_where=text("status IN ('PROCESSED', 'IGNORED')"),
         ),
     )
 
@@ -410,6 +460,19 @@ class Notification(Base):
         # At most one email per booking, kind, recipient and occasion (a second
         # reschedule, another refund, a reminder for a new start time is a new occasion).
         UniqueConstraint("booking_id", "kind", "recipient", "occasion"),
+        # The outbox sweeper's query (PENDING rows, oldest first): only the rows still to
+        # send are in it, so a sweep reads a few entries however many mails were sent.
+        Index(
+            "ix_notifications_pending_created_at",
+            "created_at",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        # The retention purge: sent mails, oldest first.
+        Index(
+            "ix_notifications_sent_at",
+            "sent_at",
+            postgresql_where=text("status = 'SENT'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -461,3 +524,20 @@ class Refund(Base):
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SigninLink(Base):
+    """A magic link sent to an artist (`shared.usecases.signin`): the link carries this
+    id, signed. `used_at` is set once, by the conditional UPDATE that redeems it."""
+
+    __tablename__ = "signin_links"
+    __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="expires_after"),
+        Index("ix_signin_links_artist_id_created_at", "artist_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    artist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("artists.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

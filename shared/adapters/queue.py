@@ -16,11 +16,14 @@ from celery import Celery
 
 from shared.adapters import broker
 from shared.config import Settings
+from shared.logging_setup import current_request_id
 from shared.tasks import TASK_PRIORITY
 
 log = logging.getLogger("inkflow.queue")
 
 DEFAULT_QUEUE = "inkflow"
+# The message header carrying the request id into the worker (services/worker/celery_app).
+REQUEST_ID_TASK_HEADER = "inkflow_request_id"
 
 
 def _transport(broker_url: str) -> dict[str, Any]:
@@ -83,12 +86,16 @@ class CeleryQueue:
         self._queue = settings.celery_queue
 
     def enqueue(self, task_name: str, *args: str) -> bool:
+        # The request (or task) this work comes from: the worker logs the task with its id.
+        request_id = current_request_id()
+        headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
         try:
             self._app.send_task(
                 task_name,
                 args=list(args),
                 queue=self._queue,
                 retry=False,
+                headers=headers,
                 priority=TASK_PRIORITY.get(task_name),
             )
         except Exception as exc:  # noqa: BLE001 - kombu raises a zoo of connection errors; the sweepers re-enqueue

@@ -17,10 +17,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.db import advisory_xact_lock, transaction
 from shared.adapters.locks import SlotLocks, SlotTaken
 from shared.adapters.models import BOOKINGS_NO_OVERLAP, Artist, Booking, Client, Leave, Service
@@ -217,19 +218,22 @@ def slot_taken(
     """A PENDING_PAYMENT or CONFIRMED booking within the buffer of [start, end), or a leave
     overlapping it? (One round trip.) Expired holds must have been marked EXPIRED first
     (see expire_overlapping_holds)."""
+    return bool(session.scalar(slot_taken_query(artist, start, end, exclude=exclude)))
+
+
+def slot_taken_query(
+    artist: Artist, start: datetime, end: datetime, *, exclude: uuid.UUID | None = None
+) -> Select[bool]:
+    """`slot_taken`'s statement: both EXISTS read GiST indexes bounded on both sides (the
+    exclusion constraint's and ix_leaves_artist_period)."""
     buffer = timedelta(minutes=artist.buffer_min)
     booked = select(Booking.id).where(
-        Booking.artist_id == artist.id,
-        Booking.start_time < end + buffer,
-        Booking.end_time > start - buffer,
-        Booking.live(),
+        Booking.artist_id == artist.id, Booking.live_overlapping(start - buffer, end + buffer)
     )
     if exclude is not None:
         booked = booked.where(Booking.id != exclude)
-    on_leave = select(Leave.id).where(
-        Leave.artist_id == artist.id, Leave.start_time < end, Leave.end_time > start
-    )
-    return bool(session.scalar(select(exists(booked) | exists(on_leave))))
+    on_leave = select(Leave.id).where(Leave.artist_id == artist.id, Leave.overlapping(start, end))
+    return select(exists(booked) | exists(on_leave))
 
 
 def _insert_booking(
@@ -333,6 +337,17 @@ class BookingService:
         self._effects = effects
 
     def create(self, request: BookingRequest, *, now: datetime) -> Created:
+        """Hold the slot, then ask Stripe for the deposit intent (see the module
+        docstring); each outcome is counted by its code (201 or the error's)."""
+        try:
+            created = self._create(request, now=now)
+        except DomainError as error:
+            metrics.booking_outcome(error.code.value, (error.details or {}).get("reason"))
+            raise
+        metrics.booking_outcome("201")
+        return created
+
+    def _create(self, request: BookingRequest, *, now: datetime) -> Created:
         start = request.start_time
         try:
             # The lock comes first so that losers of a race cost one Redis round trip, and

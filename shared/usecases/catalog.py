@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, exists, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -137,6 +138,20 @@ def create_client(session: Session, *, email: str, name: str) -> Client:
     session.add(client)
     _flush_unique(session, CLIENT_UNIQUE)
     return client
+
+
+def find_or_create_client(session: Session, *, email: str, name: str) -> Client:
+    """The client with this e-mail (as the booking page knows a client: no account), or
+    a new one. Two first bookings with one new e-mail at once both end with the same row
+    (INSERT … ON CONFLICT DO NOTHING, then read). A known client's name is left as it is:
+    whoever types an e-mail address may not rename its owner."""
+    address = _email(email)
+    session.execute(
+        pg_insert(Client)
+        .values(id=uuid.uuid4(), email=address, name=_name(name))
+        .on_conflict_do_nothing(index_elements=[Client.email])
+    )
+    return session.scalars(select(Client).where(Client.email == address)).one()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,9 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.db import transaction
 from shared.adapters.models import Booking
 from shared.adapters.runtime import Resources
@@ -35,17 +36,30 @@ def expire_overlapping_holds(
     """Inside a booking transaction: stale holds overlapping [start, end) would still
     trip the exclusion constraint, so they are expired first (one statement; usually it
     matches nothing)."""
-    return _expire(
-        session,
-        (Booking.artist_id == artist_id) & (Booking.start_time < end) & (Booking.end_time > start),
-        now,
-    )
+    return _expire(session, overlapping_holds(artist_id, start, end), now)
+
+
+def overlapping_holds(artist_id: uuid.UUID, start: datetime, end: datetime) -> ColumnElement[bool]:
+    """Live bookings of the artist meeting [start, end) (the rule adds PENDING_PAYMENT
+    and the expiry): the exclusion constraint's GiST index, bounded on both sides."""
+    return (Booking.artist_id == artist_id) & Booking.live_overlapping(start, end)
 
 
 @dataclass
 class SweepResult:
     expired: int = 0
     intents_cancelled: list[str] = field(default_factory=list)
+
+
+def stale_holds(now: datetime, batch: int) -> Select[uuid.UUID]:
+    """The sweeper's batch: ix_bookings_pending_expires_at holds only PENDING_PAYMENT rows."""
+    return (
+        select(Booking.id)
+        .where(Booking.stale_hold(now))
+        .order_by(Booking.expires_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def expire_holds(
@@ -57,17 +71,10 @@ def expire_holds(
     result = SweepResult()
     while True:
         with transaction(resources.sessions) as session:
-            ids = list(
-                session.scalars(
-                    select(Booking.id)
-                    .where(Booking.stale_hold(now))
-                    .order_by(Booking.expires_at)
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                )
-            )
+            ids = list(session.scalars(stale_holds(now, batch)))
             decided = _expire(session, Booking.id.in_(ids), now) if ids else NONE
         result.expired += len(ids)
+        metrics.HOLDS_EXPIRED.inc(len(ids))
         result.intents_cancelled += effects.run(decided).intents_cancelled
         if len(ids) < batch:
             return result

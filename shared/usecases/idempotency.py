@@ -152,9 +152,3 @@ def stored_key(key: str) -> str:
     if len(key) <= _STORED_MAX_LENGTH:
         return key
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def purge_expired(sessions: sessionmaker[Session], *, now: datetime) -> int:
-    with transaction(sessions) as session:
-        result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -17,9 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.dml import ReturningInsert
 
+from shared.adapters import metrics
 from shared.adapters.claims import claim_each
 from shared.adapters.db import transaction
 from shared.adapters.models import EventStatus, StripeEvent
@@ -113,24 +115,29 @@ def _shown(event_id: object) -> str:
 def store_event(resources: Resources, event: VerifiedEvent) -> bool:
     """True when this delivery stored an event that needs applying; False for a
     duplicate delivery or a type nothing handles (stored as IGNORED at once)."""
-    handled = event.type in HANDLED_EVENT_TYPES
     # One statement in autocommit: durable when it returns, no BEGIN/COMMIT round trips.
     with resources.autocommit_sessions() as session:
-        inserted = session.execute(
-            insert(StripeEvent)
-            .values(
-                id=event.id,
-                type=event.type,
-                payload=event.payload,
-                status=EventStatus.RECEIVED if handled else EventStatus.IGNORED,
-                attempts=0,
-                stripe_created=event.created,
-                processed_at=None if handled else func.now(),
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(StripeEvent.id)
-        ).first()
-    return inserted is not None and handled
+        inserted = session.execute(event_insert(event)).first()
+    return inserted is not None and event.type in HANDLED_EVENT_TYPES
+
+
+def event_insert(event: VerifiedEvent) -> ReturningInsert[tuple[str]]:
+    """The inbox's one statement: the event, unless its id is stored already."""
+    handled = event.type in HANDLED_EVENT_TYPES
+    return (
+        insert(StripeEvent)
+        .values(
+            id=event.id,
+            type=event.type,
+            payload=event.payload,
+            status=EventStatus.RECEIVED if handled else EventStatus.IGNORED,
+            attempts=0,
+            stripe_created=event.created,
+            processed_at=None if handled else func.now(),
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(StripeEvent.id)
+    )
 
 
 def _apply(event_id: str) -> Effects:
@@ -141,12 +148,31 @@ def receive(resources: Resources, raw_body: bytes, signature: str | None) -> Eff
     """Verify and store; the effects enqueue the event for the workers."""
     event = verify(raw_body, signature, signing_secrets(resources.settings))
     if store_event(resources, event):
+        metrics.webhook_event("received")
         log.info("webhook %s %s received", event.type, event.id)
         return _apply(event.id)
+    metrics.webhook_event("duplicate")
     log.debug("webhook %s %s stored as ignored, or a duplicate", event.type, event.id)
     # A duplicate delivery is not re-enqueued: the first one is applied or the sweeper
     # will pick it up, and applying is idempotent anyway.
     return NONE
+
+
+def stale_events(older_than: datetime, limit: int) -> Select[str]:
+    """Unprocessed events received before `older_than` with automatic attempts left,
+    oldest first: ix_stripe_events_redeliverable holds exactly such rows. The attempts
+    limit is written as a constant (not a parameter) so that the planner can match it to
+    the index's predicate, prepared statement or not."""
+    return (
+        select(StripeEvent.id)
+        .where(
+            StripeEvent.status.in_([EventStatus.RECEIVED, EventStatus.FAILED]),
+            StripeEvent.received_at < older_than,
+            StripeEvent.attempts < literal_column(str(int(MAX_AUTOMATIC_ATTEMPTS))),
+        )
+        .order_by(StripeEvent.received_at)
+        .limit(limit)
+    )
 
 
 def redeliver_stale_events(resources: Resources, *, now: datetime, limit: int = 500) -> Effects:
@@ -156,18 +182,7 @@ def redeliver_stale_events(resources: Resources, *, now: datetime, limit: int = 
     delay = resources.settings.inbox_redelivery_seconds
     older_than = now - timedelta(seconds=delay)
     with transaction(resources.sessions) as session:
-        ids = list(
-            session.scalars(
-                select(StripeEvent.id)
-                .where(
-                    StripeEvent.status.in_([EventStatus.RECEIVED, EventStatus.FAILED]),
-                    StripeEvent.received_at < older_than,
-                    StripeEvent.attempts < MAX_AUTOMATIC_ATTEMPTS,
-                )
-                .order_by(StripeEvent.received_at)
-                .limit(limit)
-            )
-        )
+        ids = list(session.scalars(stale_events(older_than, limit)))
     ids = claim_each(resources.redis, "inkflow:inbox:redelivered:", ids, delay)
     if ids:
         log.info("re-enqueuing %d unprocessed Stripe events", len(ids))

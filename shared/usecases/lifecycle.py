@@ -219,8 +219,7 @@ def add_leave(
         select(Booking)
         .where(
             Booking.artist_id == artist.id,
-            Booking.start_time < end,
-            Booking.end_time > start,
+            Booking.live_overlapping(start, end),
             Booking.blocks_slot(now),
         )
         .order_by(Booking.start_time, Booking.id)

@@ -41,17 +41,18 @@ from __future__ import annotations
 import logging
 import smtplib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from psycopg.errors import LockNotAvailable
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
+from shared.adapters import booking_links, metrics
 from shared.adapters.claims import claim_each
 from shared.adapters.db import transaction
 from shared.adapters.email_templates import EmailContext, make_context, render
@@ -198,7 +199,13 @@ def pending_notification_ids(
 ) -> list[uuid.UUID]:
     """PENDING rows created more than `older_than` ago, oldest first: the sweeper enqueues
     a send task for each (their first task may have been lost). Sending twice is safe."""
-    stmt = (
+    return list(session.scalars(pending_query(older_than, limit)))
+
+
+def pending_query(older_than: timedelta, limit: int) -> Select[uuid.UUID]:
+    """The outbox sweeper's statement: ix_notifications_pending_created_at holds exactly
+    the PENDING rows, so it reads a few entries however many mails were ever sent."""
+    return (
         select(Notification.id)
         .where(
             Notification.status == NotificationStatus.PENDING.value,
@@ -207,7 +214,6 @@ def pending_notification_ids(
         .order_by(Notification.created_at)
         .limit(limit)
     )
-    return list(session.scalars(stmt))
 
 
 def redeliver_pending(
@@ -379,18 +385,21 @@ def send_notification(
             session.delete(note)
             log.info("notification %s (reminder) withdrawn: %s", note.id, note.occasion)
             return "withdrawn"
-        rendered = render(
-            kind,
-            _role_of(kind, note.recipient, rows),
-            context_from_rows(
-                rows.booking,
-                rows.client,
-                rows.artist,
-                rows.service,
-                refunded_minor=_refunded_minor(session, note),
-                previous_start_time=note.previous_start_time,
-            ),
+        role = _role_of(kind, note.recipient, rows)
+        context = context_from_rows(
+            rows.booking,
+            rows.client,
+            rows.artist,
+            rows.service,
+            refunded_minor=_refunded_minor(session, note),
+            previous_start_time=note.previous_start_time,
         )
+        if role == "client":
+            # Only the client's own e-mails carry the link that opens their booking.
+            context = replace(
+                context, booking_url=booking_links.url(resources.settings, rows.booking.id)
+            )
+        rendered = render(kind, role, context)
         invitation = calendars.invitation_for(
             kind, rows.booking, rows.client, rows.artist, rows.service, stamp=note.created_at
         )
@@ -404,6 +413,7 @@ def send_notification(
             # Recorded in this transaction (we still hold the lock), committed on exit.
             note.last_error = describe_failure(error)
             if is_permanent_failure(error):
+                metrics.EMAILS.labels(kind.value, "failed").inc()
                 note.status = NotificationStatus.FAILED.value
                 log.warning(
                     "notification %s (%s) refused for good: %s",
@@ -412,8 +422,10 @@ def send_notification(
                     note.last_error,
                 )
                 return "failed"
+            metrics.EMAILS.labels(kind.value, "retry").inc()
             transient, cause = TransientMailError(note.id, note.last_error), error
         else:
+            metrics.EMAILS.labels(kind.value, "sent").inc()
             note.status = NotificationStatus.SENT.value
             note.sent_at = utcnow()
             log.info("notification %s (%s) sent", note.id, kind.value)

@@ -34,6 +34,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.models import (
     Booking,
     DepositStatus,
@@ -96,6 +97,9 @@ def record(
             # Several failed refunds may come with one event: failed rows carry no event
             # id (the ledger keeps failures unique per event).
             failed += _ledger(session, booking, report, TransactionStatus.FAILED, None)
+            # Counted before the commit: an alert signal, not a ledger (the ledger row
+            # above is the record).
+            metrics.REFUND_FAILURES.labels("stripe").inc()
             log.error(
                 "refund %s (%s %s) of booking %s failed at Stripe: %s",
                 report.id,

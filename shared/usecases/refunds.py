@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.db import transaction
 from shared.adapters.models import Booking, Refund
 from shared.adapters.payments import (
@@ -110,6 +111,7 @@ def make(
         raise
     except PaymentProviderError as exc:
         _count_attempt(resources, refund_id, exc, now, give_up=True)
+        metrics.REFUND_FAILURES.labels("request").inc()
         log.error("refund %s of booking %s refused: %s", refund_id, request.booking_id, exc)
         return Outcome(f"failed: {exc}")
     with transaction(resources.sessions) as session:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from shared.adapters.models import Artist, Booking, Leave, Service, WorkingHours
@@ -60,6 +60,30 @@ def _clock(minute: int) -> time:
     return time(0, 0) if minute == 1440 else time(minute // 60, minute % 60)
 
 
+def leaves_in_window(
+    artist_id: uuid.UUID, start: datetime, end: datetime
+) -> Select[datetime, datetime]:
+    """The artist's leaves meeting [start, end) (ix_leaves_artist_period)."""
+    return select(Leave.start_time, Leave.end_time).where(
+        Leave.artist_id == artist_id, Leave.overlapping(start, end)
+    )
+
+
+def bookings_in_window(
+    artist_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+) -> Select[datetime, datetime, datetime | None]:
+    """The artist's bookings that block time in [start, end) at `now`, read through the
+    exclusion constraint's GiST index (both window bounds reach it: see
+    `Booking.live_overlapping`)."""
+    return select(Booking.start_time, Booking.end_time, Booking.expires_at).where(
+        Booking.artist_id == artist_id,
+        Booking.live_overlapping(start, end),
+        # An unpaid hold stops blocking the slot the moment it expires, before the sweeper
+        # gets to it.
+        Booking.blocks_slot(now),
+    )
+
+
 def load_schedule(
     session: Session,
     artist: Artist,
@@ -77,21 +101,8 @@ def load_schedule(
             WorkingHours.artist_id == artist.id
         )
     ).all()
-    leaves = session.execute(
-        select(Leave.start_time, Leave.end_time).where(
-            Leave.artist_id == artist.id,
-            Leave.start_time < window.end,
-            Leave.end_time > window.start,
-        )
-    ).all()
-    booking_query = select(Booking.start_time, Booking.end_time, Booking.expires_at).where(
-        Booking.artist_id == artist.id,
-        Booking.start_time < window.end,
-        Booking.end_time > window.start,
-        # An unpaid hold stops blocking the slot the moment it expires, before the sweeper
-        # gets to it.
-        Booking.blocks_slot(now),
-    )
+    leaves = session.execute(leaves_in_window(artist.id, window.start, window.end)).all()
+    booking_query = bookings_in_window(artist.id, window.start, window.end, now)
     if exclude_booking is not None:
         booking_query = booking_query.where(Booking.id != exclude_booking)
     bookings = session.execute(booking_query).all()

@@ -27,6 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.adapters import metrics
 from shared.adapters.db import describe_error, is_momentary, transaction
 from shared.adapters.models import (
     Artist,
@@ -388,6 +389,7 @@ def apply_event(
             listed = stripe.list_refunds(charge_id=first.charge_id, intent_id=first.intent_id)
             return _apply(resources, event_id, now, refunds=tuple(listed))
     except Exception as exc:
+        metrics.webhook_event("failed")
         _mark_failed(resources, event_id, exc)
         raise
 
@@ -424,6 +426,7 @@ def _apply(
         event.status = EventStatus.IGNORED if applied.ignored else EventStatus.PROCESSED
         event.processed_at = func.now()
         event.last_error = applied.problem
+    metrics.webhook_event("applied")
     log.info("stripe event %s applied: %s", event_id, applied.note)
     return Outcome(applied.note, applied.effects)
 

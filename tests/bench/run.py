@@ -16,12 +16,17 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
  8. costs            CPU ms and PostgreSQL/Redis round trips per request and per event
                       (tests/bench/costs.py), and the capacity of two cores they imply
  9. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
+10. scale             when `make bench-data` built inkflow_bench_big: the same requests on
+                      a small and the big database, EXPLAIN of the hot statements, GiST
+                      figures, a retention purge under webhook load (tests/bench/scale.py)
 
 Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (32), BENCH_CONNECTIONS
 (workers × GUNICORN_WORKER_CONNECTIONS), BENCH_WARMUP (2 s), BENCH_DURATION (8 s),
 BENCH_WEBHOOK_EVENTS (1,000), BENCH_WEBHOOK_RATE (200/s), BENCH_CONTENTION (2,000),
 BENCH_WORKER_POOL (prefork), BENCH_WORKER_CONCURRENCY (8), BENCH_DATABASE_URL,
-BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles).
+BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles), BENCH_BIG
+(auto | 1 | 0: the scale stage), BENCH_SCALE_ROUNDS (3), BENCH_SCALE_CONNECTIONS (4),
+BENCH_PURGE_SECONDS (10).
 
 Exit status: 0 when the bench ran (missed targets are reported, not fatal), 2 when the
 harness itself failed, 130 when interrupted. Everything started is stopped and the
@@ -53,7 +58,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from devtools.processes import Child, ChildError, port_is_open
-from tests.bench import costs, data, latency, naive, report, scaleout
+from tests.bench import costs, data, latency, naive, report, scale, scaleout
 from tests.bench.ceilings import postgres_inserts, redis_set_nx_px
 from tests.bench.cpu import CpuMeter
 from tests.bench.profiling import FOCUS, Profile, py_spy
@@ -99,7 +104,7 @@ def _healthz_touches_nothing() -> bool:
             celery_broker_url="redis://127.0.0.1:9/0",
             stripe_secret_key="sk_test_x",
             stripe_webhook_secret="whsec_x",
-            admin_api_token="x",
+            admin_api_token="x" * 32,
             log_level="WARNING",
         )
     )
@@ -296,6 +301,9 @@ class Bench:
         scaleout.stage_scaleout(self)
         costs.stage_costs(self)
         self.stage_raw_ceilings()
+        scaled = scale.ScaleStage(self).run()
+        if scaled is not None:
+            self.results["scale"] = scaled
         return self.results
 
     def _wait_worker(self) -> None:
@@ -845,6 +853,7 @@ def build_rows(results: JSON) -> tuple[list[report.Row], dict[int, str]]:
     rows.append(Row(f"Redis SET NX PX, redis-py × {rd['threads']}", rd["python_ops"], "ops/s"))
     if rd["redis_benchmark_ops"]:
         rows.append(Row("Redis SET NX PX, redis-benchmark", rd["redis_benchmark_ops"], "ops/s"))
+    scale.add_rows(results, rows, section)
     return rows, sections
 
 
@@ -906,6 +915,7 @@ def finish(bench: Bench, results: JSON) -> int:
         "",
         "CPU milliseconds per request, per component (robust to other work on the machine):",
         report.cpu_table(bench.cpu_ms_by_stage, per_request=True),
+        *scale.note_lines(results),
         "",
         f"targets: {'all met' if not failed else 'MISSED: ' + '; '.join(failed)}",
     ]

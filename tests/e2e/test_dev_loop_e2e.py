@@ -9,6 +9,7 @@ an artist."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -35,8 +36,11 @@ CLIENT_MAIL, ARTIST_MAIL = "demo-client@inkflow.local", "demo-artist@inkflow.loc
 class Loop:
     """The running system and the CLI's environment."""
 
-    def __init__(self, api: str, emulator: str, cli_env: dict[str, str]) -> None:
+    def __init__(
+        self, api: str, emulator: str, cli_env: dict[str, str], logs: list[Path] | None = None
+    ) -> None:
         self.api, self.emulator, self.cli_env = api, emulator, cli_env
+        self.logs = logs or []  # the log files of the emulator, gunicorn and the worker
         self.http = requests.Session()
         self.http.headers.update(ADMIN)
 
@@ -128,7 +132,8 @@ def loop(
             "CELERY_QUEUE": queue,
             "AUTH_JWT_SECRET": JWT_SECRET,
         }
-        yield Loop(api, stripe_url, cli_env)
+        logs = [c.log_path for c in [*children, worker.process] if c and c.log_path]
+        yield Loop(api, stripe_url, cli_env, logs)
     finally:
         worker.stop()
         for child in reversed(children):
@@ -282,3 +287,45 @@ def test_cli_errors_are_one_line_and_non_zero(loop: Loop, tmp_path: Path) -> Non
     help_text = loop.inkflow("--help").stdout
     for command in ("seed", "events list", "events replay", "pay", "trigger", "demo"):
         assert any(line.strip().startswith(command) for line in help_text.splitlines()), command
+
+
+# What must never reach a log line: a secret, a token, a card detail, an address.
+LEAKS = {
+    "a JWT": re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}"),
+    "a PaymentIntent client secret": re.compile(r"pi_\w+_secret_\w+"),
+    "a card number": re.compile(r"\b(?:\d{4}[ -]?){3}\d{4}\b"),
+    "an email address": re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"),
+}
+
+
+def test_the_logs_of_a_paid_then_refunded_booking_hold_no_secret(loop: Loop) -> None:
+    """Book, pay with a card, have it refunded — then read every line the emulator,
+    gunicorn and the worker logged (at INFO): no operator token, webhook or JWT secret,
+    JWT, client secret, card number or email address."""
+    seeded = loop.inkflow("seed")
+    assert seeded.returncode == 0, seeded.stderr
+    ids = json.loads(seeded.stdout)
+    booking_id = loop.book(ids, a_slot(5, hour=14))
+    created = loop.http.get(f"{loop.api}/api/admin/bookings/{booking_id}", timeout=10).json()
+    paid = loop.inkflow("pay", booking_id)  # Stripe's test Visa, 4242 4242 4242 4242
+    assert paid.returncode == 0, paid.stderr
+    token = loop.inkflow("token", "--client", ids["clientId"]).stdout.strip()
+    assert token.startswith("eyJ")
+    as_client = {"Authorization": f"Bearer {token}"}
+    mine = requests.get(f"{loop.api}/api/bookings/{booking_id}", headers=as_client, timeout=10)
+    assert mine.json()["booking"]["status"] == "CONFIRMED"
+    refunded = loop.inkflow("trigger", "charge.refunded", "--booking", booking_id)
+    assert refunded.returncode == 0, refunded.stderr
+    assert support.wait_until(
+        lambda: any(t["kind"] == "REFUND" for t in loop.detail(booking_id)["transactions"]),
+        timeout=15,
+    )
+    assert created["booking"]["paymentIntentId"]
+
+    text = "\n".join(path.read_text(errors="replace") for path in loop.logs)
+    assert "booking" in text.lower()  # the logs were written, at INFO
+    for secret in (support.ADMIN_TOKEN, support.WEBHOOK_SECRET, JWT_SECRET, token):
+        assert secret not in text
+    for what, pattern in LEAKS.items():
+        found = pattern.findall(text)
+        assert not found, f"{what} in the logs: {found[:3]}"

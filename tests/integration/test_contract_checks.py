@@ -37,7 +37,8 @@ def check_flask(
 ) -> None:
     request = Request(EnvironBuilder(method=method, path=path).get_environ())
     response = Response(json.dumps(body), status=status, mimetype="application/json")
-    response.headers.update(headers or {})
+    # Every answer of the app carries X-Request-ID (services/api/telemetry.py).
+    response.headers.update({"X-Request-ID": "contract-check", **(headers or {})})
     contract.check(
         openapi_json(app),
         contract._AnsweredRequest(request),
@@ -74,6 +75,18 @@ def test_a_conforming_answer_passes(app):
 def test_a_body_that_drifted_fails(app, case, body):
     with pytest.raises(contract.ResponseMismatch):
         check_flask(app, "POST", LEAVES_PATH, 201, body)
+
+
+def test_an_answer_without_its_request_id_fails(app):
+    with pytest.raises(contract.ResponseMismatch, match="should be non-empty"):
+        check_flask(
+            app,
+            "POST",
+            LEAVES_PATH,
+            201,
+            {**LEAVE, "conflicts": [], "cancelled": []},
+            headers={"X-Request-ID": ""},
+        )
 
 
 def test_an_undeclared_status_fails(app):
@@ -123,6 +136,7 @@ def test_requests_answers_of_an_api_server_are_checked(app, monkeypatch):
         response.status_code = status
         response._content = json.dumps(body).encode()
         response.headers["Content-Type"] = "application/json"
+        response.headers["X-Request-ID"] = "contract-check"
         response.request = requests.Request("GET", url).prepare()
         return response
 

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.adapters import booking_links
 from shared.adapters.db import make_session_factory, transaction
 from shared.adapters.mail import ConsoleBackend, SmtpBackend, mail_backend
 from shared.adapters.models import (
@@ -400,3 +401,21 @@ def test_sweeper_reenqueues_old_pending_rows_once_per_period(sessions, resources
         assert not redeliver_pending(resources, older_than=timedelta(minutes=5))
     finally:
         resources.redis.delete(*(f"inkflow:outbox:redelivered:{i}" for i in ids))
+
+
+def test_the_clients_confirmation_links_to_the_booking_page_signed(sessions, resources, sink):
+    booked, ids = _confirmed(sessions)
+    assert [send_notification(resources, note_id) for note_id in ids] == ["sent", "sent"]
+    by_to = {m.to: m for m in sink.wait_for(2, timeout=5)}
+    client, artist = by_to[booked.client_email], by_to[booked.artist_email]
+    settings = resources.settings
+    link = booking_links.url(settings, booked.booking_id)
+    assert link is not None
+    assert link.startswith(f"{settings.public_base_url}/booking/{booked.booking_id}?t=")
+    assert link in (client.text or "")
+    assert link.replace("&", "&amp;") in (client.html or "")
+    token = link.rsplit("?t=", 1)[1]
+    assert booking_links.booking_of(settings.web_secret_key, token) == booked.booking_id
+    # The artist's e-mail opens nothing of the client's.
+    assert "?t=" not in (artist.text or "")
+    assert "?t=" not in (artist.html or "")

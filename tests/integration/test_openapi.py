@@ -114,13 +114,47 @@ def test_every_route_is_documented_and_every_documented_path_exists(app, documen
     assert app_routes(app) == documented
 
 
-def test_only_the_html_reference_is_left_out_on_purpose(app):
+# The HTML pages' routes: in no OpenAPI document (they answer HTML, not the JSON API).
+PAGE_ROUTES = [
+    "/static/<path:filename>",
+    "/book/<artist_id>",
+    "/booking/<booking_id>",
+    "/booking/<booking_id>/cancel",
+    "/booking/<booking_id>/reschedule",
+    "/booking/<booking_id>/status",
+    # The dashboard's (services/api/pages/dashboard.py).
+    "/dashboard",
+    "/dashboard/artists/<artist_id>",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/cancel",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/complete",
+    "/dashboard/artists/<artist_id>/bookings/<booking_id>/no-show",
+    "/dashboard/artists/<artist_id>/calendar",
+    "/dashboard/artists/<artist_id>/calendar/rotate",
+    "/dashboard/artists/<artist_id>/hours",
+    "/dashboard/artists/<artist_id>/leaves",
+    "/dashboard/artists/<artist_id>/leaves/<leave_id>/delete",
+    "/dashboard/artists/<artist_id>/payments",
+    "/dashboard/artists/<artist_id>/payments/dashboard",
+    "/dashboard/artists/<artist_id>/payments/onboarding",
+    "/dashboard/artists/<artist_id>/policy",
+    "/dashboard/artists/<artist_id>/services",
+    "/dashboard/artists/<artist_id>/services/<service_id>",
+    "/dashboard/artists/<artist_id>/services/<service_id>/remove",
+    "/dashboard/signin",
+    "/dashboard/signin/<token>",
+    "/dashboard/signin/operator",
+    "/dashboard/signout",
+]
+
+
+def test_only_the_html_reference_and_pages_are_left_out_on_purpose(app):
     left_out = sorted(
         rule.rule
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static" and rule.rule.startswith(undocumented_prefixes())
     )
-    assert left_out == ["/docs/", "/docs/<path:path>"]
+    # The API reference, the web pages and their static files (services/api/pages).
+    assert sorted(set(left_out)) == sorted(["/docs/", "/docs/<path:path>", *PAGE_ROUTES])
 
 
 def test_the_reference_is_browsable_at_docs_without_a_cdn(client):
@@ -227,11 +261,10 @@ def test_responses_are_strict(document):
                 assert status in ("204", "304"), (method, path, status)
                 continue
             if "application/json" not in response["content"]:
-                # The one body that is not JSON: the calendar feed.
-                assert (path, status, list(response["content"])) == (
-                    "/api/calendar/{token}.ics",
-                    "200",
-                    ["text/calendar"],
+                # The bodies that are not JSON: the calendar feed, the Prometheus metrics.
+                assert (path, status, list(response["content"])) in (
+                    ("/api/calendar/{token}.ics", "200", ["text/calendar"]),
+                    ("/metrics", "200", ["text/plain"]),
                 )
                 continue
             schema = response["content"]["application/json"]["schema"]

@@ -47,6 +47,7 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/docs/"): PUBLIC,
     ("GET", "/docs/<path:path>"): PUBLIC,
     ("POST", "/api/webhooks/stripe"): PUBLIC,
@@ -83,6 +84,54 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("POST", "/api/admin/artists/<artist_id>/stripe/onboarding"): ARTIST,
     ("POST", "/api/admin/artists/<artist_id>/stripe/dashboard"): ARTIST,
     ("GET", "/api/calendar/<token>.ics"): PUBLIC,
+    # The web pages (services/api/pages) read no bearer token: public, or opened by the
+    # signed session cookie they check themselves (tests/integration/test_pages.py).
+    ("GET", "/static/<path:filename>"): PUBLIC,
+    ("GET", "/book/<artist_id>"): PUBLIC,
+    ("POST", "/book/<artist_id>"): PUBLIC,
+    ("GET", "/booking/<booking_id>"): PUBLIC,
+    ("GET", "/booking/<booking_id>/status"): PUBLIC,
+    ("POST", "/booking/<booking_id>/cancel"): PUBLIC,
+    ("POST", "/booking/<booking_id>/reschedule"): PUBLIC,
+    # The dashboard: each page checks its session and the artist it is about
+    # (tests/integration/test_dashboard_pages.py); without one it redirects to sign-in.
+    ("GET", "/dashboard"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/calendar"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/hours"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/leaves"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/payments"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/policy"): PUBLIC,
+    ("GET", "/dashboard/artists/<artist_id>/services"): PUBLIC,
+    ("GET", "/dashboard/signin"): PUBLIC,
+    ("GET", "/dashboard/signin/<token>"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/cancel"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/complete"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/bookings/<booking_id>/no-show"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/calendar/rotate"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/hours"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/leaves"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/leaves/<leave_id>/delete"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/payments/dashboard"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/payments/onboarding"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/policy"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services/<service_id>"): PUBLIC,
+    ("POST", "/dashboard/artists/<artist_id>/services/<service_id>/remove"): PUBLIC,
+    ("POST", "/dashboard/signin"): PUBLIC,
+    ("POST", "/dashboard/signin/<token>"): PUBLIC,
+    ("POST", "/dashboard/signin/operator"): PUBLIC,
+    ("POST", "/dashboard/signout"): PUBLIC,
+}
+# Pages opened by the signed session cookie alone (or the e-mail's signed link, which
+# sets it): no bearer token opens them, so every caller of the tables below — none has
+# that session — is refused with an HTML page (403; a POST without its CSRF token 400)
+# and changes nothing.
+SESSION_PAGES = {
+    ("GET", "/booking/<booking_id>"),
+    ("GET", "/booking/<booking_id>/status"),
+    ("POST", "/booking/<booking_id>/cancel"),
+    ("POST", "/booking/<booking_id>/reschedule"),
 }
 
 # artist, client: A and C, who own the route's resource; artist-B, client-D: others.
@@ -229,6 +278,7 @@ def request_for(
         .replace("<service_id>", world.service)
         .replace("<leave_id>", world.leave)
         .replace("<path:path>", "index.css")
+        .replace("<path:filename>", "inkflow.css")
     )
     tag = uuid.uuid4().hex[:8]
     # Without client JWTs the body names the acting client (the contract's open mode).
@@ -309,7 +359,7 @@ def check_route(
     for name in header:
         path, query, body = request_for(method, rule, world, client_jwts=client_jwts)
         owner_like = OWNER_OF.get(name, name) if (method, rule) in UNOWNED else name
-        want = expected[(access, owner_like)]
+        want = "page" if (method, rule) in SESSION_PAGES else expected[(access, owner_like)]
         before = database_fingerprint(engine) if want != "ok" else None
         kwargs: dict[str, Any] = {"headers": heads[name]}
         if body is not None:
@@ -317,7 +367,12 @@ def check_route(
         answer = http.open(path, method=method, query_string=query, **kwargs)
         answer.close()  # a file sent from a package (the API reference's assets)
         got = str(answer.status_code)
-        if want == "ok":
+        if want == "page":
+            if (got not in ("400", "403")) or answer.mimetype != "text/html":
+                failures.append(f"{name}: expected an HTML 403 (or 400), got {got}")
+            elif database_fingerprint(engine) != before:
+                failures.append(f"{name}: refused ({got}) but the database changed")
+        elif want == "ok":
             if answer.status_code in (401, 403) or answer.status_code >= 500:
                 said = answer.get_data(as_text=True)[:200]
                 failures.append(f"{name}: expected to get through, got {got} {said}")
@@ -377,5 +432,5 @@ def test_route_by_caller(apps: tuple[Flask, Flask], sessions: Any, method: str, 
 def test_the_table_size() -> None:
     with_jwts = len(parse(WITH_CLIENT_JWTS)[0])
     without = len(parse(WITHOUT_CLIENT_JWTS)[0])
-    assert (len(ROUTES), with_jwts, without) == (39, 10, 4)
-    assert len(ROUTES) * (with_jwts + without) == 546
+    assert (len(ROUTES), with_jwts, without) == (74, 10, 4)
+    assert len(ROUTES) * (with_jwts + without) == 1036

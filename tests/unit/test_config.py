@@ -30,6 +30,14 @@ def test_defaults():
     assert settings.calendar_token_secret is None
     assert settings.stripe_connect_webhook_secret is None
     assert settings.stripe_connect_country is None
+    assert (
+        settings.retention_events_days,
+        settings.retention_notifications_days,
+        settings.retention_idempotency_hours,
+        settings.retention_sweep_seconds,
+        settings.retention_batch,
+        settings.retention_budget_seconds,
+    ) == (30, 90, 24, 3600, 1000, 120.0)
 
 
 @pytest.mark.parametrize("name", sorted(BASE))
@@ -50,6 +58,12 @@ def test_missing_required_setting_is_named(name):
         ("PUBLIC_BASE_URL", "inkflow.example"),
         ("STRIPE_CONNECT_COUNTRY", "France"),
         ("STRIPE_CONNECT_COUNTRY", "F1"),
+        ("LOG_FORMAT", "xml"),
+        ("WORKER_METRICS_PORT", "70000"),
+        ("WORKER_METRICS_PORT", "-1"),
+        # Stripe redelivers for 3 days: an event purged sooner could be applied twice.
+        ("RETENTION_EVENTS_DAYS", "6"),
+        ("RETENTION_BATCH", "0"),
     ],
 )
 def test_malformed_values_are_named(name, value):

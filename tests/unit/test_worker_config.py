@@ -16,6 +16,9 @@ from shared.tasks import (
     APPLY_STRIPE_EVENT,
     EXPIRE_HOLDS,
     PROCESS_REFUND,
+    PURGE_IDEMPOTENCY_KEYS,
+    PURGE_NOTIFICATIONS,
+    PURGE_STRIPE_EVENTS,
     RECONCILE_DEPOSIT_INTENTS,
     SEND_NOTIFICATION,
     SWEEP_INBOX,
@@ -36,6 +39,7 @@ ENV = {
     "HOLD_SWEEP_SECONDS": "45",
     "CELERY_VISIBILITY_TIMEOUT": "900",
     "REMINDER_SWEEP_SECONDS": "30",
+    "RETENTION_SWEEP_SECONDS": "600",
 }
 
 
@@ -56,6 +60,8 @@ def test_delivery_guarantees_and_schedule():
     assert SWEEP_REFUNDS in schedule  # owed refunds whose task was lost
     assert schedule[RECONCILE_DEPOSIT_INTENTS] == 300.0  # intents no booking names
     assert schedule[SWEEP_REMINDERS] == 30.0
+    for purge in (PURGE_IDEMPOTENCY_KEYS, PURGE_STRIPE_EVENTS, PURGE_NOTIFICATIONS):
+        assert schedule[purge] == 600.0  # retention
     app.close()
 
 

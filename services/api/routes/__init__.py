@@ -11,6 +11,7 @@ from services.api.routes import (
     docs,
     health,
     lifecycle,
+    metrics,
     webhooks,
 )
 
@@ -26,4 +27,5 @@ BLUEPRINTS = (
     connect.bp,
     docs.bp,
     docs.reference,
+    metrics.bp,
 )

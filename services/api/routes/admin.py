@@ -24,7 +24,6 @@ from services.api.schemas import (
     ServicePatch,
     ServiceRequest,
     WorkingHoursBody,
-    minutes_of,
     parse_body,
     parse_query,
     parse_value,
@@ -319,14 +318,7 @@ def delete_service(artist_id: str, service_id: str) -> Response:
 )
 def put_working_hours(artist_id: str) -> Response:
     body = parse_body(WorkingHoursBody)
-    hours = [
-        catalog.HoursInput(
-            day_of_week=item.day_of_week,
-            start_minute=minutes_of(item.start_time),
-            end_minute=minutes_of(item.end_time),
-        )
-        for item in body.root
-    ]
+    hours = [catalog.HoursInput(*interval) for interval in body.intervals()]
     with unit_of_work() as session:
         rows = catalog.replace_working_hours(session, artist_id, hours)
         return reply(Items[out.WorkingHours](items=[out.WorkingHours.of(r) for r in rows]))

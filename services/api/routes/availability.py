@@ -63,7 +63,7 @@ def render(answer: Availability) -> bytes:
     ),
     body=AvailabilityRequest,
     responses={200: Reply("The slots.", AvailabilityAnswer)},
-    errors=[ErrorCode.VALIDATION_ERROR, ErrorCode.NOT_FOUND],
+    errors=[ErrorCode.VALIDATION_ERROR, ErrorCode.NOT_FOUND, ErrorCode.RATE_LIMITED],
 )
 def post_availability() -> Response:
     current = state()
