@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from tests.bench.run import Bench
 
 JSON = dict[str, Any]
+# Long enough for the production start check (shared.config.check_safe_to_run).
+ADMIN_TOKEN = f"costs-admin-{uuid.uuid4().hex}"
 
 
 @dataclass
@@ -137,7 +139,7 @@ def _app_settings(database_url: str, redis_url: str, stripe_url: str, queue: str
             "STRIPE_SECRET_KEY": "sk_test_inkflow_costs",
             "STRIPE_WEBHOOK_SECRET": "whsec_costs",
             "STRIPE_API_BASE": stripe_url,
-            "ADMIN_API_TOKEN": "costs-admin",
+            "ADMIN_API_TOKEN": ADMIN_TOKEN,
             "CELERY_QUEUE": queue,
             "LOG_LEVEL": "WARNING",
         }
@@ -281,7 +283,7 @@ def celery_overhead(
         "STRIPE_SECRET_KEY": "sk_test_inkflow_costs",
         "STRIPE_WEBHOOK_SECRET": "whsec_costs",
         "STRIPE_API_BASE": stripe_url,
-        "ADMIN_API_TOKEN": "costs-admin",
+        "ADMIN_API_TOKEN": ADMIN_TOKEN,
         "CELERY_QUEUE": queue,
         "LOG_LEVEL": "WARNING",
     }
