@@ -64,12 +64,13 @@ def drop_database(url: str) -> None:
 
 @contextmanager
 def own_celery_queue(prefix: str = "inkflow-test") -> Iterator[str]:
-    """A broker queue of our own, deleted at the end with kombu's routing keys for it:
-    tests never touch others' keys."""
+    """A broker queue of our own, deleted at the end with its priority lists (booking
+    e-mails: shared/tasks.py) and kombu's routing keys for it: tests never touch others'
+    keys."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     yield name
     client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
+    client.delete(name, *client.keys(f"*{name}*"))
     client.close()
 
 

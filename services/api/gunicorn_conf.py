@@ -8,18 +8,17 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Processes for the CPU, threads (gthread) to overlap waits on PostgreSQL, Redis and
 # above all Stripe (hundreds of ms in production). A thread is busy for the whole Stripe
 # call (no database connection is held meanwhile: shared/usecases/booking.py), so the
-# threads of one instance bound its booking rate at threads ÷ Stripe latency: 4 × 16 = 64
-# at 300 ms ≈ 210 bookings/s, what two cores serve when Stripe answers at once (measured:
-# `make bench`, stage stripe_latency; 4 × 4 gave 53/s at 300 ms). README "Concurrency".
+# threads that hold clients bound the booking rate at threads ÷ Stripe latency.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 worker_class = "gthread" if threads > 1 else "sync"
-# A gthread worker otherwise accepts up to 1,000 keep-alive connections and keeps them:
-# one worker could hold nearly every client and, bound by the GIL, use one core while
-# the others idle (measured: 135 vs ~215 bookings/s). Beyond this, clients wait in the
-# listen backlog for whichever worker has room; 4 x threads keeps most keep-alive
-# connections open (2 x threads forced reconnects: availability fell 25%).
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", str(4 * threads)))
+# A process never holds more client connections than it has threads. gunicorn does not
+# spread connections over its processes: whichever wakes first accepts, and the bench saw
+# 64 clients held as [45, 18, 1, 0] and [35, 29, 0, 0] by four processes of 16 threads,
+# so one process queued its extra requests behind Stripe's 300 ms while two sat idle.
+# With one thread per held connection, 4 × 32 serves 128 connections at once however
+# they land; clients beyond that wait in the listen backlog, not behind a busy thread.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", str(threads)))
 # Connections the kernel queues before a worker accepts them: a burst of 2,000 clients
 # for one slot waits here, not refused (the kernel caps it at net.core.somaxconn).
 backlog = int(os.environ.get("GUNICORN_BACKLOG", "4096"))

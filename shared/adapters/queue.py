@@ -17,6 +17,7 @@ from celery import Celery
 from shared.adapters import broker
 from shared.config import Settings
 from shared.logging_setup import current_request_id
+from shared.tasks import TASK_PRIORITY
 
 log = logging.getLogger("inkflow.queue")
 
@@ -90,7 +91,12 @@ class CeleryQueue:
         headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
         try:
             self._app.send_task(
-                task_name, args=list(args), queue=self._queue, retry=False, headers=headers
+                task_name,
+                args=list(args),
+                queue=self._queue,
+                retry=False,
+                headers=headers,
+                priority=TASK_PRIORITY.get(task_name),
             )
         except Exception as exc:  # noqa: BLE001 - kombu raises a zoo of connection errors; the sweepers re-enqueue
             log.warning("could not enqueue %s%s: %s", task_name, args, exc)

@@ -1,7 +1,9 @@
-"""Booking creation: validate → Redis slot lock → rules → one constrained transaction →
-release → Stripe deposit intent → store its id.
+"""Booking creation: validate → Redis slot lock → slot already booked? → rules → one
+constrained transaction → release → Stripe deposit intent → store its id.
 
-Why this order: the lock makes losers answer at once; the rules give a precise reason;
+Why this order: the lock makes losers answer at once, and a slot someone already holds
+is refused with one statement (SLOT_UNAVAILABLE ALREADY_BOOKED, before the other rules);
+the rules give a precise reason;
 the transaction (per-artist advisory lock, re-check including buffers, exclusion
 constraint) is the guarantee; Stripe is called after commit so no database transaction
 ever waits on the network, and its idempotency key comes from the booking id so a retry
@@ -283,6 +285,30 @@ def _insert_booking(
     return booking, effects
 
 
+def booked_already(session: Session, request: BookingRequest, now: datetime) -> bool:
+    """The cheap refusal of a lost race that is over: a future slot that a confirmed
+    booking or an open hold of this artist starts at, asked by an existing client for a
+    service the artist offers. One statement, no transaction, so that the many losers of
+    a popular slot that arrive after the winner committed cost what a loser on the Redis
+    lock costs, instead of the whole rule check. A read of committed rows: the database
+    stays the only judge (anything else goes through the full check)."""
+    artist_id = parse_id(request.artist_id, "Artist")
+    if request.start_time <= now:
+        return False
+    booked = select(Booking.id).where(
+        Booking.artist_id == artist_id,
+        Booking.start_time == request.start_time,
+        (Booking.status == BookingStatus.CONFIRMED) | Booking.open_hold(now),
+    )
+    client = select(Client.id).where(Client.id == parse_id(request.client_id, "Client"))
+    offered = select(Service.id).where(
+        Service.id == parse_id(request.service_id, "Service"),
+        Service.artist_id == artist_id,
+        Service.active,
+    )
+    return bool(session.scalar(select(exists(booked) & exists(client) & exists(offered))))
+
+
 def deposit_request(booking: Booking, destination: str) -> DepositRequest:
     """The deposit intent a booking asks Stripe for: written once, since asking again with
     the same idempotency key needs the very same parameters (shared/usecases/intents.py)."""
@@ -322,31 +348,21 @@ class BookingService:
         return created
 
     def _create(self, request: BookingRequest, *, now: datetime) -> Created:
-        settings = self._resources.settings
         start = request.start_time
         try:
-            # The lock comes first so that losers of a race cost one Redis round trip.
-            with (
-                self._locks.hold(parse_id(request.artist_id, "Artist"), start),
-                transaction(self._resources.sessions) as session,
-            ):
-                client, artist, service = _load_catalogue(session, request)
-                # Before any hold is taken: an artist who cannot be paid gets no booking.
-                _check_payments_possible(artist, service)
-                _check_open_holds(session, client, settings.max_open_holds_per_client, now)
-                _check_no_show_limit(session, client, artist)
-                check_rules(session, artist, start, timedelta(minutes=service.duration_min), now)
-                booking, decided = _insert_booking(
-                    session,
-                    client=client,
-                    artist=artist,
-                    service=service,
-                    start=start,
-                    now=now,
-                    hold_seconds=settings.booking_hold_seconds,
-                )
+            # The lock comes first so that losers of a race cost one Redis round trip, and
+            # those who come after the winner committed one more statement.
+            with self._locks.hold(parse_id(request.artist_id, "Artist"), start):
+                with self._resources.autocommit_sessions() as session:
+                    if booked_already(session, request, now):
+                        raise DomainError(
+                            ErrorCode.SLOT_UNAVAILABLE,
+                            details={"reason": str(rules.SlotReason.ALREADY_BOOKED)},
+                        )
+                created = self._insert(request, now)
         except SlotTaken:
             raise _slot_taken() from None
+        booking, artist, decided = created
         log.info(
             "booking %s created: artist %s, %s, %s", booking.id, booking.artist_id,
             booking.start_time.isoformat(), booking.status,
@@ -356,6 +372,28 @@ class BookingService:
         if booking.status == BookingStatus.CONFIRMED:
             return Created(booking, None)
         return Created(booking, self._attach_intent(booking, artist, now))
+
+    def _insert(self, request: BookingRequest, now: datetime) -> tuple[Booking, Artist, Effects]:
+        """The rules and the constrained transaction (under the slot's lock)."""
+        settings = self._resources.settings
+        start = request.start_time
+        with transaction(self._resources.sessions) as session:
+            client, artist, service = _load_catalogue(session, request)
+            # Before any hold is taken: an artist who cannot be paid gets no booking.
+            _check_payments_possible(artist, service)
+            _check_open_holds(session, client, settings.max_open_holds_per_client, now)
+            _check_no_show_limit(session, client, artist)
+            check_rules(session, artist, start, timedelta(minutes=service.duration_min), now)
+            booking, decided = _insert_booking(
+                session,
+                client=client,
+                artist=artist,
+                service=service,
+                start=start,
+                now=now,
+                hold_seconds=settings.booking_hold_seconds,
+            )
+        return booking, artist, decided
 
     def _attach_intent(self, booking: Booking, artist: Artist, now: datetime) -> Intent:
         assert artist.stripe_account_id is not None

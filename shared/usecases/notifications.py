@@ -50,6 +50,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from shared.adapters import booking_links, metrics
 from shared.adapters.claims import claim_each
@@ -113,6 +114,37 @@ class TransientMailError(Exception):
 # -- outbox rows -------------------------------------------------------------------------------
 
 
+def _outbox_insert(
+    booking_id: uuid.UUID,
+    kind: NotificationKind,
+    recipients: list[str],
+    occasion: str,
+    previous_start: datetime | None,
+) -> ReturningInsert[uuid.UUID, str]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: one row per recipient, one round trip."""
+    return (
+        pg_insert(Notification)
+        .values(
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "booking_id": booking_id,
+                    "kind": kind.value,
+                    "channel": CHANNEL_EMAIL,
+                    "recipient": recipient,
+                    "occasion": occasion,
+                    "previous_start_time": previous_start,
+                    "status": NotificationStatus.PENDING.value,
+                    "attempts": 0,
+                }
+                for recipient in recipients
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["booking_id", "kind", "recipient", "occasion"])
+        .returning(Notification.id, Notification.recipient)
+    )
+
+
 def add_notification(
     session: Session,
     booking: Booking,
@@ -131,23 +163,9 @@ def add_notification(
     """
     if booking.id is None:  # a new Booking gets its id when it is flushed
         session.flush()
-    stmt = (
-        pg_insert(Notification)
-        .values(
-            id=uuid.uuid4(),
-            booking_id=booking.id,
-            kind=kind.value,
-            channel=CHANNEL_EMAIL,
-            recipient=recipient,
-            occasion=occasion,
-            previous_start_time=previous_start,
-            status=NotificationStatus.PENDING.value,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["booking_id", "kind", "recipient", "occasion"])
-        .returning(Notification.id)
-    )
-    return session.execute(stmt).scalar_one_or_none()
+    stmt = _outbox_insert(booking.id, kind, [recipient], occasion, previous_start)
+    row = session.execute(stmt).first()
+    return None if row is None else row[0]
 
 
 def notify_booking(
@@ -159,21 +177,21 @@ def notify_booking(
     previous_start: datetime | None = None,
 ) -> list[uuid.UUID]:
     """Add the outbox rows `kind` calls for (see `RECIPIENT_ROLES`) in the caller's
-    transaction. Returns the ids of the rows that are new: after commit, enqueue one send
-    task for each. An empty list means everything was already in the outbox."""
+    transaction, in one statement. Returns the ids of the rows that are new, in the
+    order of the roles: after commit, enqueue one send task for each. An empty list
+    means everything was already in the outbox."""
     client = session.get(Client, booking.client_id)
     artist = session.get(Artist, booking.artist_id)
     if client is None or artist is None:
         raise LookupError(f"booking {booking.id}: client or artist row is missing")
+    if booking.id is None:  # a new Booking gets its id when it is flushed
+        session.flush()
     emails: dict[RecipientRole, str] = {"client": client.email, "artist": artist.email}
-    added: list[uuid.UUID] = []
-    for role in RECIPIENT_ROLES[kind]:
-        new_id = add_notification(
-            session, booking, kind, emails[role], occasion, previous_start=previous_start
-        )
-        if new_id is not None:
-            added.append(new_id)
-    return added
+    # One row per address (client and artist may share one: the client's mail).
+    recipients = list(dict.fromkeys(emails[role] for role in RECIPIENT_ROLES[kind]))
+    stmt = _outbox_insert(booking.id, kind, recipients, occasion, previous_start)
+    added = {recipient: row_id for row_id, recipient in session.execute(stmt)}
+    return [added[r] for r in recipients if r in added]
 
 
 def pending_notification_ids(
@@ -263,14 +281,19 @@ class _Rows:
 
 
 def _load_rows(session: Session, booking_id: uuid.UUID) -> _Rows:
-    booking = session.get(Booking, booking_id)
-    if booking is None:
-        raise LookupError(f"booking {booking_id} not found")
-    client = session.get(Client, booking.client_id)
-    artist = session.get(Artist, booking.artist_id)
-    service = session.get(Service, booking.service_id)
-    if client is None or artist is None or service is None:
+    """The booking with its client, artist and service: one round trip."""
+    row = session.execute(
+        select(Booking, Client, Artist, Service)
+        .join(Client, Client.id == Booking.client_id)
+        .join(Artist, Artist.id == Booking.artist_id)
+        .join(Service, Service.id == Booking.service_id)
+        .where(Booking.id == booking_id)
+    ).first()
+    if row is None:
+        if session.get(Booking, booking_id) is None:
+            raise LookupError(f"booking {booking_id} not found")
         raise LookupError(f"booking {booking_id}: client, artist or service row is missing")
+    booking, client, artist, service = row
     return _Rows(booking, client, artist, service)
 
 

@@ -7,8 +7,10 @@ ON CONFLICT DO NOTHING: any order, any number of deliveries, the same final stat
 
 What Stripe does not put in an event is asked of Stripe before that transaction opens
 (never inside it): current API versions send `charge.refunded` with the running total
-only, so for refund events the charge's refunds are listed first (`RefundLister`) and
-the handler records each of them (`refund_reports`).
+only, so for a refund event still to apply the transaction ends unwritten, the charge's
+refunds are listed (`RefundLister`), and a second transaction records each of them
+(`refund_reports`). Other events cost one transaction: BEGIN, the inbox row, the
+handler's statements, one UPDATE of the inbox row, COMMIT.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from shared.adapters.db import describe_error, is_momentary, transaction
 from shared.adapters.models import (
     Artist,
     Booking,
+    Client,
     EventStatus,
     StripeEvent,
     TransactionKind,
@@ -83,21 +86,40 @@ class Context:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _booking_for_intent(session: Session, intent: dict[str, Any]) -> Booking | None:
+def _booking_row_for_intent(
+    session: Session, intent: dict[str, Any]
+) -> tuple[Booking, Artist, Client] | None:
+    """The booking (locked) with its artist and client, in one round trip. The session
+    only keeps objects someone references: a caller that holds the three finds them
+    there again (`session.get`, the outbox's recipients) without a query."""
     metadata = intent.get("metadata") or {}
     booking_id = metadata.get("bookingId")
-    query = select(Booking).with_for_update()
+    query = (
+        select(Booking, Artist, Client)
+        .join(Artist, Artist.id == Booking.artist_id)
+        .join(Client, Client.id == Booking.client_id)
+        .with_for_update(of=Booking)
+    )
     parsed: uuid.UUID | None = None
     if isinstance(booking_id, str):
         try:
             parsed = uuid.UUID(booking_id)
         except ValueError:
             parsed = None
+    row = None
     if parsed is not None:
-        booking = session.scalar(query.where(Booking.id == parsed))
-        if booking is not None:
-            return booking
-    return session.scalar(query.where(Booking.payment_intent_id == intent.get("id")))
+        row = session.execute(query.where(Booking.id == parsed)).first()
+    if row is None:
+        row = session.execute(query.where(Booking.payment_intent_id == intent.get("id"))).first()
+    if row is None:
+        return None
+    booking, artist, client = row
+    return booking, artist, client
+
+
+def _booking_for_intent(session: Session, intent: dict[str, Any]) -> Booking | None:
+    found = _booking_row_for_intent(session, intent)
+    return None if found is None else found[0]
 
 
 def _record(
@@ -154,11 +176,11 @@ def _mismatch(booking: Booking, intent: dict[str, Any], artist: Artist) -> str |
 def payment_succeeded(ctx: Context) -> Applied:
     intent = ctx.obj
     intent_id = str(intent["id"])
-    booking = _booking_for_intent(ctx.session, intent)
-    if booking is None:
+    found = _booking_row_for_intent(ctx.session, intent)
+    if found is None:
         return Applied(f"no booking for intent {intent_id}", ignored=True)
-    artist = ctx.session.get(Artist, booking.artist_id)
-    assert artist is not None
+    # `client` stays referenced until the outbox rows are added (no query for it then).
+    booking, artist, client = found
     received = int(intent.get("amount_received") or intent.get("amount") or 0)
     _record(
         ctx,
@@ -196,6 +218,7 @@ def payment_succeeded(ctx: Context) -> Applied:
         rule = decide(Action.PAYMENT_SUCCEEDED, replace(facts, slot_free=False))
         assert rule is not None
     effects += transition.apply(ctx.session, booking, rule, ctx.now)
+    del client
     return Applied(_payment_note(rule), effects)
 
 
@@ -330,26 +353,20 @@ class RefundLister(Protocol):
     ) -> list[RefundResult]: ...
 
 
-def _listed_refunds(
-    resources: Resources, stripe: RefundLister, event_id: str
-) -> tuple[RefundResult, ...]:
-    """For a refund event still to apply: the charge's refunds as Stripe lists them now
-    (read the event, then ask Stripe with no transaction open). Raises TransientPaymentError
-    when Stripe does not answer: the event fails and is retried."""
-    with transaction(resources.sessions) as session:
-        event = session.get(StripeEvent, event_id)
-        if (
-            event is None
-            or event.type not in REFUND_EVENT_TYPES
-            or event.status in (EventStatus.PROCESSED, EventStatus.IGNORED)
-        ):
-            return ()
-        obj: dict[str, Any] = event.payload["data"]["object"]
+class _RefundsFirst(Exception):
+    """A refund event to apply whose refunds are not listed yet: the transaction ends
+    (nothing written) and Stripe is asked with none open."""
+
+    def __init__(self, charge_id: str | None, intent_id: str | None) -> None:
+        super().__init__(charge_id, intent_id)
+        self.charge_id = charge_id
+        self.intent_id = intent_id
+
+
+def _refund_ids(event: StripeEvent) -> tuple[str | None, str | None]:
+    obj: dict[str, Any] = event.payload["data"]["object"]
     charge_id = obj.get("id") if obj.get("object") == "charge" else obj.get("charge")
-    intent_id = obj.get("payment_intent")
-    if not (charge_id or intent_id):
-        return ()
-    return tuple(stripe.list_refunds(charge_id=charge_id, intent_id=intent_id))
+    return charge_id, obj.get("payment_intent")
 
 
 # --- the use case --------------------------------------------------------------------
@@ -358,34 +375,57 @@ def _listed_refunds(
 def apply_event(
     resources: Resources, event_id: str, *, now: datetime, stripe: RefundLister
 ) -> Outcome:
-    """Apply one inbox event at most once, in one transaction (after asking `stripe` what
-    the event leaves out, see the module docstring). Returns what happened (for logs and
-    tests) and the effects the caller runs after the commit. Raises on transient failures
-    (the task retries); the event is then marked FAILED with the error so an operator can
-    see it."""
+    """Apply one inbox event at most once, in one transaction (for a refund event, after
+    asking `stripe` what the event leaves out, see the module docstring). Returns what
+    happened (for logs and tests) and the effects the caller runs after the commit. Raises
+    on transient failures (the task retries); the event is then marked FAILED with the
+    error so an operator can see it."""
     try:
-        refunds = _listed_refunds(resources, stripe, event_id)
-        with transaction(resources.sessions) as session:
-            event = session.scalar(
-                select(StripeEvent).where(StripeEvent.id == event_id).with_for_update()
-            )
-            if event is None:
-                return Outcome("unknown event")
-            if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
-                return Outcome(f"already {event.status.lower()}")
-            event.attempts += 1
-            handler = HANDLERS.get(event.type)
-            if handler is None:
-                applied = Applied(f"type {event.type} is not handled", ignored=True)
-            else:
-                applied = handler(Context(session, event, now, refunds))
-            event.status = EventStatus.IGNORED if applied.ignored else EventStatus.PROCESSED
-            event.processed_at = func.now()
-            event.last_error = applied.problem
+        try:
+            return _apply(resources, event_id, now, refunds=None)
+        except _RefundsFirst as first:
+            # Only refund events get here: the others (payments, accounts) cost one
+            # transaction and no Stripe call.
+            listed = stripe.list_refunds(charge_id=first.charge_id, intent_id=first.intent_id)
+            return _apply(resources, event_id, now, refunds=tuple(listed))
     except Exception as exc:
         metrics.webhook_event("failed")
         _mark_failed(resources, event_id, exc)
         raise
+
+
+def _apply(
+    resources: Resources,
+    event_id: str,
+    now: datetime,
+    *,
+    refunds: tuple[RefundResult, ...] | None,
+) -> Outcome:
+    """The transaction of `apply_event`. `refunds`: the charge's refunds as Stripe listed
+    them, None when not asked yet (raises _RefundsFirst for a refund event)."""
+    with transaction(resources.sessions) as session:
+        event = session.scalar(
+            select(StripeEvent).where(StripeEvent.id == event_id).with_for_update()
+        )
+        if event is None:
+            return Outcome("unknown event")
+        if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
+            return Outcome(f"already {event.status.lower()}")
+        if refunds is None and event.type in REFUND_EVENT_TYPES:
+            charge_id, intent_id = _refund_ids(event)
+            if charge_id or intent_id:
+                raise _RefundsFirst(charge_id, intent_id)
+        handler = HANDLERS.get(event.type)
+        if handler is None:
+            applied = Applied(f"type {event.type} is not handled", ignored=True)
+        else:
+            applied = handler(Context(session, event, now, refunds or ()))
+        # All in the one UPDATE of the inbox row at commit (a failed attempt rolls back
+        # and is counted by _mark_failed).
+        event.attempts += 1
+        event.status = EventStatus.IGNORED if applied.ignored else EventStatus.PROCESSED
+        event.processed_at = func.now()
+        event.last_error = applied.problem
     metrics.webhook_event("applied")
     log.info("stripe event %s applied: %s", event_id, applied.note)
     return Outcome(applied.note, applied.effects)

@@ -104,6 +104,50 @@ class ConnectionSampler(threading.Thread):
         self.join(5)
 
 
+class SpreadSampler(threading.Thread):
+    """How the clients' connections spread over gunicorn's worker processes (each has
+    GUNICORN_THREADS threads): the peak number one process held, sampled every 0.25 s.
+    A process holding more connections than threads queues the extra requests behind
+    Stripe's latency while another process has threads idle."""
+
+    def __init__(self, master_pid: int, port: int) -> None:
+        super().__init__(name="connection-spread", daemon=True)
+        self.master_pid = master_pid
+        self.port = port
+        self.peak_per_process = 0
+        self.samples: list[list[int]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self._stop_event.is_set():
+            counts = []
+            try:
+                for proc in psutil.Process(self.master_pid).children():
+                    counts.append(
+                        sum(
+                            1
+                            for c in proc.net_connections(kind="tcp")
+                            if c.laddr and c.laddr.port == self.port and c.status == "ESTABLISHED"
+                        )
+                    )
+            except psutil.Error:
+                counts = []
+            if counts and sum(counts):
+                self.samples.append(sorted(counts, reverse=True))
+                self.peak_per_process = max(self.peak_per_process, max(counts))
+            self._stop_event.wait(0.25)
+
+    def __enter__(self) -> SpreadSampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_event.set()
+        self.join(5)
+
+
 def create_spec(bench: Bench, name: str, bodies: list[JSON], **extra: Any) -> JSON:
     return bench.load_spec(
         **{
@@ -137,19 +181,28 @@ def stage_stripe_latency(bench: Bench) -> None:
         for ms, pool in ((0.0, bodies[: counts[0]]), (STRIPE_LATENCY_MS, bodies[counts[0] :])):
             name = f"create_stripe_{ms:g}ms"
             spec = create_spec(bench, name, pool)
-            with stripe_latency(bench, ms), sampler_for(bench) as sampler:
+            api_pid = bench.stack.children["api"].pid
+            with (
+                stripe_latency(bench, ms),
+                sampler_for(bench) as sampler,
+                SpreadSampler(api_pid, bench.stack.api_port) as spread,
+            ):
                 result = bench.loadgen(name, spec, profile="api")
             bench._check_ok(name, result, expect="201")
             if sampler.error is not None:
                 raise HarnessError(f"sampling pg_stat_activity failed: {sampler.error}")
             result["pg_connections_peak"] = sampler.peak
             result["pg_idle_in_transaction_peak"] = sampler.peak_idle_in_transaction
+            result["connections_per_process_peak"] = spread.peak_per_process
+            result["connections_per_process_last"] = spread.samples[-1] if spread.samples else []
             runs[f"{ms:g}"] = result
             bench.say(
                 f"  Stripe {ms:g} ms: {result['rps']:.0f} bookings/s, p50 "
                 f"{result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms; "
                 f"PostgreSQL connections ≤ {sampler.peak}, idle in transaction ≤ "
-                f"{sampler.peak_idle_in_transaction}"
+                f"{sampler.peak_idle_in_transaction}; client connections per gunicorn process "
+                f"{result['connections_per_process_last']} (peak {spread.peak_per_process}, "
+                f"{s.threads} threads each)"
             )
         bench.results["stripe_latency"] = {
             "clients": CLIENTS,
@@ -338,6 +391,15 @@ def sections(results: JSON) -> list[tuple[str, list[report.Row]]]:
         # the GIL (seen idle in transaction); tests/integration/test_stripe_wait.py proves
         # that none waits on Stripe with a transaction open.
         rows.append(Row(f"idle in transaction at {STRIPE_LATENCY_MS:g} ms, peak", idle, "conn."))
+        # Context for the ratio: more connections on one process than it has threads
+        # queue behind Stripe while other processes idle.
+        rows.append(
+            Row(
+                "client connections on one gunicorn process, peak",
+                slow.get("connections_per_process_peak"),
+                "conn.",
+            )
+        )
         title = (
             f"Stripe latency: booking create, {sl['clients']} clients, gunicorn {sl['gunicorn']}"
         )

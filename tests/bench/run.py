@@ -13,15 +13,17 @@ Stages, on one stack, in this order (each load stage: warm-up, then a fixed dura
  6. webhook→CONFIRMED payment_intent.succeeded events at a steady pace (open loop), the
                       worker the README recommends
  7. webhook receive   distinct signed events (verify, store, enqueue)
- 8. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
- 9. scale             when `make bench-data` built inkflow_bench_big: the same requests on
+ 8. costs            CPU ms and PostgreSQL/Redis round trips per request and per event
+                      (tests/bench/costs.py), and the capacity of two cores they imply
+ 9. raw ceilings      PostgreSQL single-row insert transactions, Redis SET NX PX
+10. scale             when `make bench-data` built inkflow_bench_big: the same requests on
                       a small and the big database, EXPLAIN of the hot statements, GiST
                       figures, a retention purge under webhook load (tests/bench/scale.py)
 
-Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (4), BENCH_CONNECTIONS
-(2 × workers × threads), BENCH_WARMUP (2 s), BENCH_DURATION (8 s), BENCH_WEBHOOK_EVENTS
-(1,000), BENCH_WEBHOOK_RATE (200/s), BENCH_CONTENTION (2,000), BENCH_WORKER_POOL
-(prefork), BENCH_WORKER_CONCURRENCY (8), BENCH_DATABASE_URL,
+Settings (environment): WEB_CONCURRENCY (4), GUNICORN_THREADS (32), BENCH_CONNECTIONS
+(workers × GUNICORN_WORKER_CONNECTIONS), BENCH_WARMUP (2 s), BENCH_DURATION (8 s),
+BENCH_WEBHOOK_EVENTS (1,000), BENCH_WEBHOOK_RATE (200/s), BENCH_CONTENTION (2,000),
+BENCH_WORKER_POOL (prefork), BENCH_WORKER_CONCURRENCY (8), BENCH_DATABASE_URL,
 BENCH_REDIS_URL, BENCH_OUT (var/bench), BENCH_PROFILE (1: py-spy profiles), BENCH_BIG
 (auto | 1 | 0: the scale stage), BENCH_SCALE_ROUNDS (3), BENCH_SCALE_CONNECTIONS (4),
 BENCH_PURGE_SECONDS (10).
@@ -56,7 +58,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from devtools.processes import Child, ChildError, port_is_open
-from tests.bench import data, latency, naive, report, scale, scaleout
+from tests.bench import costs, data, latency, naive, report, scale, scaleout
 from tests.bench.ceilings import postgres_inserts, redis_set_nx_px
 from tests.bench.cpu import CpuMeter
 from tests.bench.profiling import FOCUS, Profile, py_spy
@@ -298,6 +300,7 @@ class Bench:
         self.stage_webhook_receive()
         latency.stage_worker_stripe(self)
         scaleout.stage_scaleout(self)
+        costs.stage_costs(self)
         self.stage_raw_ceilings()
         scaled = scale.ScaleStage(self).run()
         if scaled is not None:
@@ -571,7 +574,12 @@ class Bench:
 
     def stage_raw_ceilings(self) -> None:
         with self.stage("raw_ceilings", "PostgreSQL insert transactions, Redis SET NX PX"):
-            threads = self.settings.connections
+            # One connection per thread, within what the server has left (128 clients of
+            # the default API exceed PostgreSQL's default max_connections of 100).
+            free = self.sql(
+                "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+            )[0][0]
+            threads = max(1, min(self.settings.connections, 32, int(free) - 10))
             pg = postgres_inserts(self.stack.database_url, threads, 4.0)
             self.say(
                 f"  PostgreSQL: {pg['python_tps']:,.0f} tps (psycopg, {threads} threads)"
@@ -827,7 +835,11 @@ def build_rows(results: JSON) -> tuple[list[report.Row], dict[int, str]]:
     rows.append(Row("webhook answer p95", wc["latency_ms"]["p95"], "ms"))
     rows.append(Row("confirmed", wc["confirmed"], f"of {wc['events']}"))
 
-    for title, extra in [*latency.sections(results), *scaleout.sections(results)]:
+    for title, extra in [
+        *latency.sections(results),
+        *scaleout.sections(results),
+        *costs.sections(results),
+    ]:
         section(title)
         rows.extend(extra)
 
@@ -893,7 +905,7 @@ def finish(bench: Bench, results: JSON) -> int:
         "",
         f"inkflow bench {bench.started_at:%Y-%m-%d %H:%M} UTC — gunicorn {s.web_concurrency} "
         f"{kind} (WEB_CONCURRENCY={s.web_concurrency}, GUNICORN_THREADS={s.threads}; the "
-        f"README's default is 4 × 16), {s.connections} connections, {s.warmup:g}+"
+        f"README's default is 4 × 32), {s.connections} connections, {s.warmup:g}+"
         f"{s.duration:g} s per stage, Celery worker {s.worker_pool} × {s.worker_concurrency}, "
         f"PostgreSQL {bench.stack.postgres_mode}, "
         f"Redis {bench.stack.redis_mode}, {os.cpu_count()} CPUs",

@@ -88,7 +88,7 @@ class BenchSettings:
     # The production configuration: services/api/gunicorn_conf.py's values (env-driven).
     web_concurrency: int = field(default_factory=lambda: gunicorn_conf.workers)
     threads: int = field(default_factory=lambda: gunicorn_conf.threads)
-    connections: int = 0  # 0: 2 × workers × threads
+    connections: int = 0  # 0: workers × worker_connections
     warmup: float = field(default_factory=lambda: float(os.environ.get("BENCH_WARMUP", "2")))
     duration: float = field(default_factory=lambda: float(os.environ.get("BENCH_DURATION", "8")))
     webhook_events: int = field(
@@ -117,7 +117,9 @@ class BenchSettings:
     def __post_init__(self) -> None:
         if self.connections <= 0:
             raw = os.environ.get("BENCH_CONNECTIONS", "")
-            self.connections = int(raw) if raw else 2 * self.web_concurrency * self.threads
+            # As many clients as the API holds connections (processes × worker_connections).
+            held = self.web_concurrency * gunicorn_conf.worker_connections
+            self.connections = int(raw) if raw else held
 
 
 class Stack:

@@ -114,7 +114,7 @@ def stack(e2e_env: dict[str, str], log_dir: Path) -> Iterator[Stack]:
         for child in reversed(children):
             child.stop()
         client = redis.Redis.from_url(support.TEST_REDIS_URL)
-        client.delete(queue, *client.keys(f"_kombu.binding*{queue}*"))
+        client.delete(queue, *client.keys(f"*{queue}*"))
         client.close()
 
 

@@ -139,7 +139,7 @@ def loop(
         for child in reversed(children):
             child.stop()
         client = redis.Redis.from_url(support.TEST_REDIS_URL)
-        client.delete(queue, *client.keys(f"_kombu.binding*{queue}*"))
+        client.delete(queue, *client.keys(f"*{queue}*"))
         client.close()
 
 

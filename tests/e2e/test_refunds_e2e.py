@@ -56,7 +56,7 @@ def own_queue() -> Iterator[str]:
     name = f"inkflow-test-refunds-{uuid.uuid4().hex[:8]}"
     yield name
     client = redis.Redis.from_url(support.TEST_REDIS_URL)
-    client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
+    client.delete(name, *client.keys(f"*{name}*"))
     client.close()
 
 

@@ -46,7 +46,7 @@ def queue_name() -> Iterator[str]:
     name = f"inkflow-test-reminders-{uuid.uuid4().hex[:8]}"
     yield name
     client = redis.Redis.from_url(support.TEST_REDIS_URL)
-    client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
+    client.delete(name, *client.keys(f"*{name}*"))
     client.close()
 
 

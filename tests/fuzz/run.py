@@ -251,6 +251,6 @@ def fuzz(options: FuzzOptions, run_dir: Path) -> FuzzReport:
 def _drop_queue(name: str) -> None:
     client = redis.Redis.from_url(support.TEST_REDIS_URL)
     try:
-        client.delete(name, *client.keys(f"_kombu.binding*{name}*"))
+        client.delete(name, *client.keys(f"*{name}*"))
     finally:
         client.close()
