@@ -161,6 +161,10 @@ def send_link(
     except (smtplib.SMTPException, OSError) as error:
         raise TransientMailError(link_id, describe_failure(error)) from error
     log.info("sign-in link %s sent", link_id)
+    if backend is None and settings.smtp_url is None and settings.development:
+        # make run has no mailbox: its console is where the developer reads the link (a
+        # credential, so never outside development; the console mailer logs no bodies).
+        log.info("development, no SMTP_URL: sign in at %s", mail.context.link)
     return "sent"
 
 

@@ -190,3 +190,32 @@ def test_two_concurrent_redemptions_open_one_session(resources: Resources, sink:
         thread.join(timeout=30)
     assert opened == [artist_id]
     assert len(refused) == 7
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_without_smtp_the_link_reaches_the_console_in_development_only(
+    settings: Settings, caplog: pytest.LogCaptureFixture, environment: str
+) -> None:
+    """`make run` has no mailbox: the developer reads the link in its console. Outside
+    development a link is a credential that no log line at INFO may carry."""
+    console = build_resources(
+        replace(
+            settings, smtp_url=None, public_base_url="http://dash.test", environment=environment
+        ),
+        pool_size=2,
+    )
+    try:
+        _, email = _artist(console)
+        (link_id,) = _ask(console, email)[0][1]
+        with caplog.at_level("INFO"):
+            assert signin.send_link(console, SECRET, uuid.UUID(link_id), now=NOW) == "sent"
+        shown = [r.getMessage() for r in caplog.records if "/dashboard/signin/" in r.getMessage()]
+        if environment == "development":
+            assert len(shown) == 1
+            token = shown[0].rsplit("/", 1)[-1]
+            with transaction(console.sessions) as session:
+                assert signin.redeem(session, SECRET, token, now=NOW)
+        else:
+            assert shown == []
+    finally:
+        console.close()
