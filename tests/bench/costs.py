@@ -131,19 +131,23 @@ class Meter:
         }
 
 
+def _app_env(database_url: str, redis_url: str, stripe_url: str, queue: str) -> dict[str, str]:
+    """The settings of the measured app and worker, as their environment."""
+    return {
+        "DATABASE_URL": database_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        "REDIS_URL": redis_url,
+        "STRIPE_SECRET_KEY": "sk_test_inkflow_costs",
+        "STRIPE_WEBHOOK_SECRET": "whsec_costs",
+        "STRIPE_API_BASE": stripe_url,
+        "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        "WEB_SECRET_KEY": f"costs-web-secret-{ADMIN_TOKEN}",
+        "CELERY_QUEUE": queue,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 def _app_settings(database_url: str, redis_url: str, stripe_url: str, queue: str) -> Settings:
-    return Settings.from_env(
-        {
-            "DATABASE_URL": database_url.replace("postgresql://", "postgresql+psycopg://", 1),
-            "REDIS_URL": redis_url,
-            "STRIPE_SECRET_KEY": "sk_test_inkflow_costs",
-            "STRIPE_WEBHOOK_SECRET": "whsec_costs",
-            "STRIPE_API_BASE": stripe_url,
-            "ADMIN_API_TOKEN": ADMIN_TOKEN,
-            "CELERY_QUEUE": queue,
-            "LOG_LEVEL": "WARNING",
-        }
-    )
+    return Settings.from_env(_app_env(database_url, redis_url, stripe_url, queue))
 
 
 def measure_api_and_tasks(
@@ -276,17 +280,7 @@ def celery_overhead(
     run_id = uuid.uuid4().hex[:8]
     queue = f"inkflow-costs-{run_id}"
     settings = _app_settings(database_url, redis_url, stripe_url, queue)
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": redis_url,
-        "STRIPE_SECRET_KEY": "sk_test_inkflow_costs",
-        "STRIPE_WEBHOOK_SECRET": "whsec_costs",
-        "STRIPE_API_BASE": stripe_url,
-        "ADMIN_API_TOKEN": ADMIN_TOKEN,
-        "CELERY_QUEUE": queue,
-        "LOG_LEVEL": "WARNING",
-    }
+    env = {**os.environ, **_app_env(database_url, redis_url, stripe_url, queue)}
     worker = Child(
         "costs-worker",
         commands.celery(
