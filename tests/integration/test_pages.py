@@ -209,3 +209,16 @@ def test_reschedule_then_cancel_from_the_booking_page(client: FlaskClient, sessi
     again = client.post(f"/booking/{booking_id}/cancel", data={"csrf_token": token})
     assert again.status_code == 303
     assert "does not allow this" in client.get(f"/booking/{booking_id}").get_data(as_text=True)
+
+
+def test_only_the_pages_open_a_session(app: Flask) -> None:
+    """The JSON API and the webhook (the measured paths) never parse a session cookie."""
+    from flask import session
+    from flask.sessions import NullSession
+
+    for path in ("/api/bookings/create", "/api/webhooks/stripe", "/healthz"):
+        with app.test_request_context(path, headers={"Cookie": "inkflow_session=x"}):
+            assert isinstance(session._get_current_object(), NullSession), path  # type: ignore[attr-defined]
+    for path in ("/book/x", "/booking/x", "/dashboard/signin"):
+        with app.test_request_context(path):
+            assert not isinstance(session._get_current_object(), NullSession), path  # type: ignore[attr-defined]

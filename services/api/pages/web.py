@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.wrappers import Request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -45,6 +47,20 @@ CONFIGURED_KEY = "inkflow.pages"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 csrf = CSRFProtect()
+
+# Where a signed-cookie session is opened: the page blueprints' prefixes (page_blueprint).
+_SESSION_PREFIXES: list[str] = []
+
+
+class PageSessions(SecureCookieSessionInterface):
+    """Flask opens the session of every request (a serializer and a cookie parse); only the
+    pages have one, so the JSON API and the webhook — the measured paths — skip it."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(tuple(_SESSION_PREFIXES)):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
 
 # The static files (CSS, JavaScript) of every page, under /static/.
 assets = undocumented(
@@ -86,6 +102,7 @@ def configure(app: Flask, settings: Settings) -> None:
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=2 * 3600,
     )
+    app.session_interface = PageSessions()
     app.extensions[CONFIGURED_KEY] = settings.web_secret_key is not None
     if settings.web_secret_key is None:
         log.warning("WEB_SECRET_KEY is not set: the web pages answer 503 until it is")
@@ -99,6 +116,7 @@ def page_blueprint(name: str, import_name: str, *, prefixes: Sequence[str]) -> B
         "HTML pages, not the JSON API",
         prefixes=prefixes,
     )
+    _SESSION_PREFIXES.extend(p for p in prefixes if p not in _SESSION_PREFIXES)
     bp.before_request(_before_page)
     bp.after_request(_after_page)
     bp.register_error_handler(DomainError, _domain_error)
