@@ -244,4 +244,8 @@ def browser(
         yield b
         b.assert_clean()
     finally:
+        # A page may still be polling when the test ends: drop the CSP handler first, so
+        # a request in flight is not fulfilled into a closed context (an error that would
+        # surface in a later test's teardown).
+        context.unroute_all(behavior="ignoreErrors")
         context.close()
