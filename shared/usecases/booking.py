@@ -1,11 +1,12 @@
-"""Booking creation: validate → Redis slot lock → slot already booked? → rules → one
-constrained transaction → release → Stripe deposit intent → store its id.
+"""Booking creation: validate → Redis slot lock → slot already booked? → one constrained
+transaction (artist's lock, rules, insert) → release → Stripe deposit intent → store its
+id.
 
 Why this order: the lock makes losers answer at once, and a slot someone already holds
 is refused with one statement (SLOT_UNAVAILABLE ALREADY_BOOKED, before the other rules);
-the rules give a precise reason;
-the transaction (per-artist advisory lock, re-check including buffers, exclusion
-constraint) is the guarantee; Stripe is called after commit so no database transaction
+the transaction is the guarantee: the per-artist advisory lock first, then the rules
+(with their precise reasons, buffers included) checked under it, then the insert that
+the exclusion constraint checks; Stripe is called after commit so no database transaction
 ever waits on the network, and its idempotency key comes from the booking id so a retry
 cannot create a second intent.
 """
@@ -196,15 +197,28 @@ def claim_slot(
     *,
     exclude: uuid.UUID | None = None,
 ) -> SlotClaim:
-    """Inside a transaction, before a booking becomes live on [start, end): serialise the
-    artist's writers, expire unpaid holds past their expiry within the buffer (the
-    exclusion constraint still counts them), then re-check for a live booking or a leave
-    (a leave added meanwhile took the artist's lock too: see `lifecycle.add_leave`)."""
+    """Inside a transaction, before a booking whose rules were checked elsewhere (a hold
+    paid after it ran out) becomes live on [start, end): serialise the artist's writers,
+    expire the stale holds, then re-check for a live booking or a leave (a leave added
+    meanwhile took the artist's lock too: see `lifecycle.add_leave`)."""
     lock_artist_schedule(session, artist.id)
-    buffer = timedelta(minutes=artist.buffer_min)
-    expired = expire_overlapping_holds(session, artist.id, start - buffer, end + buffer, now)
+    expired = claim_checked_slot(session, artist, start, end, now)
     taken = slot_taken(session, artist, start, end, exclude=exclude)
     return SlotClaim(taken, expired)
+
+
+def claim_checked_slot(
+    session: Session, artist: Artist, start: datetime, end: datetime, now: datetime
+) -> Effects:
+    """Before a booking becomes live on [start, end), when `check_rules` accepted the slot
+    in this transaction under the artist's lock (creation, reschedule): every writer of
+    the schedule takes that lock, so nothing can have taken the slot since and no re-check
+    is needed. What remains are the unpaid holds past their expiry within the buffer: the
+    rules ignore them, the exclusion constraint still counts them, so they are expired
+    here (one statement, which usually matches nothing). The constraint stays the last
+    word on the insert or the move."""
+    buffer = timedelta(minutes=artist.buffer_min)
+    return expire_overlapping_holds(session, artist.id, start - buffer, end + buffer, now)
 
 
 def slot_taken(
@@ -246,13 +260,11 @@ def _insert_booking(
     now: datetime,
     hold_seconds: int,
 ) -> tuple[Booking, Effects]:
-    """The constrained part. Returns the booking and the effects of its transaction (stale
-    holds it expired, the confirmation of a booking without deposit)."""
+    """The constrained part, under the artist's lock with the rules checked. Returns the
+    booking and the effects of its transaction (stale holds it expired, the confirmation
+    of a booking without deposit)."""
     end = start + timedelta(minutes=service.duration_min)
-    claim = claim_slot(session, artist, start, end, now)
-    if claim.taken:
-        raise _slot_taken()
-    effects = claim.effects
+    effects = claim_checked_slot(session, artist, start, end, now)
     free = service.deposit_amount == 0
     booking = Booking(
         id=uuid.uuid4(),
@@ -378,6 +390,10 @@ class BookingService:
         settings = self._resources.settings
         start = request.start_time
         with transaction(self._resources.sessions) as session:
+            # The artist's lock first, in the order of every writer of the schedule (a
+            # reschedule, a leave): the rules below are then checked under it and stay
+            # true until the commit, so the slot needs no second look before the insert.
+            lock_artist_schedule(session, parse_id(request.artist_id, "Artist"))
             client, artist, service = _load_catalogue(session, request)
             # Before any hold is taken: an artist who cannot be paid gets no booking.
             _check_payments_possible(artist, service)

@@ -10,8 +10,8 @@ raises before anything is written.
 
 Reschedule keeps the creation's guarantee for the new slot: the Redis lock on it (losers
 answer at once), the rules with their reasons (the booking itself not counted), then one
-transaction — the artist's advisory lock, the buffer-aware re-check, an UPDATE of the
-same row that the exclusion constraint checks — so the old slot is freed by the very
+transaction — the artist's advisory lock, the buffer-aware rules checked under it, an
+UPDATE of the same row that the exclusion constraint checks — so the old slot is freed by the very
 statement that takes the new one, and a failed reschedule leaves the booking as it was.
 """
 
@@ -47,7 +47,7 @@ from shared.usecases import catalog
 from shared.usecases import transitions as transition
 from shared.usecases.booking import (
     check_rules,
-    claim_slot,
+    claim_checked_slot,
     is_overlap_violation,
     lock_artist_schedule,
 )
@@ -364,9 +364,7 @@ def _move(
     duration = booking.end_time - booking.start_time  # what the client booked
     check_rules(session, artist, start, duration, now, exclude=booking.id)
     end = start + duration
-    claim = claim_slot(session, artist, start, end, now, exclude=booking.id)
-    if claim.taken:
-        raise DomainError(ErrorCode.SLOT_TAKEN)
+    expired = claim_checked_slot(session, artist, start, end, now)
     previous = booking.start_time
     booking.start_time, booking.end_time = start, end
     booking.reschedule_count += 1
@@ -376,5 +374,5 @@ def _move(
         if is_overlap_violation(exc):
             raise DomainError(ErrorCode.SLOT_TAKEN) from None
         raise
-    effects = claim.effects + transition.apply(session, booking, rule, now, previous_start=previous)
+    effects = expired + transition.apply(session, booking, rule, now, previous_start=previous)
     return _Decided(booking.id, effects)

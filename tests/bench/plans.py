@@ -112,7 +112,7 @@ def hot_statements(t: Target) -> list[Hot]:
             writes=True,
         ),
         Hot(
-            "booking create: re-check (booking or leave)",
+            "late payment: re-check of the slot (booking or leave)",
             slot_taken_query(artist, t.start, slot_end),
             (gist, "ix_leaves_artist_period"),
         ),
