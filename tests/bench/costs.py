@@ -525,9 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         stripe.wait_ready(lambda: port_is_open(port), 30, "listen")
         stripe_url = f"http://127.0.0.1:{port}"
         profile_dir = Path(args.profile) if args.profile else None
-        costs = measure_api_and_tasks(
-            database_url, redis_url, stripe_url, args.n, say, profile_dir
-        )
+        costs = measure_api_and_tasks(database_url, redis_url, stripe_url, args.n, say, profile_dir)
         say(render(costs))
         if args.statements:
             for name, c in costs.items():
