@@ -145,10 +145,53 @@ class Meter:
         }
 
 
+# Where a function's own CPU time is counted: the first layer whose path fragment its
+# file contains (the in-process harness first, so that it is left out of the shares).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("harness (test client)", ("werkzeug/test.py", "flask/testing.py", "tests/bench/")),
+    ("inkflow (shared/, services/)", ("/shared/", "/services/")),
+    ("SQLAlchemy", ("/sqlalchemy/",)),
+    ("psycopg", ("/psycopg/", "/psycopg_pool/")),
+    ("Flask, Werkzeug, Jinja", ("/flask/", "/werkzeug/", "/jinja2/", "/markupsafe/")),
+    ("Stripe SDK", ("/stripe/",)),
+    ("requests, urllib3, http.client", ("/requests/", "/urllib3/", "http/client.py")),
+    ("Celery, kombu", ("/celery/", "/kombu/", "/billiard/", "/vine/")),
+    ("redis-py", ("/redis/",)),
+    ("pydantic", ("/pydantic/", "/pydantic_core/")),
+    ("e-mail: email package, icalendar", ("/email/", "/icalendar/")),
+    ("prometheus_client", ("/prometheus_client/",)),
+    ("json", ("/json/",)),
+)
+OTHER_LAYER = "standard library, C built-ins (socket I/O, isinstance…)"
+
+
+def layer_shares(stats: pstats.Stats) -> dict[str, float]:
+    """Per layer, its share of the profiled CPU time (own time of its functions, and of
+    the C built-ins they call: a socket's recv is the library's that calls it; the
+    harness left out), largest first."""
+
+    def layer_of(filename: str) -> str:
+        found = (name for name, parts in LAYERS if any(p in filename for p in parts))
+        return next(found, OTHER_LAYER)
+
+    totals: Counter[str] = Counter()
+    for (filename, _, _), row in stats.stats.items():  # type: ignore[attr-defined]
+        own, callers = row[2], row[4]
+        if filename == "~" and callers:  # a built-in: split by who called it
+            for (caller_file, _, _), edge in callers.items():
+                totals[layer_of(caller_file)] += edge[2]
+        else:
+            totals[layer_of(filename)] += own
+    del totals["harness (test client)"]
+    whole = sum(totals.values()) or 1.0
+    return {name: round(t / whole, 3) for name, t in totals.most_common()}
+
+
 def write_profile(profiler: cProfile.Profile, directory: Path, name: str, n: int) -> None:
-    """`<name>.prof` (pstats: snakeviz, `python -m pstats`) and `<name>.txt`: the functions
-    with the most cumulative time, per request. Profiled figures run ~2× slower than the
-    table's; read them as shares, not as costs."""
+    """`<name>.prof` (pstats: snakeviz, `python -m pstats`), `<name>.txt` (the functions
+    with the most cumulative and own time) and `<name>.layers.json` (the CPU shares by
+    library, `layer_shares`). A profiled request runs ~2× slower than the table's: read
+    the profiles as shares, not as costs."""
     directory.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     profiler.dump_stats(directory / f"{slug}.prof")
@@ -158,6 +201,8 @@ def write_profile(profiler: cProfile.Profile, directory: Path, name: str, n: int
     stats.sort_stats("cumulative").print_stats(60)
     stats.sort_stats("tottime").print_stats(30)
     (directory / f"{slug}.txt").write_text(text_out.getvalue())
+    shares = layer_shares(stats)
+    (directory / f"{slug}.layers.json").write_text(json.dumps(shares, indent=1) + "\n")
 
 
 def _app_env(database_url: str, redis_url: str, stripe_url: str, queue: str) -> dict[str, str]:
@@ -499,6 +544,16 @@ def render(costs: JSON) -> str:
     return "\n".join(lines)
 
 
+def render_layers(directory: Path) -> str:
+    """The CPU shares by library of each profiled request kind, as a table."""
+    lines = [f"CPU shares by library (cProfile, {directory}):"]
+    for path in sorted(directory.glob("*.layers.json")):
+        shares = json.loads(path.read_text())
+        top = ", ".join(f"{name} {share:.0%}" for name, share in list(shares.items())[:6])
+        lines.append(f"  {path.name.removesuffix('.layers.json')}: {top}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tests import support
     from tests.bench.stack import DEFAULT_REDIS_URL
@@ -527,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir = Path(args.profile) if args.profile else None
         costs = measure_api_and_tasks(database_url, redis_url, stripe_url, args.n, say, profile_dir)
         say(render(costs))
+        if profile_dir is not None:
+            say(render_layers(profile_dir))
         if args.statements:
             for name, c in costs.items():
                 say(f"\n{name}:")
