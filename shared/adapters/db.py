@@ -66,9 +66,12 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+_ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
 def advisory_xact_lock(session: Session, key: str) -> None:
     """Serialise transactions that name the same key, until they end."""
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    session.execute(_ADVISORY_XACT_LOCK, {"key": key})
 
 
 # SQLSTATEs that mean "the database could not do it just now; the same request may succeed

@@ -47,6 +47,13 @@ from shared.domain.transitions import BookingStatus as BookingStatus
 
 Money = Numeric(14, 3)
 
+# A value, or the bound parameter (`bindparam`) of a statement built once per process
+# and executed with values: building a statement costs more CPU than running it
+# (~0.2 ms in SQLAlchemy against ~0.15 ms for the round trip), so the hot paths build
+# theirs once (`functools.cache`) from the same conditions.
+When = datetime | ColumnElement[datetime]
+Ident = uuid.UUID | ColumnElement[uuid.UUID]
+
 
 def _uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -88,9 +95,7 @@ def period(start: Any, end: Any) -> ColumnElement[Any]:
     return func.tstzrange(start, end, text("'[)'"))
 
 
-def period_overlaps(
-    start_col: Any, end_col: Any, start: datetime, end: datetime
-) -> ColumnElement[bool]:
+def period_overlaps(start_col: Any, end_col: Any, start: When, end: When) -> ColumnElement[bool]:
     """[start_col, end_col) meets [start, end) (the same test as `start_col < end AND
     end_col > start` for non-empty rows), written as a range overlap so that a GiST index
     on (artist_id, period) reads only the rows near the window, bounded on both sides.
@@ -222,7 +227,7 @@ class Leave(Base):
     created_at: Mapped[datetime] = _created_at()
 
     @classmethod
-    def overlapping(cls, start: datetime, end: datetime) -> ColumnElement[bool]:
+    def overlapping(cls, start: When, end: When) -> ColumnElement[bool]:
         """Meets [start, end): through ix_leaves_artist_period with the artist's id."""
         return period_overlaps(cls.start_time, cls.end_time, start, end)
 
@@ -323,23 +328,23 @@ class Booking(Base):
         return cls.status.in_(LIVE_STATUSES)
 
     @classmethod
-    def live_overlapping(cls, start: datetime, end: datetime) -> ColumnElement[bool]:
+    def live_overlapping(cls, start: When, end: When) -> ColumnElement[bool]:
         """A live booking meeting [start, end): the exclusion constraint's own GiST index
         (artist_id, period) WHERE live answers it with the artist's id, reading only the
         bookings near the window however long the artist's history."""
         return cls.live() & period_overlaps(cls.start_time, cls.end_time, start, end)
 
     @classmethod
-    def hold_over(cls, now: datetime) -> ColumnElement[bool]:
+    def hold_over(cls, now: When) -> ColumnElement[bool]:
         return cls.expires_at <= now
 
     @classmethod
-    def open_hold(cls, now: datetime) -> ColumnElement[bool]:
+    def open_hold(cls, now: When) -> ColumnElement[bool]:
         """An unpaid hold that still blocks its slot."""
         return (cls.status == BookingStatus.PENDING_PAYMENT) & (cls.expires_at > now)
 
     @classmethod
-    def stale_hold(cls, now: datetime) -> ColumnElement[bool]:
+    def stale_hold(cls, now: When) -> ColumnElement[bool]:
         """An unpaid hold past its expiry that nobody has marked EXPIRED yet: it blocks
         nothing but is still live for the exclusion constraint."""
         return (cls.status == BookingStatus.PENDING_PAYMENT) & cls.hold_over(now)
@@ -350,7 +355,7 @@ class Booking(Base):
         return cls.payment_intent_id.is_(None) & (cls.deposit_amount > 0)
 
     @classmethod
-    def blocks_slot(cls, now: datetime) -> ColumnElement[bool]:
+    def blocks_slot(cls, now: When) -> ColumnElement[bool]:
         """Keeps its slot from others at `now`: CONFIRMED, or a hold not yet run out."""
         return or_(cls.status == BookingStatus.CONFIRMED, cls.open_hold(now))
 

@@ -17,8 +17,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import BindParameter, Select, Update, bindparam, exists, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,12 +84,8 @@ def _load_catalogue(session: Session, request: BookingRequest) -> tuple[Client, 
     artist_id = parse_id(request.artist_id, "Artist")
     service_id = parse_id(request.service_id, "Service")
     row = session.execute(
-        select(Client, Artist, Service)
-        .select_from(Client)
-        .join(Artist, Artist.id == artist_id)
-        .join(Service, (Service.artist_id == Artist.id) & (Service.id == service_id))
-        .where(Client.id == client_id)
-        .with_for_update(read=True, of=Service)
+        _statements().catalogue,
+        {"client_id": client_id, "artist_id": artist_id, "service_id": service_id},
     ).first()
     if row is not None:
         client, artist, service = row
@@ -110,11 +107,7 @@ def _check_payments_possible(artist: Artist, service: Service) -> None:
 def _check_open_holds(session: Session, client: Client, limit: int, now: datetime) -> None:
     if limit <= 0:
         return
-    open_holds = session.scalar(
-        select(func.count())
-        .select_from(Booking)
-        .where(Booking.client_id == client.id, Booking.open_hold(now))
-    )
+    open_holds = session.scalar(_statements().open_holds, {"client_id": client.id, "now": now})
     if (open_holds or 0) >= limit:
         raise DomainError(
             ErrorCode.RATE_LIMITED,
@@ -307,18 +300,58 @@ def booked_already(session: Session, request: BookingRequest, now: datetime) -> 
     artist_id = parse_id(request.artist_id, "Artist")
     if request.start_time <= now:
         return False
+    params = {
+        "artist_id": artist_id,
+        "start": request.start_time,
+        "now": now,
+        "client_id": parse_id(request.client_id, "Client"),
+        "service_id": parse_id(request.service_id, "Service"),
+    }
+    return bool(session.scalar(_statements().booked_already, params))
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    catalogue: Select[Client, Artist, Service]
+    open_holds: Select[int]
+    booked_already: Select[bool]
+    attach_intent: Update
+
+
+@cache
+def _statements() -> _Statements:
+    """Creation's statements, built once (see `shared.adapters.models.When`)."""
+    artist_id: BindParameter[uuid.UUID] = bindparam("artist_id")
+    client_id: BindParameter[uuid.UUID] = bindparam("client_id")
+    service_id: BindParameter[uuid.UUID] = bindparam("service_id")
+    now: BindParameter[datetime] = bindparam("now")
     booked = select(Booking.id).where(
         Booking.artist_id == artist_id,
-        Booking.start_time == request.start_time,
+        Booking.start_time == bindparam("start"),
         (Booking.status == BookingStatus.CONFIRMED) | Booking.open_hold(now),
     )
-    client = select(Client.id).where(Client.id == parse_id(request.client_id, "Client"))
+    client = select(Client.id).where(Client.id == client_id)
     offered = select(Service.id).where(
-        Service.id == parse_id(request.service_id, "Service"),
-        Service.artist_id == artist_id,
-        Service.active,
+        Service.id == service_id, Service.artist_id == artist_id, Service.active
     )
-    return bool(session.scalar(select(exists(booked) & exists(client) & exists(offered))))
+    return _Statements(
+        catalogue=select(Client, Artist, Service)
+        .select_from(Client)
+        .join(Artist, Artist.id == artist_id)
+        .join(Service, (Service.artist_id == Artist.id) & (Service.id == service_id))
+        .where(Client.id == client_id)
+        .with_for_update(read=True, of=Service),
+        open_holds=select(func.count())
+        .select_from(Booking)
+        .where(Booking.client_id == client_id, Booking.open_hold(now)),
+        booked_already=select(exists(booked) & exists(client) & exists(offered)),
+        # Run in a session of its own: no object there to keep in step (and the ORM's
+        # in-Python evaluation of the WHERE would not see the parameters' values).
+        attach_intent=update(Booking)
+        .where(Booking.id == bindparam("booking_id"))
+        .values(payment_intent_id=bindparam("intent_id"))
+        .execution_options(synchronize_session=False),
+    )
 
 
 def deposit_request(booking: Booking, destination: str) -> DepositRequest:
@@ -422,9 +455,7 @@ class BookingService:
         try:
             with self._resources.autocommit_sessions() as session:
                 session.execute(
-                    update(Booking)
-                    .where(Booking.id == booking.id)
-                    .values(payment_intent_id=intent.id)
+                    _statements().attach_intent, {"booking_id": booking.id, "intent_id": intent.id}
                 )
         except DBAPIError:
             # The hold stays and runs out; the intent is found again by its idempotency

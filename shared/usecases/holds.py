@@ -5,28 +5,36 @@ periodic sweeper or by a new booking that needs the slot."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from shared.adapters import metrics
 from shared.adapters.db import transaction
-from shared.adapters.models import Booking
+from shared.adapters.models import Booking, Ident, When
 from shared.adapters.runtime import Resources
 from shared.domain.transitions import Action, BookingStatus
 from shared.usecases.effects import NONE, EffectRunner, Effects
 from shared.usecases.transitions import carry_out, conditional_update, single_rule
 
+_EXPIRE = single_rule(Action.HOLD_EXPIRED, BookingStatus.PENDING_PAYMENT)
+
 
 def _expire(session: Session, which: ColumnElement[bool], now: datetime) -> Effects:
     # Conditional update: a booking confirmed meanwhile stays confirmed.
-    rule = single_rule(Action.HOLD_EXPIRED, BookingStatus.PENDING_PAYMENT)
-    expired = session.scalars(conditional_update(rule, which, now).returning(Booking)).all()
+    expired = session.scalars(conditional_update(_EXPIRE, which, now).returning(Booking)).all()
+    return _carry_out(session, expired, now)
+
+
+def _carry_out(session: Session, expired: Sequence[Booking], now: datetime) -> Effects:
     effects = NONE
     for booking in expired:
-        effects += carry_out(session, booking, rule, now)
+        effects += carry_out(session, booking, _EXPIRE, now)
     return effects
 
 
@@ -34,12 +42,28 @@ def expire_overlapping_holds(
     session: Session, artist_id: uuid.UUID, start: datetime, end: datetime, now: datetime
 ) -> Effects:
     """Inside a booking transaction: stale holds overlapping [start, end) would still
-    trip the exclusion constraint, so they are expired first (one statement; usually it
-    matches nothing)."""
-    return _expire(session, overlapping_holds(artist_id, start, end), now)
+    trip the exclusion constraint, so they are expired first (one statement, built once;
+    usually it matches nothing)."""
+    params = {"artist": artist_id, "lo": start, "hi": end, "now": now}
+    return _carry_out(session, session.scalars(_overlapping_expiry(), params).all(), now)
 
 
-def overlapping_holds(artist_id: uuid.UUID, start: datetime, end: datetime) -> ColumnElement[bool]:
+@cache
+def _overlapping_expiry() -> ReturningUpdate[Booking]:
+    """`expire_overlapping_holds`'s statement, built once (`shared.adapters.models.When`).
+    The objects of the session are kept in step by the rows the statement returns
+    ("fetch"): the ORM's in-Python evaluation of the WHERE would not see the values."""
+    now: BindParameter[datetime] = bindparam("now")
+    # (No parameter may be named after a column of an UPDATE: "artist", not "artist_id".)
+    which = overlapping_holds(bindparam("artist"), bindparam("lo"), bindparam("hi"))
+    return (
+        conditional_update(_EXPIRE, which, now)
+        .returning(Booking)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def overlapping_holds(artist_id: Ident, start: When, end: When) -> ColumnElement[bool]:
     """Live bookings of the artist meeting [start, end) (the rule adds PENDING_PAYMENT
     and the expiry): the exclusion constraint's GiST index, bounded on both sides."""
     return (Booking.artist_id == artist_id) & Booking.live_overlapping(start, end)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select
+from sqlalchemy import BindParameter, Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from shared.adapters.models import Artist, Booking, Leave, Service, WorkingHours
+from shared.adapters.models import (
+    Artist,
+    Booking,
+    Ident,
+    Leave,
+    Service,
+    When,
+    WorkingHours,
+)
 from shared.domain import availability as rules
 from shared.domain.errors import DomainError, ErrorCode
 from shared.domain.policy import DepositPolicy
@@ -60,9 +69,7 @@ def _clock(minute: int) -> time:
     return time(0, 0) if minute == 1440 else time(minute // 60, minute % 60)
 
 
-def leaves_in_window(
-    artist_id: uuid.UUID, start: datetime, end: datetime
-) -> Select[datetime, datetime]:
+def leaves_in_window(artist_id: Ident, start: When, end: When) -> Select[datetime, datetime]:
     """The artist's leaves meeting [start, end) (ix_leaves_artist_period)."""
     return select(Leave.start_time, Leave.end_time).where(
         Leave.artist_id == artist_id, Leave.overlapping(start, end)
@@ -70,7 +77,7 @@ def leaves_in_window(
 
 
 def bookings_in_window(
-    artist_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    artist_id: Ident, start: When, end: When, now: When
 ) -> Select[datetime, datetime, datetime | None]:
     """The artist's bookings that block time in [start, end) at `now`, read through the
     exclusion constraint's GiST index (both window bounds reach it: see
@@ -96,16 +103,15 @@ def load_schedule(
     """Everything that can make a slot in [start, end) unavailable, in three queries."""
     policy = policy_of(artist)
     window = rules.busy_window(start, end, policy)
-    hours = session.execute(
-        select(WorkingHours.day_of_week, WorkingHours.start_minute, WorkingHours.end_minute).where(
-            WorkingHours.artist_id == artist.id
-        )
-    ).all()
-    leaves = session.execute(leaves_in_window(artist.id, window.start, window.end)).all()
-    booking_query = bookings_in_window(artist.id, window.start, window.end, now)
-    if exclude_booking is not None:
-        booking_query = booking_query.where(Booking.id != exclude_booking)
-    bookings = session.execute(booking_query).all()
+    statements = _schedule_statements()
+    params = {"artist_id": artist.id, "lo": window.start, "hi": window.end, "now": now}
+    hours = session.execute(statements.hours, params).all()
+    leaves = session.execute(statements.leaves, params).all()
+    if exclude_booking is None:
+        bookings = session.execute(statements.bookings, params).all()
+    else:
+        params["exclude"] = exclude_booking
+        bookings = session.execute(statements.bookings_but_one, params).all()
     return Schedule(
         tz=ZoneInfo(artist.timezone),
         hours=[rules.WorkingHours(d, _clock(s), _clock(e)) for d, s, e in hours],
@@ -113,6 +119,33 @@ def load_schedule(
         bookings=[rules.Interval(s, e) for s, e, _ in bookings],
         policy=policy,
         hold_expiries=[x for _, _, x in bookings if x is not None],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ScheduleStatements:
+    hours: Select[int, int, int]
+    leaves: Select[datetime, datetime]
+    bookings: Select[datetime, datetime, datetime | None]
+    bookings_but_one: Select[datetime, datetime, datetime | None]
+
+
+@cache
+def _schedule_statements() -> _ScheduleStatements:
+    """`load_schedule`'s statements, built once (see `shared.adapters.models.When`);
+    parameters artist_id, lo and hi (the busy window), now, and exclude."""
+    artist_id: BindParameter[uuid.UUID] = bindparam("artist_id")
+    lo: BindParameter[datetime] = bindparam("lo")
+    hi: BindParameter[datetime] = bindparam("hi")
+    now: BindParameter[datetime] = bindparam("now")
+    bookings = bookings_in_window(artist_id, lo, hi, now)
+    return _ScheduleStatements(
+        hours=select(
+            WorkingHours.day_of_week, WorkingHours.start_minute, WorkingHours.end_minute
+        ).where(WorkingHours.artist_id == artist_id),
+        leaves=leaves_in_window(artist_id, lo, hi),
+        bookings=bookings,
+        bookings_but_one=bookings.where(Booking.id != bindparam("exclude")),
     )
 
 
@@ -182,14 +215,7 @@ def peek_cache_key(session: Session, query: AvailabilityQuery) -> tuple[object, 
     artist_id = parse_id(query.artist_id, "Artist")
     service_id = parse_id(query.service_id, "Service") if query.service_id is not None else None
     row = session.execute(
-        select(Artist.schedule_version, Service.duration_min)
-        .select_from(Artist)
-        # An inactive service has no availability: no key, and `resolve` says NOT_FOUND.
-        .outerjoin(
-            Service,
-            (Service.id == service_id) & (Service.artist_id == Artist.id) & Service.active,
-        )
-        .where(Artist.id == artist_id)
+        _cache_key_statement(), {"artist_id": artist_id, "service_id": service_id}
     ).first()
     if row is None:
         return None
@@ -198,6 +224,23 @@ def peek_cache_key(session: Session, query: AvailabilityQuery) -> tuple[object, 
     if duration_min is None:
         return None
     return (artist_id, version, query.start, query.end, duration_min, query.step_min)
+
+
+@cache
+def _cache_key_statement() -> Select[int, int | None]:
+    """`peek_cache_key`'s read, built once: the artist's schedule version and the
+    service's duration (NULL without a service_id, or for a service that is not the
+    artist's or is inactive: no key then, and `resolve` says NOT_FOUND)."""
+    service_id = bindparam("service_id", type_=Service.id.type)
+    return (
+        select(Artist.schedule_version, Service.duration_min)
+        .select_from(Artist)
+        .outerjoin(
+            Service,
+            (Service.id == service_id) & (Service.artist_id == Artist.id) & Service.active,
+        )
+        .where(Artist.id == bindparam("artist_id"))
+    )
 
 
 def resolve(session: Session, query: AvailabilityQuery) -> ResolvedQuery:

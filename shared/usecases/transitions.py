@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Update, true, update
 from sqlalchemy.orm import Session
 
-from shared.adapters.models import Booking
+from shared.adapters.models import Booking, When
 from shared.domain import calendar, deposits
 from shared.domain.deposits import DepositMove, DepositStatus
 from shared.domain.notifications import NotificationKind
@@ -45,7 +45,7 @@ _STAMPS: dict[BookingStatus, str] = {
 }
 
 
-def _status_values(rule: Rule, now: datetime) -> dict[str, object]:
+def _status_values(rule: Rule, now: When) -> dict[str, object]:
     """The columns a status change writes: the status, when, and who cancelled."""
     values: dict[str, object] = {"status": rule.target}
     column = _STAMPS.get(rule.target)
@@ -138,7 +138,7 @@ def single_rule(action: Action, status: BookingStatus) -> Rule:
     return rule
 
 
-def _guard_sql(guard: Guard, now: datetime) -> ColumnElement[bool]:
+def _guard_sql(guard: Guard, now: When) -> ColumnElement[bool]:
     if guard is Guard.ALWAYS:
         return true()
     if guard is Guard.HOLD_OVER:
@@ -146,7 +146,7 @@ def _guard_sql(guard: Guard, now: datetime) -> ColumnElement[bool]:
     raise ValueError(f"{guard} cannot be checked in one statement")
 
 
-def conditional_update(rule: Rule, which: ColumnElement[bool], now: datetime) -> Update:
+def conditional_update(rule: Rule, which: ColumnElement[bool], now: When) -> Update:
     """Move every booking matched by `which` along `rule` in one statement, but only those
     still in the rule's source status and meeting its guard (a booking confirmed
     meanwhile stays confirmed). Add `.returning(Booking)` to carry out the rule's intents
