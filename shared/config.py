@@ -150,12 +150,14 @@ class Settings:
     database_lock_timeout_ms: int = 5000
     database_statement_timeout_ms: int = 15000
     # SQLAlchemy pool of each process: connections kept open (0: the process kind's
-    # default, 5 for an API process, 2 for a worker process) and extra ones opened in a
-    # burst. A connection is only checked out for one short transaction, never across a
-    # Stripe call, so a few serve many threads; the sum over all processes must stay
-    # under PostgreSQL's max_connections (README "Concurrency").
+    # default, 10 for an API process, 2 for a worker process) and extra ones opened in a
+    # burst and closed after it (-1: the kind's default, 0 for an API process, 5 for a
+    # worker process; shared/adapters/runtime.py). A connection is only checked out for
+    # one short transaction, never across a Stripe call, so a few serve many threads; the
+    # sum over all processes must stay under PostgreSQL's max_connections (README
+    # "Concurrency").
     database_pool_size: int = 0
-    database_max_overflow: int = 5
+    database_max_overflow: int = -1
     max_open_holds_per_client: int = 0  # 0 = no limit
     celery_queue: str = "inkflow"
     # Redis broker: an unacknowledged task (its worker was killed) is handed out again
@@ -308,7 +310,7 @@ class Settings:
                 "DATABASE_STATEMENT_TIMEOUT_MS", 15000, minimum=1
             ),
             database_pool_size=integer("DATABASE_POOL_SIZE", 0),
-            database_max_overflow=integer("DATABASE_MAX_OVERFLOW", 5),
+            database_max_overflow=integer("DATABASE_MAX_OVERFLOW", -1),
             max_open_holds_per_client=integer("MAX_OPEN_HOLDS_PER_CLIENT", 0),
             celery_queue=optional("CELERY_QUEUE") or "inkflow",
             celery_visibility_timeout=integer("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),

@@ -18,7 +18,12 @@ from services.api.state import ApiState, init_state
 from shared.adapters.locks import SlotLocks
 from shared.adapters.payments import StripeGateway
 from shared.adapters.queue import CeleryQueue, TaskQueue
-from shared.adapters.runtime import Resources, build_resources
+from shared.adapters.runtime import (
+    API_MAX_OVERFLOW,
+    API_POOL_SIZE,
+    Resources,
+    build_resources,
+)
 from shared.config import Settings, check_safe_to_run, load_dotenv_for_development
 from shared.domain.timeutil import Clock, utcnow
 from shared.logging_setup import configure_logging
@@ -56,7 +61,9 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     closers = []
     if resources is None:
-        resources = build_resources(settings)
+        resources = build_resources(
+            settings, pool_size=API_POOL_SIZE, max_overflow=API_MAX_OVERFLOW
+        )
         closers.append(resources.close)
     if queue is None:
         celery_queue = CeleryQueue(settings)

@@ -37,12 +37,23 @@ def make_redis(url: str) -> redis.Redis:
     )
 
 
-def build_resources(settings: Settings, *, pool_size: int = 5) -> Resources:
-    """`pool_size`: the process kind's default, unless DATABASE_POOL_SIZE is set."""
+# The API's pool: its 32 threads per process take turns on 10 connections kept open. No
+# overflow: an overflow connection is closed as soon as it is returned, so a steady load
+# above the pool size opened and closed connections many times a second (a PostgreSQL
+# backend forked and authenticated, its prepared statements lost, each time): with 5 + 5
+# the bench's booking stages spent ~0.5 of its 2 cores on that.
+API_POOL_SIZE = 10
+API_MAX_OVERFLOW = 0
+
+
+def build_resources(settings: Settings, *, pool_size: int = 5, max_overflow: int = 5) -> Resources:
+    """`pool_size`, `max_overflow`: the process kind's defaults (the API's above, the
+    worker's 2 and 5), unless DATABASE_POOL_SIZE or DATABASE_MAX_OVERFLOW is set."""
+    overflow = settings.database_max_overflow
     engine = make_engine(
         settings.database_url,
         pool_size=settings.database_pool_size or pool_size,
-        max_overflow=settings.database_max_overflow,
+        max_overflow=max_overflow if overflow < 0 else overflow,
         lock_timeout_ms=settings.database_lock_timeout_ms,
         statement_timeout_ms=settings.database_statement_timeout_ms,
     )

@@ -164,11 +164,12 @@ class ScaleStage:
         self.big_scale = bigdata.Scale(int(meta["artists"]))
         bigdata.migrate(big_url)
         with psycopg.connect(big_url, autocommit=True) as conn:
-            # What the hold sweeper would have done since the last run (the generated holds
-            # and the previous runs' ones have run out): expired, as the sweep marks them.
+            # The generated holds have run out, and so will a previous run's (the same
+            # slots are booked in each run): all expired, as the sweep marks them, so that
+            # a run minutes after another finds the same free slots.
             conn.execute(
-                "UPDATE bookings SET status = 'EXPIRED', expired_at = now(), updated_at = now()"
-                " WHERE status = 'PENDING_PAYMENT' AND expires_at <= now()"
+                "UPDATE bookings SET status = 'EXPIRED', expired_at = now(), updated_at = now(),"
+                " expires_at = LEAST(expires_at, now()) WHERE status = 'PENDING_PAYMENT'"
             )
         self.say(f"  building the small world ({SMALL_ARTISTS} artists, same history)…")
         small_meta = bigdata.build(
