@@ -5,7 +5,6 @@ second intent or a second connected account), a timeout and bounded retries."""
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from stripe.params import (
     RefundListParams,
 )
 
-from shared.adapters import metrics
+from shared.adapters.stripe_http import MeasuredHttpClient
 from shared.config import Settings
 from shared.domain.money import platform_fee
 from shared.domain.refunds import RefundReason
@@ -188,29 +187,6 @@ def _intent(obj: stripe.PaymentIntent) -> Intent:
         currency=obj.currency,
         status=obj.status,
     )
-
-
-class MeasuredHttpClient(stripe.RequestsClient):
-    """The SDK's HTTP client, timing each attempt (retries included) and counting the
-    failed ones: every Stripe call of the gateway goes through it, whatever the resource."""
-
-    # The signature of RequestsClient.request, which itself narrows HTTPClient's.
-    def request(  # type: ignore[override]
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-    ) -> tuple[bytes, int, Mapping[str, str]]:
-        operation = metrics.stripe_operation(method, url)
-        started = time.perf_counter()
-        try:
-            answer = super().request(method, url, headers, post_data)
-        except stripe.APIConnectionError:
-            metrics.stripe_call(operation, 0, time.perf_counter() - started)
-            raise
-        metrics.stripe_call(operation, answer[1], time.perf_counter() - started)
-        return answer
 
 
 class StripeGateway:
