@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,16 @@ class World:
     service_id: str
     client_id: str
     stripe_account_id: str | None
+
+    def booking(self, start: datetime | str) -> dict[str, str]:
+        """The body of `POST /api/bookings/create` for this world's client, artist and
+        service at `start` (an ISO 8601 string as is)."""
+        return {
+            "clientId": self.client_id,
+            "artistId": self.artist_id,
+            "serviceId": self.service_id,
+            "startTime": start if isinstance(start, str) else start.isoformat(),
+        }
 
 
 def make_world(

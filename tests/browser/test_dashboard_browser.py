@@ -47,12 +47,7 @@ def book(site: LiveServer, world: World, days: int) -> tuple[str, datetime]:
     start = datetime(day.year, day.month, day.day, 11, tzinfo=PARIS)
     made = site.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start.isoformat(),
-        },
+        json=world.booking(start),
         headers={"Authorization": f"Bearer {support.ADMIN_TOKEN}"},
     )
     assert made.status_code == 201, made.text

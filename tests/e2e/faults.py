@@ -209,12 +209,7 @@ class Traffic:
 
     def book_alone(self, world: World, start: datetime) -> Future[requests.Response]:
         """A booking of the test's own, sent from a thread while the traffic is paused."""
-        body = {
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start.isoformat(),
-        }
+        body = world.booking(start)
         pool = ThreadPoolExecutor(max_workers=1)
         url = f"{self.api}/api/bookings/create"
         answer = pool.submit(requests.post, url, json=body, timeout=HTTP_TIMEOUT)
@@ -222,12 +217,7 @@ class Traffic:
         return answer
 
     def _book(self, http: requests.Session, world: World, start: datetime, *, pay: bool) -> None:
-        body = {
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start.isoformat(),
-        }
+        body = world.booking(start)
         began = time.time()
         try:
             response = http.post(f"{self.api}/api/bookings/create", json=body, timeout=HTTP_TIMEOUT)

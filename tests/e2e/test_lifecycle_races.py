@@ -412,12 +412,7 @@ def test_a_cancel_racing_the_payment_webhook_ends_consistent(
         start = at(local_day(3 + round_no // 8), 10 + round_no % 8)
         created = requests.post(
             server.url + "/api/bookings/create",
-            json={
-                "clientId": world.client_id,
-                "artistId": world.artist_id,
-                "serviceId": world.service_id,
-                "startTime": start.isoformat(),
-            },
+            json=world.booking(start),
             timeout=HTTP_TIMEOUT,
         )
         assert created.status_code == 201, created.text

@@ -109,12 +109,7 @@ def test_metrics_and_request_ids_after_a_paid_booking(
     world = make_world(sessions)
     booking_rid = f"test-booking-{uuid.uuid4().hex}"
     webhook_rid = f"test-webhook-{uuid.uuid4().hex}"
-    body = {
-        "clientId": world.client_id,
-        "artistId": world.artist_id,
-        "serviceId": world.service_id,
-        "startTime": in_days(3).isoformat(),
-    }
+    body = world.booking(in_days(3))
     created = server.post("/api/bookings/create", json=body, headers={"X-Request-ID": booking_rid})
     assert created.status_code == 201, created.text
     assert created.headers["X-Request-ID"] == booking_rid

@@ -179,12 +179,7 @@ def test_reminded_once_per_start_across_a_worker_killed_mid_sweep_and_a_reschedu
     for hour in (11, 13, 15):
         answer = server.post(
             "/api/bookings/create",
-            json={
-                "clientId": world.client_id,
-                "artistId": world.artist_id,
-                "serviceId": world.service_id,
-                "startTime": local(6, hour).isoformat(),
-            },
+            json=world.booking(local(6, hour)),
         )
         assert answer.status_code == 201, answer.text
         bookings.append(answer.json()["booking"])

@@ -81,12 +81,7 @@ def _fire(urls: list[str], bodies: list[dict[str, str]]) -> list[Outcome]:
 
 
 def _body(world: World, start: datetime) -> dict[str, str]:
-    return {
-        "clientId": world.client_id,
-        "artistId": world.artist_id,
-        "serviceId": world.service_id,
-        "startTime": start.isoformat(),
-    }
+    return world.booking(start)
 
 
 def _day(days: int) -> datetime:

@@ -206,12 +206,7 @@ def test_cached_answers_follow_every_change(client, sessions, admin_headers):
 
     booked = client.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start.replace(hour=11).isoformat(),
-        },
+        json=world.booking(start.replace(hour=11)),
     )
     assert booked.status_code == 201
     assert _hours_free(client, world, start) == set(range(10, 18)) - {11}

@@ -67,12 +67,7 @@ def book(app: Flask, world: World, start: datetime) -> str:
         service.deposit_amount = service.deposit_amount * 0
     answer = app.test_client().post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start.isoformat(),
-        },
+        json=world.booking(start),
         headers={"Authorization": f"Bearer {support.ADMIN_TOKEN}"},
     )
     assert answer.status_code == 201, answer.json

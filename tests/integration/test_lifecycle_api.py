@@ -342,12 +342,7 @@ def test_with_client_jwts_the_token_names_the_client(make_app, sessions) -> None
     mine = token(world.client_id)
     created = http.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start.isoformat(),
-        },
+        json=world.booking(start),
         headers=mine,
     )
     booking_id = created.json["booking"]["id"]
@@ -491,12 +486,7 @@ def test_a_client_with_too_many_no_shows_may_not_book_the_artist_again(lab: Lab)
 
     refused = lab.http.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": local(5, 11).isoformat(),
-        },
+        json=world.booking(local(5, 11)),
     )
     assert refused.status_code == 409
     assert refused.json["error"] == "POLICY_VIOLATION"

@@ -115,12 +115,7 @@ class Stack:
     def book(self, world: World, start: datetime) -> JSON:
         answer = self.http.post(
             "/api/bookings/create",
-            json={
-                "clientId": world.client_id,
-                "artistId": world.artist_id,
-                "serviceId": world.service_id,
-                "startTime": start.isoformat(),
-            },
+            json=world.booking(start),
         )
         assert answer.status_code == 201, answer.get_data(as_text=True)
         booking: JSON = answer.get_json()["booking"]

@@ -47,12 +47,7 @@ def world(sessions: sessionmaker[Session]) -> World:
 def pending(client: FlaskClient, world: World) -> dict[str, Any]:
     answer = client.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": soon(),
-        },
+        json=world.booking(soon()),
     )
     assert answer.status_code == 201, answer.json
     booking: dict[str, Any] = answer.json["booking"]  # type: ignore[index]
@@ -173,12 +168,7 @@ def test_nul_in_a_path_id_names_nothing(
 def test_nul_in_the_idempotency_key_is_a_validation_error_naming_it(
     client: FlaskClient, world: World
 ) -> None:
-    body = {
-        "clientId": world.client_id,
-        "artistId": world.artist_id,
-        "serviceId": world.service_id,
-        "startTime": soon(5),
-    }
+    body = world.booking(soon(5))
     response = client.post(
         "/api/bookings/create", json=body, headers={"Idempotency-Key": f"key{NUL}"}
     )
@@ -299,12 +289,7 @@ def test_a_booking_or_reschedule_outside_the_supported_range_is_refused(
 ) -> None:
     created = client.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start,
-        },
+        json=world.booking(start),
     )
     _refused(created, "startTime")
     moved = client.post(
@@ -342,12 +327,7 @@ def test_the_longest_idempotency_key_is_stored_under_a_client_token(
         {"sub": world.client_id, "exp": int(time.time()) + 600}, secret, algorithm="HS256"
     )
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k" * 255}
-    body = {
-        "clientId": world.client_id,
-        "artistId": world.artist_id,
-        "serviceId": world.service_id,
-        "startTime": soon(6),
-    }
+    body = world.booking(soon(6))
 
     first = client.post("/api/bookings/create", json=body, headers=headers)
     again = client.post("/api/bookings/create", json=body, headers=headers)

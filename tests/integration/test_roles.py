@@ -46,12 +46,7 @@ def http(make_app: Callable[..., Flask]) -> Any:
 def book(http: Any, world: Any, start: datetime) -> str:
     answer = http.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": start.isoformat(),
-        },
+        json=world.booking(start),
         headers=token(world.client_id, "client"),
     )
     assert answer.status_code == 201, answer.json
@@ -216,12 +211,7 @@ def test_roles_cost_the_hot_paths_no_query(
         availability = statements(app)
         created = http.post(
             "/api/bookings/create",
-            json={
-                "clientId": world.client_id,
-                "artistId": world.artist_id,
-                "serviceId": world.service_id,
-                "startTime": start.isoformat(),
-            },
+            json=world.booking(start),
             headers=headers,
         )
         assert created.status_code == 201, created.json

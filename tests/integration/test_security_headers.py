@@ -74,12 +74,7 @@ def test_answers_with_a_client_secret_are_not_stored(client, sessions) -> None:
     world = make_world(sessions)
     created = client.post(
         "/api/bookings/create",
-        json={
-            "clientId": world.client_id,
-            "artistId": world.artist_id,
-            "serviceId": world.service_id,
-            "startTime": next_weekday().isoformat(),
-        },
+        json=world.booking(next_weekday()),
     )
     assert created.status_code == 201, created.get_json()
     assert "_secret_" in created.get_json()["paymentIntent"]["clientSecret"]
