@@ -21,7 +21,7 @@ from stripe.params import (
     RefundListParams,
 )
 
-from shared.adapters.stripe_http import MeasuredHttpClient
+from shared.adapters.stripe_http import StripeHttpClient
 from shared.config import Settings
 from shared.domain.money import platform_fee
 from shared.domain.refunds import RefundReason
@@ -197,7 +197,7 @@ class StripeGateway:
             settings.stripe_secret_key,
             base_addresses={"api": base} if base else None,
             max_network_retries=settings.stripe_max_retries,
-            http_client=MeasuredHttpClient(timeout=settings.stripe_timeout_seconds),
+            http_client=StripeHttpClient(timeout=settings.stripe_timeout_seconds),
         )
 
     def create_deposit_intent(self, deposit: DepositRequest) -> Intent:

@@ -16,7 +16,7 @@ call here, a quarter of a booking's CPU in the API (`python -m tests.bench.costs
   (`should_retry`), a certificate that does not verify or anything else may not; the
   SDK itself retries (`STRIPE_MAX_RETRIES`), urllib3 never does.
 
-Every call is timed and counted by route and status (`metrics.stripe_call`).
+Every attempt is timed and counted by route and status (`metrics.stripe_call`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _proxy_for(url: str) -> str | None:
     return None
 
 
-class Urllib3Client(stripe.HTTPClient):
+class StripeHttpClient(stripe.HTTPClient):
     name = "urllib3"
 
     def __init__(self, timeout: float, *, kept_connections: int = KEPT_CONNECTIONS) -> None:
@@ -58,25 +58,23 @@ class Urllib3Client(stripe.HTTPClient):
             "ca_certs": stripe.ca_bundle_path,
             "retries": False,
         }
-        self._direct = urllib3.PoolManager(**self._options)
-        self._proxied: dict[str, urllib3.ProxyManager] = {}
-        self._by_origin: dict[tuple[str, str], urllib3.PoolManager] = {}
+        # One pool manager per origin (Stripe's API is one), direct or through the proxy
+        # the environment names for it, read once: the environment of a running process
+        # does not change (requests reads it on every call).
+        self._managers: dict[str, urllib3.PoolManager] = {}
 
     def _manager(self, url: str) -> urllib3.PoolManager:
-        # Read from the environment once per origin (the environment of a running
-        # process does not change; requests reads it on every call).
         parts = urlsplit(url)
-        origin = (parts.scheme, parts.netloc)
-        manager = self._by_origin.get(origin)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        manager = self._managers.get(origin)
         if manager is None:
             proxy = _proxy_for(url)
-            if proxy is None:
-                manager = self._direct
-            else:
-                manager = self._proxied.setdefault(
-                    proxy, urllib3.ProxyManager(proxy, **self._options)
-                )
-            manager = self._by_origin.setdefault(origin, manager)
+            made = (
+                urllib3.PoolManager(**self._options)
+                if proxy is None
+                else urllib3.ProxyManager(proxy, **self._options)
+            )
+            manager = self._managers.setdefault(origin, made)
         return manager
 
     def _send(
@@ -88,8 +86,11 @@ class Urllib3Client(stripe.HTTPClient):
         *,
         stream: bool,
     ) -> urllib3.BaseHTTPResponse:
+        """One attempt, timed and counted by route and status (0: no answer)."""
+        operation = metrics.stripe_operation(method, url)
+        started = time.perf_counter()
         try:
-            return self._manager(url).request(
+            answer = self._manager(url).request(
                 method,
                 url,
                 body=post_data,
@@ -100,7 +101,10 @@ class Urllib3Client(stripe.HTTPClient):
                 preload_content=not stream,
             )
         except Exception as exc:  # noqa: BLE001 - every failure becomes the SDK's error
+            metrics.stripe_call(operation, 0, time.perf_counter() - started)
             self._handle_request_error(exc)
+        metrics.stripe_call(operation, answer.status, time.perf_counter() - started)
+        return answer
 
     def request(  # type: ignore[override]
         self,
@@ -141,28 +145,5 @@ class Urllib3Client(stripe.HTTPClient):
         ) from exc
 
     def close(self) -> None:
-        self._direct.clear()
-        for manager in self._proxied.values():
+        for manager in self._managers.values():
             manager.clear()
-
-
-class MeasuredHttpClient(Urllib3Client):
-    """Times each attempt (retries included) and counts the failed ones: every Stripe
-    call of the gateway goes through it, whatever the resource."""
-
-    def request(  # type: ignore[override]
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-    ) -> tuple[bytes, int, Mapping[str, str]]:
-        operation = metrics.stripe_operation(method, url)
-        started = time.perf_counter()
-        try:
-            answer = super().request(method, url, headers, post_data)
-        except stripe.APIConnectionError:
-            metrics.stripe_call(operation, 0, time.perf_counter() - started)
-            raise
-        metrics.stripe_call(operation, answer[1], time.perf_counter() - started)
-        return answer

@@ -119,14 +119,14 @@ def store_event(resources: Resources, event: VerifiedEvent) -> bool:
     # One statement in autocommit: durable when it returns, no BEGIN/COMMIT round trips.
     handled = event.type in HANDLED_EVENT_TYPES
     with resources.autocommit_sessions() as session:
-        inserted = session.execute(_event_insert(handled), _event_values(event)).first()
+        inserted = session.execute(_prebuilt_event_insert(handled), _event_values(event)).first()
     return inserted is not None and handled
 
 
 def event_insert(event: VerifiedEvent) -> ReturningInsert[tuple[str]]:
     """The inbox's one statement with its values in it (for EXPLAIN and tests)."""
     handled = event.type in HANDLED_EVENT_TYPES
-    return _insert_event(handled, event.id, event.type, event.payload, event.created)
+    return _event_statement(handled, event.id, event.type, event.payload, event.created)
 
 
 def _event_values(event: VerifiedEvent) -> dict[str, object]:
@@ -139,11 +139,11 @@ def _event_values(event: VerifiedEvent) -> dict[str, object]:
 
 
 @cache
-def _event_insert(handled: bool) -> ReturningInsert[tuple[str]]:
+def _prebuilt_event_insert(handled: bool) -> ReturningInsert[tuple[str]]:
     """The inbox's one statement, built once per kind (`shared.adapters.models.When`),
     executed with `_event_values`. (No parameter may be named after a column of an
     INSERT: "event_id", not "id".)"""
-    return _insert_event(
+    return _event_statement(
         handled,
         bindparam("event_id"),
         bindparam("event_type"),
@@ -152,7 +152,7 @@ def _event_insert(handled: bool) -> ReturningInsert[tuple[str]]:
     )
 
 
-def _insert_event(
+def _event_statement(
     handled: bool, event_id: object, event_type: object, payload: object, created: object
 ) -> ReturningInsert[tuple[str]]:
     """The event, unless its id is stored already; one nothing handles is stored as done."""

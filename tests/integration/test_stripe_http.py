@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 import stripe
 
-from shared.adapters.stripe_http import Urllib3Client
+from shared.adapters.stripe_http import StripeHttpClient
 
 
 @contextmanager
@@ -63,7 +63,7 @@ def answer(body: bytes, status: str = "200 OK") -> Callable[[socket.socket, byte
     return handle
 
 
-def connection_error(client: Urllib3Client, url: str) -> stripe.APIConnectionError:
+def connection_error(client: StripeHttpClient, url: str) -> stripe.APIConnectionError:
     with pytest.raises(stripe.APIConnectionError) as caught:
         client.request("POST", url, {"Content-Type": "application/x-www-form-urlencoded"}, "a=1")
     return caught.value
@@ -71,7 +71,7 @@ def connection_error(client: Urllib3Client, url: str) -> stripe.APIConnectionErr
 
 def test_an_answer_is_returned_with_its_status_body_and_headers() -> None:
     with raw_server(answer(b'{"error": {}}', "402 Payment Required")) as (port, heads):
-        client = Urllib3Client(timeout=5)
+        client = StripeHttpClient(timeout=5)
         body, status, headers = client.request(
             "POST", f"http://127.0.0.1:{port}/v1/payment_intents", {"X-Test": "1"}, "amount=5"
         )
@@ -83,7 +83,7 @@ def test_an_answer_is_returned_with_its_status_body_and_headers() -> None:
 
 def test_a_server_that_does_not_answer_times_out_and_may_be_retried() -> None:
     with raw_server(lambda conn, _: time.sleep(1.5)) as (port, _):
-        client = Urllib3Client(timeout=0.3)
+        client = StripeHttpClient(timeout=0.3)
         started = time.monotonic()
         error = connection_error(client, f"http://127.0.0.1:{port}/v1/refunds")
         assert time.monotonic() - started < 1.2
@@ -95,7 +95,7 @@ def test_a_refused_connection_may_be_retried() -> None:
     probe = socket.create_server(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()  # nothing listens there now
-    error = connection_error(Urllib3Client(timeout=1), f"http://127.0.0.1:{port}/v1/refunds")
+    error = connection_error(StripeHttpClient(timeout=1), f"http://127.0.0.1:{port}/v1/refunds")
     assert error.should_retry is True
 
 
@@ -104,7 +104,7 @@ def test_an_answer_cut_in_the_middle_may_be_retried() -> None:
         conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id":')
 
     with raw_server(cut) as (port, _):
-        error = connection_error(Urllib3Client(timeout=2), f"http://127.0.0.1:{port}/v1/x")
+        error = connection_error(StripeHttpClient(timeout=2), f"http://127.0.0.1:{port}/v1/x")
     assert error.should_retry is True
 
 
@@ -114,14 +114,14 @@ def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(
     with raw_server(answer(b"{}")) as (proxy_port, proxy_heads):
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
         monkeypatch.setenv("NO_PROXY", "")
-        client = Urllib3Client(timeout=5)
+        client = StripeHttpClient(timeout=5)
         _, status, _ = client.request("GET", "http://stripe.invalid/v1/balance", {})
         assert status == 200
         # A proxied request names the whole URL.
         assert proxy_heads[0].startswith(b"GET http://stripe.invalid/v1/balance HTTP/1.1")
         with raw_server(answer(b"{}")) as (port, heads):
             monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-            _, status, _ = Urllib3Client(timeout=5).request(
+            _, status, _ = StripeHttpClient(timeout=5).request(
                 "GET", f"http://127.0.0.1:{port}/v1/balance", {}
             )
         assert status == 200
